@@ -1,0 +1,21 @@
+// Every error this package raises, with a stable code. Messages name the offending field.
+import createError from '@fastify/error'
+
+/** An option passed to the plugin is invalid. Raised at registration. */
+export const InvalidOptionError = createError<'FST_MAESTRO_RL_INVALID_OPTION', [string]>(
+  'FST_MAESTRO_RL_INVALID_OPTION', 'Invalid @maestro/rate-limiting option: %s', 500, TypeError)
+
+/** A route's `config.rateLimit` is invalid. Raised when the route is added, so boot fails. */
+export const InvalidRouteConfigError = createError<'FST_MAESTRO_RL_INVALID_ROUTE_CONFIG', [string, string]>(
+  'FST_MAESTRO_RL_INVALID_ROUTE_CONFIG', 'Invalid config.rateLimit on route %s: %s', 500, TypeError)
+
+/** The plugin was registered twice on one Fastify instance. */
+export const AlreadyRegisteredError = createError<'FST_MAESTRO_RL_ALREADY_REGISTERED'>(
+  'FST_MAESTRO_RL_ALREADY_REGISTERED', '@maestro/rate-limiting is already registered on this instance', 500)
+
+/** A rejected request: the body of the default 429 response carries this code. */
+export const RATE_LIMITED_CODE = 'FST_MAESTRO_RL_RATE_LIMITED'
+
+/** The store answered with something the plugin cannot read (a version mismatch, a foreign key). */
+export const StoreReplyError = createError<'FST_MAESTRO_RL_STORE_REPLY', [string]>(
+  'FST_MAESTRO_RL_STORE_REPLY', 'Unexpected reply from the rate-limit store: %s', 500)

@@ -1,0 +1,69 @@
+// Response headers: X-RateLimit-* on every limited response, Retry-After and X-RateLimit-Error on
+// rejections, and optionally the IETF RateLimit-Policy / RateLimit fields
+// (draft-ietf-httpapi-ratelimit-headers-10, structured-field lists). Unlimited dimensions are omitted.
+import type { FastifyReply } from 'fastify'
+import type { Decision } from './store/types.js'
+
+const seconds = (ms: number): number => Math.max(0, Math.ceil(ms / 1000))
+
+/** Whole seconds until a rejected request would be admitted (at least 1). */
+export function retryAfterSeconds (decision: Decision): number {
+  return Math.max(1, seconds(decision.retryAfterMs))
+}
+
+/** Unix seconds: on rejection, when the request would be admitted; else when the tightest window next frees capacity. */
+export function resetAt (decision: Decision): number {
+  if (!decision.allowed) return Math.ceil((decision.now + decision.retryAfterMs) / 1000)
+  const { minute, hour, month } = decision
+  const window = minute.limit !== Infinity ? minute : hour.limit !== Infinity ? hour : month
+  return Math.ceil(Math.max(window.resetAt, decision.now) / 1000)
+}
+
+export function setRateLimitHeaders (reply: FastifyReply, decision: Decision): void {
+  const { minute, hour, month, concurrent } = decision
+  if (minute.limit !== Infinity) {
+    reply.header('x-ratelimit-limit-minute', minute.limit)
+    reply.header('x-ratelimit-remaining-minute', minute.remaining)
+  }
+  if (hour.limit !== Infinity) {
+    reply.header('x-ratelimit-limit-hour', hour.limit)
+    reply.header('x-ratelimit-remaining-hour', hour.remaining)
+  }
+  if (month.limit !== Infinity) {
+    reply.header('x-ratelimit-limit-month', month.limit)
+    reply.header('x-ratelimit-remaining-month', month.remaining)
+  }
+  if (concurrent.limit !== Infinity) {
+    reply.header('x-ratelimit-concurrent-limit', concurrent.limit)
+    reply.header('x-ratelimit-concurrent-remaining', Math.max(0, concurrent.limit - concurrent.inFlight))
+  }
+  reply.header('x-ratelimit-reset', resetAt(decision))
+}
+
+/** `"minute";q=10;w=60, "hour";q=100;w=3600, "month";q=10000;w=2592000` and the matching RateLimit. */
+export function setIetfHeaders (reply: FastifyReply, decision: Decision): void {
+  const policies: string[] = []
+  const states: string[] = []
+  const { minute, hour, month, now } = decision
+  if (minute.limit !== Infinity) {
+    policies.push(`"minute";q=${minute.limit};w=60`)
+    states.push(`"minute";r=${minute.remaining};t=${seconds(minute.resetAt - now)}`)
+  }
+  if (hour.limit !== Infinity) {
+    policies.push(`"hour";q=${hour.limit};w=3600`)
+    states.push(`"hour";r=${hour.remaining};t=${seconds(hour.resetAt - now)}`)
+  }
+  if (month.limit !== Infinity) {
+    policies.push(`"month";q=${month.limit};w=${monthLengthSeconds(month.resetAt)}`)
+    states.push(`"month";r=${month.remaining};t=${seconds(month.resetAt - now)}`)
+  }
+  if (policies.length === 0) return
+  reply.header('ratelimit-policy', policies.join(', '))
+  reply.header('ratelimit', states.join(', '))
+}
+
+/** Length in seconds of the UTC month that ends at `monthEnd`. */
+function monthLengthSeconds (monthEnd: number): number {
+  const end = new Date(monthEnd - 1)
+  return (monthEnd - Date.UTC(end.getUTCFullYear(), end.getUTCMonth(), 1)) / 1000
+}

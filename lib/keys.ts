@@ -1,0 +1,40 @@
+// Redis key layout. Every key of one tenant (and bucket) carries the same hash tag, so a script
+// touches one Redis Cluster slot. Ids are encoded so that no id can inject a brace, collide with
+// another id, or make a key longer than a fixed bound.
+import { createHash } from 'node:crypto'
+
+/** Ids made only of these characters (and at most 64 of them) are used as they are. */
+const PLAIN_ID = /^[A-Za-z0-9_.:@-]{1,64}$/
+
+/** Bumped whenever the layout or the meaning of stored values changes. */
+export const KEY_LAYOUT_VERSION = 'v1'
+
+/**
+ * Encodes an id for use inside a key. Plain ids stay readable; anything else (empty, long, braces,
+ * `*`, newlines, unicode…) becomes `~` + 192 bits of SHA-256. `~` never occurs in a plain id, so the
+ * two forms cannot collide. The hash reads UTF-16 code units, so even lone surrogates stay distinct.
+ */
+export function encodeId (id: string): string {
+  if (PLAIN_ID.test(id)) return id
+  return '~' + createHash('sha256').update(Buffer.from(id, 'utf16le')).digest('base64url').slice(0, 32)
+}
+
+/** Who is counted: a known tenant, or an anonymous client keyed by its address. */
+export type SubjectKind = 'tenant' | 'anonymous'
+
+export interface StoreKeys {
+  /** Hash of window buckets and the month's count. */
+  readonly counters: string
+  /** Sorted set of concurrency leases scored by expiry (ms). */
+  readonly leases: string
+}
+
+/** Where one subject's counters live for one bucket (`undefined` = the subject's shared counters). */
+export function storeKeys (prefix: string, kind: SubjectKind, id: string, bucket: string | undefined): StoreKeys {
+  const tag = (kind === 'tenant' ? 't:' : 'a:') + encodeId(id)
+  const base = `${prefix}:${KEY_LAYOUT_VERSION}:{${tag}}:${bucket === undefined ? 'all' : 'b.' + encodeId(bucket)}`
+  return { counters: base + ':n', leases: base + ':l' }
+}
+
+/** A key prefix may not contain braces (they would break the hash tag) nor spaces. */
+export const KEY_PREFIX_PATTERN = '^[^{}\\s]{1,64}$'

@@ -1,0 +1,134 @@
+// The request path: who is calling → which limits → one store call → headers, or a 429.
+import { randomBytes } from 'node:crypto'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { RATE_LIMITED_CODE } from './errors.js'
+import { retryAfterSeconds, setIetfHeaders, setRateLimitHeaders } from './headers.js'
+import { storeKeys, type StoreKeys } from './keys.js'
+import type { RateLimitContext, ResolvedOptions, TenantIdentity } from './options.js'
+import type { RouteLimiter } from './route-config.js'
+import type { Decision, RateLimitStore, RejectReason } from './store/types.js'
+import type { TierTable } from './tier-table.js'
+import { isUnlimited } from './tiers.js'
+
+/** The concurrency lease a request holds until its response is sent or it is aborted. */
+export interface Lease { readonly keys: StoreKeys, readonly id: string }
+
+export const kLease = Symbol('maestro-rate-limiting.lease')
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** What the limiter decided for this request; null when the route is not limited. */
+    rateLimit: RateLimitContext | null
+    [kLease]: Lease | null
+  }
+}
+
+const MESSAGES: Record<RejectReason, string> = {
+  rate_limit_exceeded: 'Rate limit exceeded',
+  concurrent_limit_exceeded: 'Too many concurrent requests',
+  quota_exceeded: 'Monthly quota exceeded'
+}
+
+export class Limiter {
+  // Lease ids: unique per process and request without a random call per request.
+  private readonly leasePrefix = randomBytes(9).toString('base64url') + ':'
+  private leaseSeq = 0
+
+  constructor (
+    private readonly options: ResolvedOptions,
+    private readonly store: RateLimitStore,
+    private readonly tiers: TierTable
+  ) {}
+
+  /** The hook that limits one route. */
+  hookFor (route: RouteLimiter): (request: FastifyRequest, reply: FastifyReply) => Promise<unknown> {
+    return async (request, reply) => {
+      if (request.rateLimit !== null) return // once per request, whatever calls us again
+      return await this.limit(route, request, reply)
+    }
+  }
+
+  /** Gives back the request's lease, if it holds one; safe to call any number of times. */
+  release (request: FastifyRequest): void {
+    const lease = request[kLease]
+    if (lease === null) return
+    request[kLease] = null
+    this.store.release(lease.keys, lease.id)
+  }
+
+  private async limit (route: RouteLimiter, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+    const { options } = this
+    const identity = options.tenantExtractor === undefined ? null : await options.tenantExtractor(request)
+    const anonymous = identity === null || identity === undefined
+    if (!anonymous) checkIdentity(identity)
+    const subject = anonymous ? options.anonymousKey(request) : identity.tenantId
+    const tier = anonymous ? options.anonymousTier : this.tiers.nameOf(identity.tier)
+    const limits = route.limitsFor(tier, this.tiers.limitsOf(tier))
+    const cost = route.cost
+
+    if (isUnlimited(limits)) {
+      request.rateLimit = { subject, anonymous, tier, bucket: route.bucket, cost, limits, decision: undefined }
+      return
+    }
+
+    const keys = storeKeys(options.keyPrefix, anonymous ? 'anonymous' : 'tenant', subject, route.bucket)
+    const leaseId = limits.concurrentRequests === Infinity ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
+    let decision: Decision
+    try {
+      decision = await this.store.admit({ keys, cost, limits, leaseId })
+    } catch (err) {
+      request.rateLimit = { subject, anonymous, tier, bucket: route.bucket, cost, limits, decision: undefined }
+      return this.storeFailed(err, request, reply)
+    }
+
+    const context = { subject, anonymous, tier, bucket: route.bucket, cost, limits, decision }
+    request.rateLimit = context
+    if (options.headers) setRateLimitHeaders(reply, decision)
+    if (options.ietfHeaders) setIetfHeaders(reply, decision)
+    if (decision.allowed) {
+      if (leaseId !== '') request[kLease] = { keys, id: leaseId }
+      return
+    }
+    return this.reject(request, reply, context as RateLimitContext & { decision: Decision })
+  }
+
+  private reject (request: FastifyRequest, reply: FastifyReply, context: RateLimitContext & { decision: Decision }): FastifyReply {
+    const { decision } = context
+    const reason = decision.reason as RejectReason
+    const retryAfter = retryAfterSeconds(decision)
+    reply.code(429)
+    reply.header('retry-after', retryAfter)
+    reply.header('x-ratelimit-error', reason)
+    this.options.onExceeded?.(request, reply, context)
+    const body = this.options.errorResponseBuilder !== undefined
+      ? this.options.errorResponseBuilder(request, context)
+      : {
+          statusCode: 429,
+          error: 'Too Many Requests',
+          code: RATE_LIMITED_CODE,
+          reason,
+          message: `${MESSAGES[reason]}, retry in ${retryAfter} second${retryAfter === 1 ? '' : 's'}`
+        }
+    return reply.send(body)
+  }
+
+  private storeFailed (err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
+    request.log.error({ err }, 'rate limiting: store failed, %s', this.options.failMode === 'open' ? 'admitting' : 'refusing')
+    if (this.options.failMode === 'open') return undefined
+    reply.code(503)
+    reply.header('retry-after', 1)
+    return reply.send({
+      statusCode: 503,
+      error: 'Service Unavailable',
+      code: 'FST_MAESTRO_RL_STORE_UNAVAILABLE',
+      message: 'Rate limiting is unavailable, retry shortly'
+    })
+  }
+}
+
+function checkIdentity (identity: TenantIdentity): void {
+  if (typeof identity !== 'object' || typeof identity.tenantId !== 'string' ||
+      (identity.tier !== undefined && typeof identity.tier !== 'string')) {
+    throw new TypeError('tenantExtractor must return { tenantId: string, tier?: string } or null')
+  }
+}

@@ -1,0 +1,190 @@
+// The plugin's options: schema, defaults and normalisation into one frozen object.
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import Type from 'typebox'
+import { Compile } from 'typebox/compile'
+import { InvalidOptionError } from './errors.js'
+import { KEY_PREFIX_PATTERN } from './keys.js'
+import type { RedisClient } from './store/lua-script.js'
+import type { Decision, RateLimitStore } from './store/types.js'
+import { DEFAULT_TIERS, infinityToNull, tierLimitsFrom, type TierLimits, type TierLimitsInput } from './tiers.js'
+import { explain } from './validation.js'
+
+/** Who a request belongs to, as the tenant extractor reports it. */
+export interface TenantIdentity {
+  tenantId: string
+  /** Tier name; unknown names fall back to `defaultTier`. */
+  tier?: string
+}
+
+export type TenantExtractor = (request: FastifyRequest) => TenantIdentity | null | undefined | Promise<TenantIdentity | null | undefined>
+
+/** What the plugin knows about a limited request; also on `request.rateLimit`. */
+export interface RateLimitContext {
+  /** Tenant id, or the client key (IP) for anonymous requests. */
+  readonly subject: string
+  readonly anonymous: boolean
+  readonly tier: string
+  /** The route's bucket, or undefined for the tenant's shared counters. */
+  readonly bucket: string | undefined
+  readonly cost: number
+  readonly limits: TierLimits
+  /** Undefined when the request bypassed the store (unlimited) or the store failed. */
+  readonly decision: Decision | undefined
+}
+
+export type HookName = 'onRequest' | 'preParsing' | 'preValidation' | 'preHandler'
+export type ErrorResponseBuilder = (request: FastifyRequest, context: RateLimitContext & { decision: Decision }) => unknown
+export type ExceededListener = (request: FastifyRequest, reply: FastifyReply, context: RateLimitContext & { decision: Decision }) => void
+
+export interface RateLimitingOptions {
+  /** ioredis client or Cluster. Default: `fastify.redis` when registered, else the memory store. */
+  redis?: RedisClient
+  /** A ready store instance; takes precedence over `redis`. */
+  store?: RateLimitStore
+  /** Who is calling. Default: nobody known, so every request is `anonymous` keyed by `request.ip`. */
+  tenantExtractor?: TenantExtractor
+  /** Tier name → limits, merged over the default tiers (replaces or adds tiers). */
+  tiers?: Record<string, TierLimitsInput>
+  /** Picks the environment multiplier of dynamic policies. Default `NODE_ENV`, else `production`. */
+  environment?: string
+  /** Prefix of every Redis key. Default `maestro-rl`. */
+  keyPrefix?: string
+  /** Tier used when a tenant reports an unknown tier or none. Default `starter`. */
+  defaultTier?: string
+  /** Tier of requests without a tenant. Default `anonymous`. */
+  anonymousTier?: string
+  /** Key of anonymous clients. Default `request.ip` (so `trustProxy` decides about X-Forwarded-For). */
+  anonymousKey?: (request: FastifyRequest) => string
+  /** Limit every route (true, default) or only routes with `config.rateLimit`. */
+  global?: boolean
+  /** The hook the limiter runs in. Default `onRequest`. */
+  hook?: HookName
+  /** Send X-RateLimit-* headers. Default true. */
+  headers?: boolean
+  /** Also send the IETF `RateLimit-Policy` / `RateLimit` fields. Default false. */
+  ietfHeaders?: boolean
+  /** Sub-buckets per sliding window; capacity frees at most window/k late. Default 20. */
+  bucketsPerWindow?: number
+  /** A concurrency lease that is never released frees itself after this. Default 60 s. */
+  leaseTtlSeconds?: number
+  /** Builds the body of a 429 response. */
+  errorResponseBuilder?: ErrorResponseBuilder
+  /** Called for every rejected request (logging, auditing). */
+  onExceeded?: ExceededListener
+  /** What happens when the store fails: admit (`open`, default) or answer 503 (`closed`). */
+  failMode?: 'open' | 'closed'
+}
+
+const TIER_NAME = /^[A-Za-z0-9_.-]{1,64}$/
+
+const Limit = Type.Union([Type.Integer({ minimum: 0 }), Type.Null()])
+export const TierLimitsSchema = Type.Object({
+  requestsPerMinute: Limit,
+  requestsPerHour: Limit,
+  concurrentRequests: Limit,
+  monthlyQuota: Limit
+}, { additionalProperties: false })
+export const PartialTierLimitsSchema = Type.Partial(TierLimitsSchema, { additionalProperties: false })
+
+const AnyFunction = Type.Function([], Type.Unknown())
+const OptionsSchema = Type.Object({
+  redis: Type.Optional(Type.Object({})),
+  store: Type.Optional(Type.Object({})),
+  tenantExtractor: Type.Optional(AnyFunction),
+  tiers: Type.Optional(Type.Record(Type.String(), TierLimitsSchema)),
+  environment: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  keyPrefix: Type.Optional(Type.String({ pattern: KEY_PREFIX_PATTERN })),
+  defaultTier: Type.Optional(Type.String({ pattern: TIER_NAME.source })),
+  anonymousTier: Type.Optional(Type.String({ pattern: TIER_NAME.source })),
+  anonymousKey: Type.Optional(AnyFunction),
+  global: Type.Optional(Type.Boolean()),
+  hook: Type.Optional(Type.Union([Type.Literal('onRequest'), Type.Literal('preParsing'), Type.Literal('preValidation'), Type.Literal('preHandler')])),
+  headers: Type.Optional(Type.Boolean()),
+  ietfHeaders: Type.Optional(Type.Boolean()),
+  bucketsPerWindow: Type.Optional(Type.Integer({ minimum: 1, maximum: 60 })),
+  leaseTtlSeconds: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 86_400 })),
+  errorResponseBuilder: Type.Optional(AnyFunction),
+  onExceeded: Type.Optional(AnyFunction),
+  failMode: Type.Optional(Type.Union([Type.Literal('open'), Type.Literal('closed')]))
+}, { additionalProperties: false })
+const checkOptions = Compile(OptionsSchema)
+
+/** Options after validation and defaults; frozen. */
+export interface ResolvedOptions {
+  readonly redis: RedisClient | undefined
+  readonly store: RateLimitStore | undefined
+  readonly tenantExtractor: TenantExtractor | undefined
+  readonly tiers: ReadonlyMap<string, TierLimits>
+  readonly environment: string
+  readonly keyPrefix: string
+  readonly defaultTier: string
+  readonly anonymousTier: string
+  readonly anonymousKey: (request: FastifyRequest) => string
+  readonly global: boolean
+  readonly hook: HookName
+  readonly headers: boolean
+  readonly ietfHeaders: boolean
+  readonly bucketsPerWindow: number
+  readonly leaseTtlMs: number
+  readonly errorResponseBuilder: ErrorResponseBuilder | undefined
+  readonly onExceeded: ExceededListener | undefined
+  readonly failMode: 'open' | 'closed'
+}
+
+const requestIp = (request: FastifyRequest): string => request.ip
+
+/** Validates options and fills in defaults. Throws InvalidOptionError naming the field. */
+export function resolveOptions (input: RateLimitingOptions | undefined): ResolvedOptions {
+  // Fastify's own register options (prefix, logLevel, logSerializers) ride along; they are not ours.
+  const { prefix: _p, logLevel: _l, logSerializers: _s, ...raw } = (input ?? {}) as RateLimitingOptions & Record<string, unknown>
+  const tiersInput = raw.tiers === undefined || raw.tiers === null || typeof raw.tiers !== 'object'
+    ? raw.tiers
+    : Object.fromEntries(Object.entries(raw.tiers).map(([name, limits]) => [name, infinityToNull(limits)]))
+  const problem = explain(checkOptions, { ...raw, tiers: tiersInput, ...stripped(raw) }, 'options')
+  if (problem !== undefined) throw new InvalidOptionError(problem)
+
+  const tiers = new Map<string, TierLimits>(Object.entries(DEFAULT_TIERS))
+  for (const [name, limits] of Object.entries(tiersInput ?? {})) {
+    if (!TIER_NAME.test(name)) throw new InvalidOptionError(`options.tiers: tier name ${JSON.stringify(name)} must match ${TIER_NAME}`)
+    tiers.set(name, tierLimitsFrom(limits as TierLimitsInput))
+  }
+  const defaultTier = raw.defaultTier ?? 'starter'
+  const anonymousTier = raw.anonymousTier ?? 'anonymous'
+  if (!tiers.has(defaultTier)) throw new InvalidOptionError(`options.defaultTier names unknown tier ${defaultTier}`)
+  if (!tiers.has(anonymousTier)) throw new InvalidOptionError(`options.anonymousTier names unknown tier ${anonymousTier}`)
+  if (raw.redis !== undefined && typeof (raw.redis as { evalsha?: unknown }).evalsha !== 'function') {
+    throw new InvalidOptionError('options.redis must be an ioredis client or Cluster')
+  }
+  if (raw.store !== undefined && typeof (raw.store as { admit?: unknown }).admit !== 'function') {
+    throw new InvalidOptionError('options.store must implement RateLimitStore (admit, release, close)')
+  }
+
+  return Object.freeze({
+    redis: raw.redis,
+    store: raw.store,
+    tenantExtractor: raw.tenantExtractor,
+    tiers,
+    environment: raw.environment ?? (process.env.NODE_ENV !== undefined && process.env.NODE_ENV !== '' ? process.env.NODE_ENV : 'production'),
+    keyPrefix: raw.keyPrefix ?? 'maestro-rl',
+    defaultTier,
+    anonymousTier,
+    anonymousKey: raw.anonymousKey ?? requestIp,
+    global: raw.global ?? true,
+    hook: raw.hook ?? 'onRequest',
+    headers: raw.headers ?? true,
+    ietfHeaders: raw.ietfHeaders ?? false,
+    bucketsPerWindow: raw.bucketsPerWindow ?? 20,
+    leaseTtlMs: Math.round((raw.leaseTtlSeconds ?? 60) * 1000),
+    errorResponseBuilder: raw.errorResponseBuilder,
+    onExceeded: raw.onExceeded,
+    failMode: raw.failMode ?? 'open'
+  })
+}
+
+/** Client objects are checked by shape, not walked by the schema (they are large and cyclic). */
+function stripped (raw: RateLimitingOptions): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  if (raw.redis !== undefined) out.redis = typeof raw.redis === 'object' && raw.redis !== null ? {} : raw.redis
+  if (raw.store !== undefined) out.store = typeof raw.store === 'object' && raw.store !== null ? {} : raw.store
+  return out
+}

@@ -1,0 +1,100 @@
+// `config.rateLimit` on a route: validated once when the route is added, then a ready answer to
+// "which limits does tier X get here" for every request.
+import Type from 'typebox'
+import { Compile } from 'typebox/compile'
+import { InvalidRouteConfigError } from './errors.js'
+import { PartialTierLimitsSchema } from './options.js'
+import { infinityToNull, overlayLimits, type TierLimits, type TierLimitsInput } from './tiers.js'
+import { explain } from './validation.js'
+
+export interface RouteRateLimitConfig {
+  /** How much one request counts against the windows and the month. Default 1. */
+  cost?: number
+  /** Count in these named counters instead of the tenant's shared ones (shared by routes naming it). */
+  bucket?: string
+  /** Limits for every tier on this route (field by field over the tier's own). */
+  limits?: Partial<TierLimitsInput>
+  /** Limits for named tiers on this route (over `limits`). */
+  tiers?: Record<string, Partial<TierLimitsInput>>
+}
+
+const RouteConfigSchema = Type.Union([
+  Type.Literal(false),
+  Type.Literal(true),
+  Type.Object({
+    cost: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    bucket: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    limits: Type.Optional(PartialTierLimitsSchema),
+    tiers: Type.Optional(Type.Record(Type.String(), PartialTierLimitsSchema))
+  }, { additionalProperties: false })
+])
+const checkRouteConfig = Compile(RouteConfigSchema)
+
+/** A limited route, resolved. */
+export interface RouteLimiter {
+  readonly cost: number
+  readonly bucket: string | undefined
+  /** The limits a tier gets on this route, given that tier's own limits. Memoised per tier object. */
+  limitsFor (tierName: string, tierLimits: TierLimits): TierLimits
+}
+
+/**
+ * Returns undefined when the route is not limited. Throws InvalidRouteConfigError naming the route
+ * and the field. Routes with their own `limits`/`tiers` and no `bucket` count in counters of their
+ * own (named after method and path), so a route limit never borrows from the tenant's shared ones.
+ */
+export function resolveRouteConfig (routeName: string, value: unknown, global: boolean): RouteLimiter | undefined {
+  if (value === undefined) return global ? sharedLimiter : undefined
+  const normalised = normaliseInfinity(value)
+  const problem = explain(checkRouteConfig, normalised, 'rateLimit')
+  if (problem !== undefined) throw new InvalidRouteConfigError(routeName, problem)
+  if (normalised === false) return undefined
+  if (normalised === true) return sharedLimiter
+  const config = normalised as RouteRateLimitConfig
+  const hasOwnLimits = config.limits !== undefined || config.tiers !== undefined
+  if (!hasOwnLimits && config.bucket === undefined && config.cost === undefined) return sharedLimiter
+  return new ConfiguredRouteLimiter(
+    config.cost ?? 1,
+    config.bucket ?? (hasOwnLimits ? 'route:' + routeName : undefined),
+    config.limits,
+    config.tiers ?? {}
+  )
+}
+
+const sharedLimiter: RouteLimiter = {
+  cost: 1,
+  bucket: undefined,
+  limitsFor: (_name, tierLimits) => tierLimits
+}
+
+class ConfiguredRouteLimiter implements RouteLimiter {
+  // Per tier name, the tier limits it was computed from: a tier redefined at runtime is recomputed.
+  private readonly memo = new Map<string, { readonly from: TierLimits, readonly limits: TierLimits }>()
+
+  constructor (
+    readonly cost: number,
+    readonly bucket: string | undefined,
+    private readonly allTiers: Partial<TierLimitsInput> | undefined,
+    private readonly perTier: Record<string, Partial<TierLimitsInput>>
+  ) {}
+
+  limitsFor (tierName: string, tierLimits: TierLimits): TierLimits {
+    const known = this.memo.get(tierName)
+    if (known !== undefined && known.from === tierLimits) return known.limits
+    const limits = overlayLimits(overlayLimits(tierLimits, this.allTiers), this.perTier[tierName])
+    this.memo.set(tierName, { from: tierLimits, limits })
+    return limits
+  }
+}
+
+function normaliseInfinity (value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value
+  const config = value as Record<string, unknown>
+  const out: Record<string, unknown> = { ...config }
+  if (config.limits !== null && typeof config.limits === 'object') out.limits = infinityToNull(config.limits)
+  if (config.tiers !== null && typeof config.tiers === 'object') {
+    out.tiers = Object.fromEntries(Object.entries(config.tiers as Record<string, object>)
+      .map(([name, limits]) => [name, infinityToNull(limits)]))
+  }
+  return out
+}

@@ -1,0 +1,58 @@
+// The store interface both implementations honour, and the decision they return.
+import type { StoreKeys } from '../keys.js'
+import type { TierLimits } from '../tiers.js'
+
+export type RejectReason = 'rate_limit_exceeded' | 'concurrent_limit_exceeded' | 'quota_exceeded'
+
+/** One request to decide. */
+export interface AdmitRequest {
+  readonly keys: StoreKeys
+  /** How much the request counts against the windows and the month. */
+  readonly cost: number
+  readonly limits: TierLimits
+  /** Identifies the concurrency lease this request takes (when concurrency is limited). */
+  readonly leaseId: string
+}
+
+export interface WindowState {
+  /** `Infinity` when unlimited. */
+  readonly limit: number
+  /** `Infinity` when unlimited. */
+  readonly remaining: number
+  /** Unix ms at which the oldest counted use stops counting (the month's end for the quota). */
+  readonly resetAt: number
+}
+
+export interface Decision {
+  readonly allowed: boolean
+  readonly reason: RejectReason | undefined
+  /** On rejection: ms until this request would be admitted. 0 when admitted. */
+  readonly retryAfterMs: number
+  /** The store's clock (Redis TIME for the Redis store), in Unix ms. */
+  readonly now: number
+  readonly minute: WindowState
+  readonly hour: WindowState
+  readonly month: WindowState
+  readonly concurrent: { readonly limit: number, readonly inFlight: number }
+}
+
+/** Tunables shared by both stores; they must agree between every instance sharing one store. */
+export interface WindowSettings {
+  /** Sub-buckets per window: capacity frees at most window/k late. */
+  readonly bucketsPerWindow: number
+  /** A lease that is never released (crashed process) frees itself after this many ms. */
+  readonly leaseTtlMs: number
+}
+
+export const MINUTE_MS = 60_000
+export const HOUR_MS = 3_600_000
+
+export interface RateLimitStore {
+  readonly kind: 'redis' | 'memory'
+  /** Decides and, when admitted, records the request: one atomic step. */
+  admit (request: AdmitRequest): Promise<Decision>
+  /** Gives back a concurrency lease. Never throws and never needs awaiting. */
+  release (keys: StoreKeys, leaseId: string): void
+  /** Frees what the store created (never a Redis client it was given). */
+  close (): Promise<void>
+}
