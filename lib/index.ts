@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyPluginAsync, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { AlreadyRegisteredError } from './errors.js'
 import { kLease, Limiter } from './limiter.js'
-import { resolveOptions, type RateLimitingOptions } from './options.js'
+import { resolveOptions, type RateLimitContext, type RateLimitingOptions } from './options.js'
 import { resolveRouteConfig, type RouteRateLimitConfig } from './route-config.js'
 import { createStore } from './store/create-store.js'
 import type { RateLimitStore } from './store/types.js'
@@ -15,6 +15,10 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The store deciding this instance's requests. */
     rateLimitStore: RateLimitStore
+  }
+  interface FastifyRequest {
+    /** What the limiter decided for this request; null when the route is not limited. */
+    rateLimit: RateLimitContext | null
   }
   interface FastifyContextConfig {
     /** `false`: not limited nor counted; `true`/object: limited, with these settings. */

@@ -17,8 +17,6 @@ export const kLease = Symbol('maestro-rate-limiting.lease')
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** What the limiter decided for this request; null when the route is not limited. */
-    rateLimit: RateLimitContext | null
     [kLease]: Lease | null
   }
 }

@@ -13,20 +13,18 @@ function fieldName (root: string, instancePath: string): string {
 export function explain (validator: Validator, value: unknown, root: string): string | undefined {
   if (validator.Check(value)) return undefined
   const errors = validator.Errors(value) as unknown as TypeboxError[]
-  // Unknown properties first (the likeliest typo), then the deepest error: unions report every branch
-  // and then a summary at the union's own path, and the summary reads best.
+  // Unknown properties first (the likeliest typo); then the deepest path, which names the field
+  // best. A union reports each branch there: say them all ("must be integer or must be null").
   const unknown = errors.find(e => e.keyword === 'boolean' && e.schemaPath.endsWith('additionalProperties'))
   if (unknown !== undefined) return `${fieldName(root, unknown.instancePath)} is not a known field`
-  const union = errors.find(e => e.keyword === 'anyOf')
-  if (union !== undefined) {
-    const branch = errors.filter(e => e.instancePath === union.instancePath && e.keyword !== 'anyOf').map(e => e.message)
-    return `${fieldName(root, union.instancePath)} ${branch.length > 0 ? branch.join(' or ') : union.message}`
-  }
-  const first = errors[0]
+  const required = errors.find(e => e.keyword === 'required')
+  const missing = (required?.params.requiredProperties as string[] | undefined)?.[0]
+  if (required !== undefined && missing !== undefined) return `${fieldName(root, required.instancePath + '/' + missing)} is required`
+  const depth = (e: TypeboxError): number => e.instancePath.split('/').length
+  const deepest = Math.max(...errors.map(depth))
+  const here = errors.filter(e => depth(e) === deepest)
+  const first = here[0]
   if (first === undefined) return `${root} is invalid`
-  if (first.keyword === 'required') {
-    const missing = (first.params.requiredProperties as string[] | undefined)?.[0]
-    if (missing !== undefined) return `${fieldName(root, first.instancePath + '/' + missing)} is required`
-  }
-  return `${fieldName(root, first.instancePath)} ${first.message}`
+  const messages = [...new Set(here.filter(e => e.keyword !== 'anyOf').map(e => e.message))]
+  return `${fieldName(root, first.instancePath)} ${messages.length > 0 ? messages.join(' or ') : first.message}`
 }

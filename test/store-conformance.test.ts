@@ -138,8 +138,8 @@ for (const kind of STORE_KINDS) {
         'edge burst then drip': [...Array(10).fill(2999), ...Array.from({ length: 200 }, (_, i) => 3000 + i * 700)],
         // Bursts exactly at every bucket edge.
         'edge bursts': Array.from({ length: 300 }, (_, i) => Math.floor(i / 10) * 3000 + (i % 10 < 5 ? 2999 : 3000)),
-        'steady': Array.from({ length: 400 }, (_, i) => i * 500),
-        'random': randomTrace(600, 5 * MINUTE, 42)
+        steady: Array.from({ length: 400 }, (_, i) => i * 500),
+        random: randomTrace(600, 5 * MINUTE, 42)
       }
       for (const [name, offsets] of Object.entries(traces)) {
         const s = makeStore(t, kind)

@@ -1,0 +1,145 @@
+// Demo service for `npm start`: a few routes behind @maestro/rate-limiting, with API keys for each
+// tier, so the limits, the headers and the 429 answers can be tried with curl.
+//
+//   PORT       listen port (default 3000)
+//   HOST       listen address (default 127.0.0.1)
+//   REDIS_URL  share counters through Redis (e.g. redis://127.0.0.1:6379); unset: in-memory store
+import { setTimeout as sleep } from 'node:timers/promises'
+import Fastify from 'fastify'
+import { Redis } from 'ioredis'
+import rateLimiting from '../dist/index.js'
+
+const PORT = Number(process.env.PORT ?? 3000)
+const HOST = process.env.HOST ?? '127.0.0.1'
+const REDIS_URL = process.env.REDIS_URL ?? ''
+
+// API key → tenant. A missing or unknown key is an anonymous client, counted by its address.
+const API_KEYS = {
+  'demo-starter': { tenantId: 'acme', tier: 'starter' },
+  'demo-pro': { tenantId: 'globex', tier: 'professional' },
+  'demo-enterprise': { tenantId: 'initech', tier: 'enterprise' },
+  'demo-admin': { tenantId: 'ops', tier: 'platform_admin' }
+}
+
+const app = Fastify({ logger: true })
+
+let redis
+if (REDIS_URL !== '') {
+  // Fail fast when Redis is unreachable instead of queueing commands behind a dead connection.
+  redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 3000 })
+  redis.on('error', (err) => app.log.warn({ err }, 'redis connection error'))
+  try {
+    await redis.connect()
+  } catch (err) {
+    app.log.fatal({ err }, 'cannot reach Redis at %s', REDIS_URL)
+    redis.disconnect()
+    process.exit(1)
+  }
+  app.log.info('REDIS_URL set: counters are shared through Redis at %s', REDIS_URL)
+  // The plugin never closes a client it was given; this one is ours.
+  app.addHook('onClose', async () => { await redis.quit() })
+} else {
+  app.log.warn('no REDIS_URL: using the in-memory store (single process)')
+}
+
+await app.register(rateLimiting, {
+  redis,
+  keyPrefix: 'maestro-demo',
+  ietfHeaders: true,
+  tenantExtractor: async (request) => {
+    const key = request.headers['x-api-key']
+    if (typeof key !== 'string') return null
+    return Object.hasOwn(API_KEYS, key) ? API_KEYS[key] : null
+  }
+})
+
+const base = `http://${HOST.includes(':') ? `[${HOST}]` : HOST}:${PORT}`
+
+// Not limited itself (so it can always be read), and describes how to try the others.
+app.get('/', { config: { rateLimit: false } }, async () => ({
+  service: '@maestro/rate-limiting demo',
+  store: app.rateLimitStore.kind,
+  apiKeys: Object.fromEntries(Object.entries(API_KEYS).map(([key, id]) => [key, `${id.tenantId} (${id.tier})`])),
+  anonymous: 'no x-api-key header, or an unknown one: tier anonymous, counted per client address',
+  tiers: {
+    anonymous: '5/min, 50/hour, 5 concurrent, 1000/month',
+    starter: '10/min, 100/hour, 10 concurrent, 10000/month',
+    professional: '50/min, 1000/hour, 50 concurrent, 100000/month',
+    enterprise: '500/min, 10000/hour, 200 concurrent, 1000000/month',
+    platform_admin: 'unlimited'
+  },
+  routes: {
+    'GET /': 'this page (not limited)',
+    'GET /hello': 'costs 1 request from the tenant\'s shared counters',
+    'GET /reports': 'costs 5 requests from the tenant\'s shared counters',
+    'GET /search': 'counted in a bucket of its own ("search"): does not use up the shared counters',
+    'GET /slow': 'answers after about 2 s; at most 2 at a time per tenant (platform_admin: no limit)',
+    'GET /health': 'never limited nor counted'
+  },
+  try: [
+    `curl -i ${base}/hello`,
+    `for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{http_code}\\n' ${base}/hello; done`,
+    `curl -i -H 'x-api-key: demo-starter' ${base}/reports`,
+    `curl -i -H 'x-api-key: demo-pro' ${base}/search`,
+    `for i in 1 2 3; do curl -s -H 'x-api-key: demo-starter' ${base}/slow & done; wait`,
+    `curl -i -H 'x-api-key: demo-admin' ${base}/reports`,
+    `curl -i ${base}/health`
+  ],
+  headers: 'x-ratelimit-* on every limited answer; RateLimit-Policy and RateLimit (IETF draft) too; Retry-After on a 429'
+}))
+
+app.get('/hello', async (request) => ({
+  hello: request.rateLimit.anonymous ? 'anonymous client' : request.rateLimit.subject,
+  tier: request.rateLimit.tier
+}))
+
+app.get('/reports', { config: { rateLimit: { cost: 5 } } }, async (request) => ({
+  tenant: request.rateLimit.subject,
+  cost: request.rateLimit.cost,
+  reports: [
+    { id: 'r-101', title: 'Monthly usage', rows: 1284 },
+    { id: 'r-102', title: 'Error budget', rows: 96 }
+  ]
+}))
+
+app.get('/search', { config: { rateLimit: { bucket: 'search' } } }, async (request) => {
+  const q = typeof request.query.q === 'string' ? request.query.q : ''
+  return { bucket: request.rateLimit.bucket, q, results: q === '' ? [] : [`${q} guide`, `${q} reference`] }
+})
+
+app.get('/slow', {
+  config: {
+    rateLimit: {
+      bucket: 'slow',
+      limits: { requestsPerMinute: 60, concurrentRequests: 2 },
+      tiers: { platform_admin: { requestsPerMinute: null, concurrentRequests: null } }
+    }
+  }
+}, async (request) => {
+  await sleep(2000)
+  return { done: true, tier: request.rateLimit.tier, waitedMs: 2000 }
+})
+
+app.get('/health', { config: { rateLimit: false } }, async () => ({ status: 'ok' }))
+
+let closing = false
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    if (closing) return
+    closing = true
+    app.log.info({ signal }, 'shutting down')
+    app.close().then(() => process.exit(0), (err) => {
+      app.log.error({ err }, 'shutdown failed')
+      process.exit(1)
+    })
+  })
+}
+
+try {
+  await app.listen({ port: PORT, host: HOST })
+  app.log.info('try: curl -s %s/ (how to use this demo)', base)
+} catch (err) {
+  app.log.fatal({ err }, 'cannot listen on %s:%d', HOST, PORT)
+  await app.close().catch(() => {})
+  process.exit(1)
+}

@@ -1,0 +1,108 @@
+// What only the Redis store does: EVALSHA with a NOSCRIPT fallback, Redis's own clock, key layout,
+// one script call per admission, and reuse of @fastify/redis.
+import fastifyRedis from '@fastify/redis'
+import Fastify from 'fastify'
+import { Redis } from 'ioredis'
+import t from 'tap'
+import rateLimiting, { ADMIT_SCRIPT, RedisStore, storeKeys } from '../dist/index.js'
+import { buildApp, headerTenant } from './helpers/app.js'
+import { privateRedis, REDIS_URL, sharedRedis, uniquePrefix } from './helpers/redis.js'
+import { limits } from './helpers/stores.js'
+
+t.test('the admit script is pinned: a change to it is a deliberate change of this SHA', async t => {
+  t.equal(ADMIT_SCRIPT.sha, 'c358e52c49233c031d30d7ef96cb74be262bae93')
+  t.equal(ADMIT_SCRIPT.numberOfKeys, 2)
+  t.match(ADMIT_SCRIPT.source, /^--\[\[\nadmit-2\.lua/)
+})
+
+t.test('EVALSHA first, EVAL after SCRIPT FLUSH, then EVALSHA again', async t => {
+  const server = await privateRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.disconnect())
+  const store = new RedisStore({ client })
+  const keys = storeKeys('p', 'tenant', 'acme', undefined)
+  t.equal(await client.script('LOAD', ADMIT_SCRIPT.source), ADMIT_SCRIPT.sha)
+  await store.admit({ keys, cost: 1, limits: limits(10), leaseId: '' })
+  await client.script('FLUSH')
+  const d = await store.admit({ keys, cost: 1, limits: limits(10), leaseId: '' })
+  t.equal(d.minute.remaining, 8, 'the flushed script was sent again and ran')
+  await store.admit({ keys, cost: 1, limits: limits(10), leaseId: '' })
+  const stats = await client.info('commandstats')
+  t.match(stats, /cmdstat_eval:calls=1,.*failed_calls=0/, 'one EVAL, for the NOSCRIPT')
+  t.match(stats, /cmdstat_evalsha:calls=3,.*failed_calls=1/, 'three EVALSHA, one refused with NOSCRIPT')
+})
+
+t.test('other script errors are not retried with EVAL', async t => {
+  const server = await privateRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.disconnect())
+  const keys = storeKeys('p', 'tenant', 'acme', undefined)
+  await client.hset(keys.counters, 'x', 'not a number') // a foreign value under our key
+  await client.set(keys.leases, 'wrong type')
+  await client.script('LOAD', ADMIT_SCRIPT.source)
+  const store = new RedisStore({ client })
+  await t.rejects(store.admit({ keys, cost: 1, limits: limits(10, 10, 10, 1), leaseId: 'a' }))
+  t.notMatch(await client.info('commandstats'), /cmdstat_eval:/, 'no EVAL was attempted')
+})
+
+t.test('time comes from Redis TIME', async t => {
+  const client = sharedRedis(t)
+  const prefix = uniquePrefix(t, client)
+  const store = new RedisStore({ client })
+  const [seconds] = await client.time()
+  const d = await store.admit({ keys: storeKeys(prefix, 'tenant', 'a', undefined), cost: 1, limits: limits(1), leaseId: '' })
+  t.ok(Math.abs(d.now - Number(seconds) * 1000) < 2000, 'the decision carries the server clock')
+})
+
+t.test('an admitted request costs exactly one script call; unlimited tenants cost none', async t => {
+  const server = await privateRedis(t)
+  const redis = new Redis(server.url)
+  t.teardown(() => redis.disconnect())
+  const app = await buildApp(t, { kind: 'memory', options: { redis, tenantExtractor: headerTenant } })
+  await app.inject({ url: '/', headers: { 'x-tenant': 'warm' } }) // loads the script
+  await redis.config('RESETSTAT')
+  for (let i = 0; i < 5; i++) await app.inject({ url: '/', headers: { 'x-tenant': 'acme', 'x-tier': 'professional' } })
+  for (let i = 0; i < 5; i++) await app.inject({ url: '/', headers: { 'x-tenant': 'root', 'x-tier': 'platform_admin' } })
+  await new Promise(resolve => setTimeout(resolve, 50)) // releases are sent without waiting
+  const stats = await redis.info('commandstats')
+  const calls = Object.fromEntries([...stats.matchAll(/cmdstat_([a-z|]+):calls=(\d+)/g)].map(m => [m[1], Number(m[2])]))
+  t.equal(calls.evalsha, 5, 'one EVALSHA per limited request')
+  t.equal(calls.zrem, 5, 'one lease release per limited request, after the response')
+  t.notOk(calls.eval, 'no EVAL')
+  t.same(Object.keys(calls).filter(c => !['evalsha', 'zrem', 'config|resetstat', 'info', 'time', 'zremrangebyscore', 'zcard', 'hgetall', 'hincrby', 'pexpireat', 'zadd', 'hdel'].includes(c)), [], 'nothing else on the request path')
+})
+
+t.test('uses fastify.redis from @fastify/redis and never closes it', async t => {
+  const app = Fastify()
+  const client = new Redis(REDIS_URL)
+  await app.register(fastifyRedis, { client, closeClient: false })
+  const prefix = uniquePrefix(t, sharedRedis(t))
+  await app.register(rateLimiting, { keyPrefix: prefix })
+  app.get('/', async () => 'ok')
+  t.equal(app.rateLimitStore.kind, 'redis')
+  t.equal((await app.inject({ url: '/' })).headers['x-ratelimit-remaining-minute'], '4')
+  t.equal(app.redis, client)
+  await app.close()
+  t.equal(await client.ping(), 'PONG', 'the client @fastify/redis owns is still open')
+  client.disconnect()
+})
+
+t.test('keys: one prefix, one hash tag per tenant, nothing else', async t => {
+  const client = sharedRedis(t)
+  const prefix = uniquePrefix(t, client)
+  const app = await buildApp(t, { kind: 'redis', keyPrefix: prefix, options: { tenantExtractor: headerTenant } }, app => {
+    app.get('/', async () => 'ok')
+    app.get('/search', { config: { rateLimit: { bucket: 'search' } } }, async () => 'ok')
+  })
+  await app.inject({ url: '/', headers: { 'x-tenant': 'acme' } })
+  await app.inject({ url: '/search', headers: { 'x-tenant': 'acme' } })
+  await app.inject({ url: '/', remoteAddress: '10.2.3.4' })
+  const keys = (await client.keys(`${prefix}:*`)).sort()
+  t.same(keys, [
+    `${prefix}:v1:{a:10.2.3.4}:all:n`,
+    `${prefix}:v1:{t:acme}:all:n`,
+    `${prefix}:v1:{t:acme}:b.search:n`
+  ])
+  const ttl = await client.pttl(`${prefix}:v1:{t:acme}:all:n`)
+  t.ok(ttl > 0 && ttl <= 31 * 86_400_000, 'counters expire by themselves (at the latest, at the end of the month)')
+})

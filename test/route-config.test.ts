@@ -1,0 +1,115 @@
+// Per-route `config.rateLimit`: false, cost, bucket, limits, tiers; validated at boot.
+import Fastify from 'fastify'
+import t from 'tap'
+import rateLimiting from '../dist/index.js'
+import { buildApp, headerTenant } from './helpers/app.js'
+import { STORE_KINDS } from './helpers/stores.js'
+
+for (const kind of STORE_KINDS) {
+  t.test(`${kind} store`, async t => {
+    t.test('rateLimit: false is neither limited nor counted', async t => {
+      const app = await buildApp(t, { kind }, app => {
+        app.get('/', async () => 'limited')
+        app.get('/health', { config: { rateLimit: false } }, async () => 'free')
+      })
+      for (let i = 0; i < 10; i++) {
+        const res = await app.inject({ url: '/health' })
+        t.equal(res.statusCode, 200)
+        t.notOk(res.headers['x-ratelimit-limit-minute'], 'no headers')
+      }
+      t.equal((await app.inject({ url: '/' })).headers['x-ratelimit-remaining-minute'], '4', 'health checks did not count')
+    })
+
+    t.test('cost counts n', async t => {
+      const app = await buildApp(t, { kind }, app => {
+        app.get('/', async () => 'one')
+        app.get('/reports', { config: { rateLimit: { cost: 3 } } }, async () => 'three')
+      })
+      t.equal((await app.inject({ url: '/reports' })).headers['x-ratelimit-remaining-minute'], '2')
+      t.equal((await app.inject({ url: '/reports' })).statusCode, 429, 'three more do not fit in two')
+      t.equal((await app.inject({ url: '/' })).headers['x-ratelimit-remaining-minute'], '1', 'shared counters')
+    })
+
+    t.test('bucket: routes naming it count apart from the shared counters', async t => {
+      const app = await buildApp(t, { kind }, app => {
+        app.get('/', async () => 'shared')
+        app.get('/search', { config: { rateLimit: { bucket: 'search' } } }, async () => 'search')
+        app.get('/search/advanced', { config: { rateLimit: { bucket: 'search' } } }, async () => 'search')
+      })
+      for (let i = 0; i < 5; i++) t.equal((await app.inject({ url: '/' })).statusCode, 200)
+      t.equal((await app.inject({ url: '/' })).statusCode, 429)
+      t.equal((await app.inject({ url: '/search' })).headers['x-ratelimit-remaining-minute'], '4', 'search has its own counters')
+      t.equal((await app.inject({ url: '/search/advanced' })).headers['x-ratelimit-remaining-minute'], '3', 'shared by routes naming the bucket')
+    })
+
+    t.test('limits and tiers: per-route limits in counters of the route', async t => {
+      const app = await buildApp(t, { kind, options: { tenantExtractor: headerTenant } }, app => {
+        app.get('/', async () => 'shared')
+        app.post('/export', {
+          config: {
+            rateLimit: {
+              limits: { requestsPerMinute: 2 },
+              tiers: { enterprise: { requestsPerMinute: 20, monthlyQuota: null }, platform_admin: { requestsPerMinute: 1 } }
+            }
+          }
+        }, async () => 'exported')
+      })
+      const starter = { 'x-tenant': 'a', 'x-tier': 'starter' }
+      const first = await app.inject({ method: 'POST', url: '/export', headers: starter })
+      t.equal(first.headers['x-ratelimit-limit-minute'], '2', 'limits apply to every tier')
+      t.equal(first.headers['x-ratelimit-limit-hour'], '100', 'fields not named keep the tier value')
+      await app.inject({ method: 'POST', url: '/export', headers: starter })
+      t.equal((await app.inject({ method: 'POST', url: '/export', headers: starter })).statusCode, 429)
+      t.equal((await app.inject({ url: '/', headers: starter })).headers['x-ratelimit-remaining-minute'], '9', 'the route used counters of its own')
+      const ent = await app.inject({ method: 'POST', url: '/export', headers: { 'x-tenant': 'b', 'x-tier': 'enterprise' } })
+      t.equal(ent.headers['x-ratelimit-limit-minute'], '20', 'tiers override limits')
+      t.notOk(ent.headers['x-ratelimit-limit-month'], 'null makes a field unlimited on this route')
+      const admin = await app.inject({ method: 'POST', url: '/export', headers: { 'x-tenant': 'c', 'x-tier': 'platform_admin' } })
+      t.equal(admin.headers['x-ratelimit-limit-minute'], '1', 'a route can limit even an unlimited tier')
+    })
+
+    t.test('global: false limits only routes that ask', async t => {
+      const app = await buildApp(t, { kind, options: { global: false } }, app => {
+        app.get('/', async () => 'free')
+        app.get('/limited', { config: { rateLimit: true } }, async () => 'limited')
+        app.get('/costly', { config: { rateLimit: { cost: 2 } } }, async () => 'limited')
+      })
+      t.notOk((await app.inject({ url: '/' })).headers['x-ratelimit-limit-minute'])
+      t.equal((await app.inject({ url: '/limited' })).headers['x-ratelimit-remaining-minute'], '4')
+      t.equal((await app.inject({ url: '/costly' })).headers['x-ratelimit-remaining-minute'], '2')
+    })
+
+    t.test('limits apply in the chosen hook', async t => {
+      const order: string[] = []
+      const app = await buildApp(t, { kind, options: { hook: 'preHandler' } }, app => {
+        app.addHook('preValidation', async () => { order.push('preValidation') })
+        app.get('/', async (request) => { order.push(`handler:${request.rateLimit?.decision?.allowed === true ? 'limited' : 'not'}`); return 'ok' })
+      })
+      await app.inject({ url: '/' })
+      t.same(order, ['preValidation', 'handler:limited'])
+    })
+  })
+}
+
+t.test('invalid route config fails boot naming the route and the field', async t => {
+  const cases: Array<[unknown, RegExp]> = [
+    [{ cost: 0 }, /GET \/bad: rateLimit\.cost must be >= 1/],
+    [{ cost: 1.5 }, /rateLimit\.cost must be integer/],
+    [{ bucket: '' }, /rateLimit\.bucket/],
+    [{ limits: { requestsPerMinute: -1 } }, /rateLimit\.limits\.requestsPerMinute/],
+    [{ limits: { requestsPerMinit: 5 } }, /rateLimit\.limits\.requestsPerMinit is not a known field/],
+    [{ tiers: { starter: { monthlyQuota: 'lots' } } }, /rateLimit\.tiers\.starter\.monthlyQuota/],
+    [{ costs: 2 }, /rateLimit\.costs is not a known field/],
+    ['yes', /rateLimit/]
+  ]
+  for (const [config, message] of cases) {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(rateLimiting)
+    const attempt = async (): Promise<void> => {
+      app.get('/bad', { config: { rateLimit: config as never } }, async () => 'never')
+      await app.ready()
+    }
+    await t.rejects(attempt(), { code: 'FST_MAESTRO_RL_INVALID_ROUTE_CONFIG', message }, JSON.stringify(config))
+  }
+})
