@@ -19,3 +19,10 @@ export const RATE_LIMITED_CODE = 'FST_MAESTRO_RL_RATE_LIMITED'
 /** The store answered with something the plugin cannot read (a version mismatch, a foreign key). */
 export const StoreReplyError = createError<'FST_MAESTRO_RL_STORE_REPLY', [string]>(
   'FST_MAESTRO_RL_STORE_REPLY', 'Unexpected reply from the rate-limit store: %s', 500)
+
+/** A policy change was refused; nothing was stored. */
+export const InvalidPolicyError = createError<'FST_MAESTRO_RL_INVALID_POLICY', [string]>(
+  'FST_MAESTRO_RL_INVALID_POLICY', 'Invalid rate-limit policy: %s', 400, TypeError)
+
+/** The request's tenant is blocked by an operator. */
+export const BLOCKED_CODE = 'FST_MAESTRO_RL_BLOCKED'

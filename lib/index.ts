@@ -1,6 +1,6 @@
 // @maestro/rate-limiting: tiered, strictly sliding-window rate limiting for Fastify.
 //
-// Reading order: options → store → tiers → limiter → per-route hooks → onClose.
+// Reading order: options → store → policies → limiter → decorators → per-route hooks → onClose.
 import type { FastifyInstance, FastifyPluginAsync, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { AlreadyRegisteredError } from './errors.js'
@@ -9,12 +9,14 @@ import { resolveOptions, type RateLimitContext, type RateLimitingOptions } from 
 import { resolveRouteConfig, type RouteRateLimitConfig } from './route-config.js'
 import { createStore } from './store/create-store.js'
 import type { RateLimitStore } from './store/types.js'
-import { TierTable } from './tier-table.js'
+import { PolicyManager } from './policies/policy-manager.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** The store deciding this instance's requests. */
     rateLimitStore: RateLimitStore
+    /** Dynamic policies: overrides, multipliers, runtime tiers, blocks, shadow mode. */
+    policies: PolicyManager
   }
   interface FastifyRequest {
     /** What the limiter decided for this request; null when the route is not limited. */
@@ -33,22 +35,36 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   const options = resolveOptions(rawOptions)
 
   // 2. Store: the given store, else Redis (option or fastify.redis), else memory.
-  const { store, owned } = createStore(options, fastify)
+  const { store, owned, redis } = createStore(options, fastify)
   fastify.log.info({ store: store.kind }, 'rate limiting: using the %s store', store.kind)
 
-  // 3. Tiers and the limiter that holds requests to them.
-  const tiers = new TierTable(options.tiers, options.defaultTier, fastify.log)
-  const limiter = new Limiter(options, store, tiers)
+  // 3. Policies: tiers, overrides, multipliers, blocks, shadow mode; held in memory, kept fresh from Redis.
+  const policies = new PolicyManager(redis, {
+    keyPrefix: options.keyPrefix,
+    tiers: rawOptions.tiers,
+    defaultTier: options.defaultTier,
+    anonymousTier: options.anonymousTier,
+    environment: options.environment,
+    reloadIntervalSeconds: options.policyReloadSeconds,
+    store,
+    log: fastify.log
+  })
+  await policies.start()
+
+  // 4. The limiter: one store call per limited request.
+  const limiter = new Limiter(options, store, policies)
 
   fastify.decorate('rateLimitStore', store)
+  fastify.decorate('policies', policies)
   fastify.decorateRequest('rateLimit', null)
   fastify.decorateRequest(kLease, null)
 
-  // 4. Every route: config.rateLimit resolved now, so a bad value fails boot and requests pay nothing.
+  // 5. Every route: config.rateLimit resolved now, so a bad value fails boot and requests pay nothing.
   fastify.addHook('onRoute', (route) => attachToRoute(route, options.hook, options.global, limiter))
 
-  // 5. Shutdown: close only what this plugin created.
+  // 6. Shutdown: close only what this plugin created.
   fastify.addHook('onClose', async () => {
+    await policies.close()
     if (owned) await store.close()
   })
 }
@@ -82,7 +98,12 @@ export type {
 export type { RouteRateLimitConfig } from './route-config.js'
 export { DEFAULT_TIERS, UNLIMITED_TIER, type TierLimits, type TierLimitsInput, type LimitInput } from './tiers.js'
 export { MemoryStore, type MemoryStoreOptions } from './store/memory-store.js'
-export { RedisStore, ADMIT_SCRIPT, type RedisStoreOptions } from './store/redis-store.js'
-export type { RateLimitStore, Decision, WindowState, AdmitRequest, RejectReason, WindowSettings } from './store/types.js'
+export { RedisStore, ADMIT_SCRIPT, USAGE_SCRIPT, type RedisStoreOptions } from './store/redis-store.js'
+export type { RateLimitStore, Decision, WindowState, AdmitRequest, RejectReason, WindowSettings, Usage } from './store/types.js'
 export { storeKeys, encodeId, type StoreKeys } from './keys.js'
-export { InvalidOptionError, InvalidRouteConfigError, AlreadyRegisteredError, StoreReplyError, RATE_LIMITED_CODE } from './errors.js'
+export {
+  PolicyManager, applyMultiplier, type PolicyManagerOptions, type TenantOverride, type ShadowScope,
+  type ResolvedPolicy, type TenantUsage, type WindowUsage
+} from './policies/policy-manager.js'
+export { POLICY_WRITE_SCRIPT } from './policies/policy-backend.js'
+export { InvalidOptionError, InvalidRouteConfigError, InvalidPolicyError, AlreadyRegisteredError, StoreReplyError, RATE_LIMITED_CODE, BLOCKED_CODE } from './errors.js'

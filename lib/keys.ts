@@ -29,10 +29,14 @@ export interface StoreKeys {
   readonly leases: string
 }
 
+/** The part of every key of one subject, whatever the bucket: `<prefix>:v1:{t:<id>}:`. */
+export function subjectBase (prefix: string, kind: SubjectKind, id: string): string {
+  return `${prefix}:${KEY_LAYOUT_VERSION}:{${kind === 'tenant' ? 't:' : 'a:'}${encodeId(id)}}:`
+}
+
 /** Where one subject's counters live for one bucket (`undefined` = the subject's shared counters). */
 export function storeKeys (prefix: string, kind: SubjectKind, id: string, bucket: string | undefined): StoreKeys {
-  const tag = (kind === 'tenant' ? 't:' : 'a:') + encodeId(id)
-  const base = `${prefix}:${KEY_LAYOUT_VERSION}:{${tag}}:${bucket === undefined ? 'all' : 'b.' + encodeId(bucket)}`
+  const base = subjectBase(prefix, kind, id) + (bucket === undefined ? 'all' : 'b.' + encodeId(bucket))
   return { counters: base + ':n', leases: base + ':l' }
 }
 

@@ -1,13 +1,13 @@
 // The request path: who is calling → which limits → one store call → headers, or a 429.
 import { randomBytes } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { RATE_LIMITED_CODE } from './errors.js'
+import { BLOCKED_CODE, RATE_LIMITED_CODE } from './errors.js'
 import { retryAfterSeconds, setIetfHeaders, setRateLimitHeaders } from './headers.js'
 import { storeKeys, type StoreKeys } from './keys.js'
 import type { RateLimitContext, ResolvedOptions, TenantIdentity } from './options.js'
 import type { RouteLimiter } from './route-config.js'
 import type { Decision, RateLimitStore, RejectReason } from './store/types.js'
-import type { TierTable } from './tier-table.js'
+import type { PolicyManager } from './policies/policy-manager.js'
 import { isUnlimited } from './tiers.js'
 
 /** The concurrency lease a request holds until its response is sent or it is aborted. */
@@ -35,7 +35,7 @@ export class Limiter {
   constructor (
     private readonly options: ResolvedOptions,
     private readonly store: RateLimitStore,
-    private readonly tiers: TierTable
+    private readonly policies: PolicyManager
   ) {}
 
   /** The hook that limits one route. */
@@ -60,12 +60,16 @@ export class Limiter {
     const anonymous = identity === null || identity === undefined
     if (!anonymous) checkIdentity(identity)
     const subject = anonymous ? options.anonymousKey(request) : identity.tenantId
-    const tier = anonymous ? options.anonymousTier : this.tiers.nameOf(identity.tier)
-    const limits = route.limitsFor(tier, this.tiers.limitsOf(tier))
+    const policy = this.policies.forRequest(anonymous ? undefined : subject, anonymous ? undefined : identity.tier, route)
+    const { tier, limits, shadow } = policy
     const cost = route.cost
 
+    if (policy.block !== undefined) {
+      request.rateLimit = { subject, anonymous, tier, bucket: route.bucket, cost, limits, decision: undefined, shadow }
+      return this.blocked(reply, policy.block.reason)
+    }
     if (isUnlimited(limits)) {
-      request.rateLimit = { subject, anonymous, tier, bucket: route.bucket, cost, limits, decision: undefined }
+      request.rateLimit = { subject, anonymous, tier, bucket: route.bucket, cost, limits, decision: undefined, shadow }
       return
     }
 
@@ -75,16 +79,22 @@ export class Limiter {
     try {
       decision = await this.store.admit({ keys, cost, limits, leaseId })
     } catch (err) {
-      request.rateLimit = { subject, anonymous, tier, bucket: route.bucket, cost, limits, decision: undefined }
+      request.rateLimit = { subject, anonymous, tier, bucket: route.bucket, cost, limits, decision: undefined, shadow }
       return this.storeFailed(err, request, reply)
     }
 
-    const context = { subject, anonymous, tier, bucket: route.bucket, cost, limits, decision }
+    const context = { subject, anonymous, tier, bucket: route.bucket, cost, limits, decision, shadow }
     request.rateLimit = context
     if (options.headers) setRateLimitHeaders(reply, decision)
     if (options.ietfHeaders) setIetfHeaders(reply, decision)
     if (decision.allowed) {
       if (leaseId !== '') request[kLease] = { keys, id: leaseId }
+      return
+    }
+    if (shadow) {
+      // Dry run: report what enforcement would have done, then let the request through.
+      reply.header('x-ratelimit-shadow', decision.reason)
+      request.log.info({ tenant: subject, tier, reason: decision.reason }, 'rate limiting (shadow): would reject')
       return
     }
     return this.reject(request, reply, context as RateLimitContext & { decision: Decision })
@@ -108,6 +118,18 @@ export class Limiter {
           message: `${MESSAGES[reason]}, retry in ${retryAfter} second${retryAfter === 1 ? '' : 's'}`
         }
     return reply.send(body)
+  }
+
+  private blocked (reply: FastifyReply, reason: string | undefined): FastifyReply {
+    reply.code(403)
+    reply.header('x-ratelimit-error', 'blocked')
+    return reply.send({
+      statusCode: 403,
+      error: 'Forbidden',
+      code: BLOCKED_CODE,
+      reason: 'blocked',
+      message: reason ?? 'This tenant is blocked'
+    })
   }
 
   private storeFailed (err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {

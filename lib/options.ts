@@ -28,8 +28,10 @@ export interface RateLimitContext {
   readonly bucket: string | undefined
   readonly cost: number
   readonly limits: TierLimits
-  /** Undefined when the request bypassed the store (unlimited) or the store failed. */
+  /** Undefined when the request bypassed the store (unlimited or blocked) or the store failed. */
   readonly decision: Decision | undefined
+  /** Shadow mode: limits are counted and reported, never enforced. */
+  readonly shadow: boolean
 }
 
 export type HookName = 'onRequest' | 'preParsing' | 'preValidation' | 'preHandler'
@@ -73,6 +75,8 @@ export interface RateLimitingOptions {
   onExceeded?: ExceededListener
   /** What happens when the store fails: admit (`open`, default) or answer 503 (`closed`). */
   failMode?: 'open' | 'closed'
+  /** Full reload of dynamic policies, a safety net behind pub/sub notices. Default 30 s. */
+  policyReloadSeconds?: number
 }
 
 const TIER_NAME = /^[A-Za-z0-9_.-]{1,64}$/
@@ -105,7 +109,8 @@ const OptionsSchema = Type.Object({
   leaseTtlSeconds: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 86_400 })),
   errorResponseBuilder: Type.Optional(AnyFunction),
   onExceeded: Type.Optional(AnyFunction),
-  failMode: Type.Optional(Type.Union([Type.Literal('open'), Type.Literal('closed')]))
+  failMode: Type.Optional(Type.Union([Type.Literal('open'), Type.Literal('closed')])),
+  policyReloadSeconds: Type.Optional(Type.Number({ minimum: 1, maximum: 86_400 }))
 }, { additionalProperties: false })
 const checkOptions = Compile(OptionsSchema)
 
@@ -129,6 +134,7 @@ export interface ResolvedOptions {
   readonly errorResponseBuilder: ErrorResponseBuilder | undefined
   readonly onExceeded: ExceededListener | undefined
   readonly failMode: 'open' | 'closed'
+  readonly policyReloadSeconds: number
 }
 
 const requestIp = (request: FastifyRequest): string => request.ip
@@ -177,7 +183,8 @@ export function resolveOptions (input: RateLimitingOptions | undefined): Resolve
     leaseTtlMs: Math.round((raw.leaseTtlSeconds ?? 60) * 1000),
     errorResponseBuilder: raw.errorResponseBuilder,
     onExceeded: raw.onExceeded,
-    failMode: raw.failMode ?? 'open'
+    failMode: raw.failMode ?? 'open',
+    policyReloadSeconds: raw.policyReloadSeconds ?? 30
   })
 }
 

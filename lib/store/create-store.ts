@@ -6,12 +6,22 @@ import { MemoryStore } from './memory-store.js'
 import { RedisStore } from './redis-store.js'
 import type { RateLimitStore } from './types.js'
 
-export function createStore (options: ResolvedOptions, fastify: FastifyInstance): { store: RateLimitStore, owned: boolean } {
-  if (options.store !== undefined) return { store: options.store, owned: false }
+export interface ChosenStore {
+  readonly store: RateLimitStore
+  /** Whether the plugin created the store (and so closes it). */
+  readonly owned: boolean
+  /** The Redis client behind the store, when there is one (dynamic policies use it too). */
+  readonly redis: RedisClient | undefined
+}
+
+export function createStore (options: ResolvedOptions, fastify: FastifyInstance): ChosenStore {
+  if (options.store !== undefined) {
+    return { store: options.store, owned: false, redis: options.store instanceof RedisStore ? options.store.client : options.redis }
+  }
   const settings = { bucketsPerWindow: options.bucketsPerWindow, leaseTtlMs: options.leaseTtlMs }
   const client = options.redis ?? fastifyRedis(fastify)
-  if (client !== undefined) return { store: new RedisStore({ client, ...settings }), owned: true }
-  return { store: new MemoryStore(settings), owned: true }
+  if (client !== undefined) return { store: new RedisStore({ client, ...settings }), owned: true, redis: client }
+  return { store: new MemoryStore(settings), owned: true, redis: undefined }
 }
 
 /** The client @fastify/redis decorated, when there is one (and it is a client, not a namespace map). */

@@ -4,7 +4,7 @@
 import type { StoreKeys } from '../keys.js'
 import { utcMonth } from './calendar.js'
 import { decodeDecision, limitArg, type AdmitReply } from './decision.js'
-import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type RateLimitStore, type WindowSettings } from './types.js'
+import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 
 export interface MemoryStoreOptions extends Partial<WindowSettings> {
   /** Time source in Unix ms (tests and replays); defaults to `Date.now`. */
@@ -41,6 +41,34 @@ export class MemoryStore implements RateLimitStore {
 
   release (keys: StoreKeys, leaseId: string): void {
     this.leases.get(keys.leases)?.members.delete(leaseId)
+  }
+
+  async usage (keys: StoreKeys): Promise<Usage> {
+    const now = this.clock()
+    const k = this.settings.bucketsPerWindow
+    const oldestM = Math.floor(now / (MINUTE_MS / k)) - k
+    const oldestH = Math.floor(now / (HOUR_MS / k)) - k
+    const { id: monthId, end: monthResetAt } = utcMonth(now)
+    let minute = 0
+    let hour = 0
+    let month = 0
+    const counters = this.counters.get(keys.counters)
+    if (counters !== undefined && counters.expiresAt > now) {
+      for (const [field, n] of counters.fields) {
+        const idx = Number(field.slice(1))
+        if (field[0] === 'm' && idx >= oldestM) minute += n
+        else if (field[0] === 'h' && idx >= oldestH) hour += n
+        else if (field[0] === 'q' && idx === monthId) month = n
+      }
+    }
+    let inFlight = 0
+    for (const expiry of this.leases.get(keys.leases)?.members.values() ?? []) if (expiry > now) inFlight++
+    return { now, minute, hour, month, inFlight, monthResetAt }
+  }
+
+  async resetSubject (subjectBase: string): Promise<void> {
+    for (const key of this.counters.keys()) if (key.startsWith(subjectBase)) this.counters.delete(key)
+    for (const key of this.leases.keys()) if (key.startsWith(subjectBase)) this.leases.delete(key)
   }
 
   async close (): Promise<void> {

@@ -2,10 +2,11 @@
 import type { StoreKeys } from '../keys.js'
 import { decodeDecision, limitArg, type AdmitReply } from './decision.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
-import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type RateLimitStore, type WindowSettings } from './types.js'
+import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { StoreReplyError } from '../errors.js'
 
 export const ADMIT_SCRIPT = new LuaScript('admit-2')
+export const USAGE_SCRIPT = new LuaScript('usage-2')
 
 export interface RedisStoreOptions extends Partial<WindowSettings> {
   /** An ioredis client or Cluster. The store never closes it. */
@@ -50,6 +51,30 @@ export class RedisStore implements RateLimitStore {
   release (keys: StoreKeys, leaseId: string): void {
     // Not awaited: the response is already on its way. A lost release is healed by the lease's expiry.
     this.client.zrem(keys.leases, leaseId).catch(noop)
+  }
+
+  async usage (keys: StoreKeys): Promise<Usage> {
+    const reply = await USAGE_SCRIPT.run(this.client, [
+      keys.counters, keys.leases, MINUTE_MS, HOUR_MS, this.settings.bucketsPerWindow,
+      this.clock === undefined ? '' : this.clock()
+    ]) as number[]
+    if (!Array.isArray(reply) || reply.length !== 6) throw new StoreReplyError(JSON.stringify(reply))
+    return { now: reply[0], minute: reply[1], hour: reply[2], month: reply[3], inFlight: reply[4], monthResetAt: reply[5] }
+  }
+
+  async resetSubject (subjectBase: string): Promise<void> {
+    // All of a subject's keys share one hash tag, so on a Cluster they live on one master; scanning
+    // every master keeps this simple and correct through resharding.
+    const nodes = 'nodes' in this.client ? this.client.nodes('master') : [this.client]
+    const pattern = subjectBase.replace(/[*?[\]\\]/g, '\\$&') + '*'
+    for (const node of nodes) {
+      let cursor = '0'
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500)
+        cursor = next
+        for (const key of keys) await this.client.del(key)
+      } while (cursor !== '0')
+    }
   }
 
   async close (): Promise<void> {

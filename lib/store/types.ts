@@ -44,6 +44,16 @@ export interface WindowSettings {
   readonly leaseTtlMs: number
 }
 
+/** Used amounts (not remaining) of one subject and bucket. */
+export interface Usage {
+  readonly now: number
+  readonly minute: number
+  readonly hour: number
+  readonly month: number
+  readonly inFlight: number
+  readonly monthResetAt: number
+}
+
 export const MINUTE_MS = 60_000
 export const HOUR_MS = 3_600_000
 
@@ -53,6 +63,10 @@ export interface RateLimitStore {
   admit (request: AdmitRequest): Promise<Decision>
   /** Gives back a concurrency lease. Never throws and never needs awaiting. */
   release (keys: StoreKeys, leaseId: string): void
+  /** What the keys' owner has used, read without changing anything. */
+  usage (keys: StoreKeys): Promise<Usage>
+  /** Forgets every counter and lease under a key base (`subjectKeyPattern`): one subject, all buckets. */
+  resetSubject (subjectBase: string): Promise<void>
   /** Frees what the store created (never a Redis client it was given). */
   close (): Promise<void>
 }

@@ -1,0 +1,35 @@
+--[[
+policy-write-1.lua: store or remove one policy entry, give it the next version, and announce it.
+
+KEYS[1]  policies hash. Field __version holds the latest version; every other field holds
+         {"v":<version>,"expiresAt":<ms or null>,"value":<JSON>}
+ARGV[1]  field
+ARGV[2]  value as JSON, or '' to remove the field
+ARGV[3]  lifetime in ms, or '' for no expiry
+ARGV[4]  pub/sub channel for change notices
+ARGV[5]  the field as a JSON string (for the notice)
+ARGV[6]  '' to write unconditionally; else only if the field's stored version equals this one
+
+Returns { version, entry JSON or 'null' } or { 0, 'skipped' } when ARGV[6] did not match.
+]]
+
+if ARGV[6] ~= '' then
+  local held = redis.call('HGET', KEYS[1], ARGV[1])
+  if not held or string.match(held, '^{"v":(%d+)') ~= ARGV[6] then return { 0, 'skipped' } end
+end
+
+local v = redis.call('HINCRBY', KEYS[1], '__version', 1)
+local entry = 'null'
+if ARGV[2] ~= '' then
+  local expiresAt = 'null'
+  if ARGV[3] ~= '' then
+    local t = redis.call('TIME')
+    expiresAt = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3]))
+  end
+  entry = '{"v":' .. v .. ',"expiresAt":' .. expiresAt .. ',"value":' .. ARGV[2] .. '}'
+  redis.call('HSET', KEYS[1], ARGV[1], entry)
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', ARGV[4], '{"v":' .. v .. ',"field":' .. ARGV[5] .. ',"entry":' .. entry .. '}')
+return { v, entry }

@@ -1,0 +1,412 @@
+// fastify.policies: runtime tiers, tenant overrides, environment multipliers, tenant tiers, blocks
+// and shadow mode. Stored in Redis, held in memory by every instance (the request path never asks
+// Redis), kept fresh by pub/sub notices and a periodic full reload.
+import type { FastifyBaseLogger } from 'fastify'
+import { subjectBase, storeKeys } from '../keys.js'
+import { resolveOptions } from '../options.js'
+import type { RouteLimiter } from '../route-config.js'
+import { RedisStore } from '../store/redis-store.js'
+import type { RedisClient } from '../store/lua-script.js'
+import type { RateLimitStore } from '../store/types.js'
+import { LIMIT_FIELDS, limitsToJSON, overlayLimits, type LimitField, type LimitInput, type TierLimits, type TierLimitsInput } from '../tiers.js'
+import { LocalPolicyBackend, RedisPolicyBackend, type ChangeNotice, type PolicyBackend } from './policy-backend.js'
+import { Field, PolicyState, type Block } from './policy-state.js'
+import { BlockSchema, check, EnvironmentName, MultiplierSchema, OverrideSchema, ShadowScopeSchema, TenantId, TierLimitsSchema, TierName, UsageOptionsSchema } from './schemas.js'
+import { InvalidPolicyError } from '../errors.js'
+
+export interface PolicyManagerOptions {
+  keyPrefix?: string
+  /** Tiers configured in code (merged over the defaults), as the plugin's `tiers` option. */
+  tiers?: Record<string, TierLimitsInput>
+  defaultTier?: string
+  anonymousTier?: string
+  /** Selects the environment multiplier. Default `NODE_ENV`, else `production`. */
+  environment?: string
+  /** Full reload period, a safety net for missed notices. Default 30 s. */
+  reloadIntervalSeconds?: number
+  /** Store read by `usage` and cleared by `resetUsage`. Default: a RedisStore on the same client. */
+  store?: RateLimitStore
+  log?: Pick<FastifyBaseLogger, 'warn' | 'error'>
+}
+
+export interface TenantOverride extends Partial<TierLimitsInput> {
+  /** The override disappears by itself after this many seconds. */
+  expiresInSeconds?: number
+}
+
+export type ShadowScope = { scope: 'global' } | { scope: 'tier', tier: string } | { scope: 'tenant', tenantId: string }
+
+/** What the request path needs about one request's subject. */
+export interface RequestPolicy {
+  readonly tier: string
+  readonly limits: TierLimits
+  readonly shadow: boolean
+  readonly block: Block | undefined
+}
+
+export interface ResolvedPolicy {
+  tenantId: string
+  tier: string
+  /** Where the tier came from: the caller, the tenant's stored tier, or the default tier. */
+  tierSource: 'request' | 'tenant' | 'default'
+  environment: string
+  multiplier: number
+  /** Effective limits (null: unlimited). */
+  limits: TierLimitsInput
+  /** Where each number came from before the multiplier: the tier or the tenant's override. */
+  sources: Record<LimitField, 'tier' | 'override'>
+  override: (Partial<TierLimitsInput> & { expiresAt: number | null }) | null
+  blocked: { reason: string | null, expiresAt: number | null } | null
+  shadow: boolean
+}
+
+export interface WindowUsage { limit: number | null, used: number, remaining: number | null }
+export interface TenantUsage {
+  tenantId: string
+  tier: string
+  bucket: string | null
+  now: number
+  minute: WindowUsage
+  hour: WindowUsage
+  month: WindowUsage & { resetAt: number }
+  concurrent: { limit: number | null, inFlight: number }
+}
+
+const MAX_REMEMBERED_UNKNOWN = 1000
+
+export class PolicyManager {
+  readonly keyPrefix: string
+  readonly environment: string
+  readonly defaultTier: string
+  readonly anonymousTier: string
+  private readonly configuredTiers: ReadonlyMap<string, TierLimits>
+  private readonly state = new PolicyState()
+  private readonly backend: PolicyBackend
+  private readonly store: RateLimitStore | undefined
+  private readonly log: Pick<FastifyBaseLogger, 'warn' | 'error'> | undefined
+  private readonly reloadIntervalMs: number
+  private readonly unknownTiersSeen = new Set<string>()
+  private reloadTimer: NodeJS.Timeout | undefined
+  private multiplied = new WeakMap<TierLimits, TierLimits>()
+  private multipliedGeneration = -1
+
+  constructor (redis: RedisClient | undefined, options: PolicyManagerOptions = {}) {
+    const resolved = resolveOptions({
+      tiers: options.tiers,
+      defaultTier: options.defaultTier,
+      anonymousTier: options.anonymousTier,
+      environment: options.environment,
+      keyPrefix: options.keyPrefix
+    })
+    this.keyPrefix = resolved.keyPrefix
+    this.environment = resolved.environment
+    this.defaultTier = resolved.defaultTier
+    this.anonymousTier = resolved.anonymousTier
+    this.configuredTiers = resolved.tiers
+    this.backend = redis === undefined ? new LocalPolicyBackend() : new RedisPolicyBackend(redis, this.keyPrefix)
+    this.store = options.store ?? (redis === undefined ? undefined : new RedisStore({ client: redis }))
+    this.log = options.log
+    this.reloadIntervalMs = (options.reloadIntervalSeconds ?? 30) * 1000
+  }
+
+  /**
+   * Loads the stored policies and starts following changes. Waits at most `startTimeoutMs` for
+   * Redis: a service must boot while Redis is away, and catches up when it is back.
+   */
+  async start (startTimeoutMs = 2000): Promise<void> {
+    const subscribed = this.backend.subscribe(notice => this.applyNotice(notice), () => { void this.reload() })
+    subscribed.catch(err => this.log?.error({ err }, 'rate limiting: could not subscribe to policy changes'))
+    this.reloadTimer = setInterval(() => { void this.reload() }, this.reloadIntervalMs)
+    this.reloadTimer.unref()
+    const ready = Promise.all([subscribed, this.reload()])
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<'late'>(resolve => { timer = setTimeout(() => resolve('late'), startTimeoutMs) })
+    const outcome = await Promise.race([ready.then(() => 'ready' as const, () => 'ready' as const), late])
+    clearTimeout(timer)
+    if (outcome === 'late') this.log?.warn('rate limiting: policies not loaded yet (Redis slow or away); continuing with configured tiers')
+  }
+
+  async close (): Promise<void> {
+    clearInterval(this.reloadTimer)
+    await this.backend.close()
+  }
+
+  /** Reads every stored policy again and drops expired ones. Runs periodically by itself. */
+  async reload (): Promise<void> {
+    try {
+      const { version, entries } = await this.backend.snapshot()
+      this.state.replaceWith(entries, version)
+      for (const [field, v] of this.state.expired(Date.now())) {
+        const notice = await this.backend.write(field, undefined, null, v)
+        if (notice !== undefined) this.applyNotice(notice)
+      }
+    } catch (err) {
+      this.log?.error({ err }, 'rate limiting: could not reload policies; keeping the last known ones')
+    }
+  }
+
+  // ---- the request path: memory only ----
+
+  /** Tier, limits, shadow flag and block of one request. `tenantId` undefined: anonymous. */
+  forRequest (tenantId: string | undefined, requestedTier: string | undefined, route: RouteLimiter): RequestPolicy {
+    const state = this.state
+    if (tenantId === undefined) {
+      const tier = this.anonymousTier
+      const limits = this.multiply(route.limitsFor(tier, this.tierLimits(tier)))
+      return { tier, limits, shadow: state.shadowGlobal || state.shadowTiers.has(tier), block: undefined }
+    }
+    const tier = this.knownTier(requestedTier ?? state.tenantTiers.get(tenantId))
+    let base = this.tierLimits(tier)
+    const override = state.overrides.get(tenantId)
+    if (override !== undefined && !expired(override.expiresAt)) base = overlayLimits(base, override.patch)
+    const limits = this.multiply(route.limitsFor(tier, base))
+    const block = state.blocks.get(tenantId)
+    return {
+      tier,
+      limits,
+      shadow: state.shadowGlobal || state.shadowTiers.has(tier) || state.shadowTenants.has(tenantId),
+      block: block !== undefined && !expired(block.expiresAt) ? block : undefined
+    }
+  }
+
+  // ---- tenant overrides ----
+
+  async setTenantOverride (tenantId: string, override: TenantOverride): Promise<void> {
+    check(TenantId, tenantId, 'tenantId')
+    check(OverrideSchema, override, 'override')
+    const { expiresInSeconds, ...limits } = override
+    const patch = Object.fromEntries(Object.entries(limits).map(([k, v]) => [k, v === Infinity ? null : v]))
+    if (Object.keys(patch).length === 0) throw new InvalidPolicyError('override must set at least one limit')
+    await this.write(Field.override(tenantId), patch, expiresInSeconds === undefined ? null : expiresInSeconds * 1000)
+  }
+
+  async getTenantOverride (tenantId: string): Promise<(Partial<TierLimitsInput> & { expiresAt: number | null }) | null> {
+    check(TenantId, tenantId, 'tenantId')
+    const held = this.state.overrides.get(tenantId)
+    if (held === undefined || expired(held.expiresAt)) return null
+    return { ...held.patch, expiresAt: held.expiresAt }
+  }
+
+  async removeTenantOverride (tenantId: string): Promise<boolean> {
+    check(TenantId, tenantId, 'tenantId')
+    return await this.remove(Field.override(tenantId))
+  }
+
+  // ---- environment multipliers ----
+
+  async setEnvironmentMultiplier (environment: string, multiplier: number): Promise<void> {
+    check(EnvironmentName, environment, 'environment')
+    check(MultiplierSchema, multiplier, 'multiplier')
+    await this.write(Field.multiplier(environment), multiplier, null)
+  }
+
+  async getEnvironmentMultiplier (environment: string = this.environment): Promise<number> {
+    check(EnvironmentName, environment, 'environment')
+    return this.state.multipliers.get(environment) ?? 1
+  }
+
+  async removeEnvironmentMultiplier (environment: string): Promise<boolean> {
+    check(EnvironmentName, environment, 'environment')
+    return await this.remove(Field.multiplier(environment))
+  }
+
+  // ---- tiers ----
+
+  /** Defines or replaces a tier at runtime (over the configured one of the same name, if any). */
+  async setTier (name: string, limits: TierLimitsInput): Promise<void> {
+    check(TierName, name, 'name')
+    check(TierLimitsSchema, limits, 'limits')
+    await this.write(Field.tier(name), limitsToJSON(overlayLimits(this.tierLimits(this.defaultTier), limits)), null)
+  }
+
+  /** Removes a runtime tier definition; a configured tier of that name applies again. */
+  async removeTier (name: string): Promise<boolean> {
+    check(TierName, name, 'name')
+    return await this.remove(Field.tier(name))
+  }
+
+  async listTiers (): Promise<Record<string, { limits: TierLimitsInput, source: 'runtime' | 'configured' }>> {
+    const out: Record<string, { limits: TierLimitsInput, source: 'runtime' | 'configured' }> = {}
+    for (const [name, limits] of this.configuredTiers) out[name] = { limits: limitsToJSON(limits), source: 'configured' }
+    for (const [name, limits] of this.state.runtimeTiers) out[name] = { limits: limitsToJSON(limits), source: 'runtime' }
+    return out
+  }
+
+  // ---- tenant tiers ----
+
+  /** The tier of a tenant whose extractor reports none. */
+  async setTenantTier (tenantId: string, tier: string): Promise<void> {
+    check(TenantId, tenantId, 'tenantId')
+    check(TierName, tier, 'tier')
+    if (!this.hasTier(tier)) throw new InvalidPolicyError(`tier ${tier} is not defined`)
+    await this.write(Field.tenantTier(tenantId), tier, null)
+  }
+
+  async getTenantTier (tenantId: string): Promise<string | null> {
+    check(TenantId, tenantId, 'tenantId')
+    return this.state.tenantTiers.get(tenantId) ?? null
+  }
+
+  async removeTenantTier (tenantId: string): Promise<boolean> {
+    check(TenantId, tenantId, 'tenantId')
+    return await this.remove(Field.tenantTier(tenantId))
+  }
+
+  // ---- blocks ----
+
+  async block (tenantId: string, options: { seconds?: number, reason?: string } = {}): Promise<void> {
+    check(TenantId, tenantId, 'tenantId')
+    check(BlockSchema, options, 'block')
+    await this.write(Field.block(tenantId), { reason: options.reason ?? null }, options.seconds === undefined ? null : options.seconds * 1000)
+  }
+
+  async unblock (tenantId: string): Promise<boolean> {
+    check(TenantId, tenantId, 'tenantId')
+    return await this.remove(Field.block(tenantId))
+  }
+
+  // ---- shadow mode ----
+
+  /** Shadow mode counts and reports limits but never enforces them. */
+  async setShadowMode (scope: ShadowScope, enabled: boolean): Promise<void> {
+    check(ShadowScopeSchema, scope, 'scope')
+    if (typeof enabled !== 'boolean') throw new InvalidPolicyError('enabled must be a boolean')
+    const field = scope.scope === 'global' ? Field.shadowGlobal() : scope.scope === 'tier' ? Field.shadowTier(scope.tier) : Field.shadowTenant(scope.tenantId)
+    if (enabled) await this.write(field, true, null)
+    else await this.remove(field)
+  }
+
+  async shadowModes (): Promise<{ global: boolean, tiers: string[], tenants: string[] }> {
+    return { global: this.state.shadowGlobal, tiers: [...this.state.shadowTiers], tenants: [...this.state.shadowTenants] }
+  }
+
+  // ---- explanation and usage ----
+
+  /** The effective limits of a tenant, and where each number came from. */
+  async resolve (tenantId: string, tier?: string): Promise<ResolvedPolicy> {
+    check(TenantId, tenantId, 'tenantId')
+    if (tier !== undefined) check(TierName, tier, 'tier')
+    const stored = this.state.tenantTiers.get(tenantId)
+    const tierSource = tier !== undefined ? 'request' : stored !== undefined ? 'tenant' : 'default'
+    const name = this.knownTier(tier ?? stored)
+    const held = this.state.overrides.get(tenantId)
+    const override = held !== undefined && !expired(held.expiresAt) ? held : undefined
+    const multiplier = this.state.multipliers.get(this.environment) ?? 1
+    const limits = applyMultiplier(overlayLimits(this.tierLimits(name), override?.patch), multiplier)
+    const sources = {} as Record<LimitField, 'tier' | 'override'>
+    for (const field of LIMIT_FIELDS) sources[field] = override !== undefined && field in override.patch ? 'override' : 'tier'
+    const block = this.state.blocks.get(tenantId)
+    const blocked = block !== undefined && !expired(block.expiresAt) ? { reason: block.reason ?? null, expiresAt: block.expiresAt } : null
+    return {
+      tenantId,
+      tier: name,
+      tierSource,
+      environment: this.environment,
+      multiplier,
+      limits: limitsToJSON(limits),
+      sources,
+      override: override === undefined ? null : { ...override.patch, expiresAt: override.expiresAt },
+      blocked,
+      shadow: this.state.shadowGlobal || this.state.shadowTiers.has(name) || this.state.shadowTenants.has(tenantId)
+    }
+  }
+
+  /** What a tenant has used and has left (its shared counters, or a named bucket's). */
+  async usage (tenantId: string, options: { bucket?: string } = {}): Promise<TenantUsage> {
+    check(TenantId, tenantId, 'tenantId')
+    check(UsageOptionsSchema, options, 'options')
+    const store = this.requireStore()
+    const resolved = await this.resolve(tenantId)
+    const used = await store.usage(storeKeys(this.keyPrefix, 'tenant', tenantId, options.bucket))
+    const window = (limit: LimitInput, n: number): WindowUsage => ({ limit, used: n, remaining: limit === null ? null : Math.max(0, limit - n) })
+    return {
+      tenantId,
+      tier: resolved.tier,
+      bucket: options.bucket ?? null,
+      now: used.now,
+      minute: window(resolved.limits.requestsPerMinute, used.minute),
+      hour: window(resolved.limits.requestsPerHour, used.hour),
+      month: { ...window(resolved.limits.monthlyQuota, used.month), resetAt: used.monthResetAt },
+      concurrent: { limit: resolved.limits.concurrentRequests, inFlight: used.inFlight }
+    }
+  }
+
+  /** Forgets every counter and lease of a tenant, in every bucket. */
+  async resetUsage (tenantId: string): Promise<void> {
+    check(TenantId, tenantId, 'tenantId')
+    await this.requireStore().resetSubject(subjectBase(this.keyPrefix, 'tenant', tenantId))
+  }
+
+  // ---- internals ----
+
+  private hasTier (name: string): boolean {
+    return this.state.runtimeTiers.has(name) || this.configuredTiers.has(name)
+  }
+
+  private tierLimits (name: string): TierLimits {
+    return this.state.runtimeTiers.get(name) ?? this.configuredTiers.get(name) ?? this.configuredTiers.get(this.defaultTier) as TierLimits
+  }
+
+  /** A known tier for a requested name: itself, or the default tier (each unknown name logged once). */
+  private knownTier (requested: string | undefined): string {
+    if (requested === undefined) return this.defaultTier
+    if (this.hasTier(requested)) return requested
+    if (this.unknownTiersSeen.size < MAX_REMEMBERED_UNKNOWN && !this.unknownTiersSeen.has(requested)) {
+      this.unknownTiersSeen.add(requested)
+      this.log?.warn({ tier: requested, fallback: this.defaultTier }, 'rate limiting: unknown tier, using the default tier')
+    }
+    return this.defaultTier
+  }
+
+  /** The environment multiplier applied to limits, memoised per limits object. */
+  private multiply (limits: TierLimits): TierLimits {
+    const multiplier = this.state.multipliers.get(this.environment)
+    if (multiplier === undefined || multiplier === 1) return limits
+    if (this.multipliedGeneration !== this.state.generation) {
+      this.multiplied = new WeakMap()
+      this.multipliedGeneration = this.state.generation
+    }
+    let out = this.multiplied.get(limits)
+    if (out === undefined) {
+      out = applyMultiplier(limits, multiplier)
+      this.multiplied.set(limits, out)
+    }
+    return out
+  }
+
+  private requireStore (): RateLimitStore {
+    if (this.store === undefined) throw new InvalidPolicyError('usage needs a store: pass options.store or a Redis client')
+    return this.store
+  }
+
+  private async write (field: string, value: unknown, lifetimeMs: number | null): Promise<void> {
+    const notice = await this.backend.write(field, value, lifetimeMs)
+    if (notice !== undefined) this.applyNotice(notice) // read your own writes at once
+  }
+
+  private async remove (field: string): Promise<boolean> {
+    const existed = this.state.entry(field) !== undefined
+    await this.write(field, undefined, null)
+    return existed
+  }
+
+  private applyNotice (notice: ChangeNotice): void {
+    this.state.apply(notice.field, notice.entry)
+  }
+}
+
+function expired (expiresAt: number | null): boolean {
+  return expiresAt !== null && expiresAt <= Date.now()
+}
+
+/** Every limited value × multiplier, rounded down, never below 1; 0 and unlimited stay as they are. */
+export function applyMultiplier (limits: TierLimits, multiplier: number): TierLimits {
+  if (multiplier === 1) return limits
+  const scale = (n: number): number => n === Infinity || n === 0 ? n : Math.max(1, Math.floor(n * multiplier))
+  return Object.freeze({
+    requestsPerMinute: scale(limits.requestsPerMinute),
+    requestsPerHour: scale(limits.requestsPerHour),
+    concurrentRequests: scale(limits.concurrentRequests),
+    monthlyQuota: scale(limits.monthlyQuota)
+  })
+}
