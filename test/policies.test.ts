@@ -143,7 +143,9 @@ for (const kind of STORE_KINDS) {
       await app.inject({ url: '/search', headers: { 'x-tenant': 'acme', 'x-tier': 'starter' } })
       const usage = await app.policies.usage('acme')
       t.match(usage, {
-        tenantId: 'acme', tier: 'starter', bucket: null,
+        tenantId: 'acme',
+        tier: 'starter',
+        bucket: null,
         minute: { limit: 10, used: 3, remaining: 7 },
         hour: { limit: 100, used: 3, remaining: 97 },
         month: { limit: 10000, used: 3, remaining: 9997 },

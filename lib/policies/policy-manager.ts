@@ -114,9 +114,9 @@ export class PolicyManager {
    * Redis: a service must boot while Redis is away, and catches up when it is back.
    */
   async start (startTimeoutMs = 2000): Promise<void> {
-    const subscribed = this.backend.subscribe(notice => this.applyNotice(notice), () => { void this.reload() })
+    const subscribed = this.backend.subscribe(notice => this.applyNotice(notice), () => { this.reload().catch(() => {}) })
     subscribed.catch(err => this.log?.error({ err }, 'rate limiting: could not subscribe to policy changes'))
-    this.reloadTimer = setInterval(() => { void this.reload() }, this.reloadIntervalMs)
+    this.reloadTimer = setInterval(() => { this.reload().catch(() => {}) }, this.reloadIntervalMs)
     this.reloadTimer.unref()
     const ready = Promise.all([subscribed, this.reload()])
     let timer: NodeJS.Timeout | undefined
