@@ -1,15 +1,18 @@
 // @maestro/rate-limiting: tiered, strictly sliding-window rate limiting for Fastify.
 //
-// Reading order: options → store → policies → limiter → decorators → per-route hooks → onClose.
-import type { FastifyInstance, FastifyPluginAsync, RouteOptions } from 'fastify'
+// Reading order: options → store → policies → metrics → limiter → decorators → per-route hooks
+// → unmatched routes → metrics route → onClose.
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import { AlreadyRegisteredError } from './errors.js'
 import { kLease, Limiter } from './limiter.js'
+import { createMetrics, UNMATCHED_ENDPOINT } from './metrics.js'
 import { resolveOptions, type RateLimitContext, type RateLimitingOptions } from './options.js'
-import { resolveRouteConfig, type RouteRateLimitConfig } from './route-config.js'
+import { PolicyManager } from './policies/policy-manager.js'
+import { sharedLimiter, type RouteRateLimitConfig } from './route-config.js'
+import { attachToRoute } from './route-hooks.js'
 import { createStore } from './store/create-store.js'
 import type { RateLimitStore } from './store/types.js'
-import { PolicyManager } from './policies/policy-manager.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -51,40 +54,42 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   })
   await policies.start()
 
-  // 4. The limiter: one store call per limited request.
-  const limiter = new Limiter(options, store, policies)
+  // 4. Metrics (prom-client, when installed and not turned off).
+  const { metrics, registry } = await createMetrics(options.metrics, fastify.log)
+
+  // 5. The limiter: one store call per limited request.
+  const limiter = new Limiter(options, store, policies, metrics)
 
   fastify.decorate('rateLimitStore', store)
   fastify.decorate('policies', policies)
   fastify.decorateRequest('rateLimit', null)
   fastify.decorateRequest(kLease, null)
 
-  // 5. Every route: config.rateLimit resolved now, so a bad value fails boot and requests pay nothing.
+  // 6. Every route: config.rateLimit resolved now, so a bad value fails boot and requests pay nothing.
   fastify.addHook('onRoute', (route) => attachToRoute(route, options.hook, options.global, limiter))
 
-  // 6. Shutdown: close only what this plugin created.
+  // 7. Requests that match no route are held to the shared limits too (scanners, probes).
+  if (options.limitNotFound && options.global) {
+    const limitUnmatched = limiter.hookFor(sharedLimiter, UNMATCHED_ENDPOINT)
+    fastify.addHook(options.hook as 'onRequest', async (request, reply) => {
+      if (request.is404) return await limitUnmatched(request, reply)
+    })
+  }
+
+  // 8. GET /metrics, when asked for.
+  const route = options.metrics === false ? undefined : options.metrics?.route
+  if (registry !== undefined && route !== undefined && route !== false) {
+    fastify.get(route === true ? '/metrics' : route, { config: { rateLimit: false } }, async (_request, reply) => {
+      reply.type(registry.contentType)
+      return await registry.metrics()
+    })
+  }
+
+  // 9. Shutdown: close only what this plugin created.
   fastify.addHook('onClose', async () => {
     await policies.close()
     if (owned) await store.close()
   })
-}
-
-function attachToRoute (route: RouteOptions, hook: string, global: boolean, limiter: Limiter): void {
-  const name = `${Array.isArray(route.method) ? route.method.join(',') : route.method} ${route.url}`
-  const limited = resolveRouteConfig(name, route.config?.rateLimit, global)
-  if (limited === undefined) return
-  const release = (request: Parameters<Limiter['release']>[0]): void => limiter.release(request)
-  appendHook(route, hook, limiter.hookFor(limited))
-  // A lease is given back exactly once: on the response, a client abort, or a timeout.
-  appendHook(route, 'onResponse', (request: never, _reply: unknown, done: () => void) => { release(request); done() })
-  appendHook(route, 'onRequestAbort', (request: never, done: () => void) => { release(request); done() })
-  appendHook(route, 'onTimeout', (request: never, _reply: unknown, done: () => void) => { release(request); done() })
-}
-
-function appendHook (route: RouteOptions, name: string, hook: unknown): void {
-  const slot = route as unknown as Record<string, unknown>
-  const existing = slot[name]
-  slot[name] = existing === undefined ? [hook] : Array.isArray(existing) ? [...existing, hook] : [existing, hook]
 }
 
 export default fp(rateLimiting, { name: '@maestro/rate-limiting', fastify: '5.x' })
@@ -96,6 +101,7 @@ export type {
   ErrorResponseBuilder, ExceededListener
 } from './options.js'
 export type { RouteRateLimitConfig } from './route-config.js'
+export type { MetricsOptions, MetricsRegistry } from './metrics.js'
 export { DEFAULT_TIERS, UNLIMITED_TIER, type TierLimits, type TierLimitsInput, type LimitInput } from './tiers.js'
 export { MemoryStore, type MemoryStoreOptions } from './store/memory-store.js'
 export { RedisStore, ADMIT_SCRIPT, USAGE_SCRIPT, type RedisStoreOptions } from './store/redis-store.js'

@@ -1,17 +1,19 @@
 // The request path: who is calling → which limits → one store call → headers, or a 429.
 import { randomBytes } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { BLOCKED_CODE, RATE_LIMITED_CODE } from './errors.js'
 import { retryAfterSeconds, setIetfHeaders, setRateLimitHeaders } from './headers.js'
 import { storeKeys, type StoreKeys } from './keys.js'
+import type { LimiterMetrics } from './metrics.js'
 import type { RateLimitContext, ResolvedOptions, TenantIdentity } from './options.js'
+import type { PolicyManager } from './policies/policy-manager.js'
 import type { RouteLimiter } from './route-config.js'
 import type { Decision, RateLimitStore, RejectReason } from './store/types.js'
-import type { PolicyManager } from './policies/policy-manager.js'
 import { isUnlimited } from './tiers.js'
 
 /** The concurrency lease a request holds until its response is sent or it is aborted. */
-export interface Lease { readonly keys: StoreKeys, readonly id: string }
+export interface Lease { readonly keys: StoreKeys, readonly id: string, readonly tier: string }
 
 export const kLease = Symbol('maestro-rate-limiting.lease')
 
@@ -27,6 +29,8 @@ const MESSAGES: Record<RejectReason, string> = {
   quota_exceeded: 'Monthly quota exceeded'
 }
 
+type Hook = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
+
 export class Limiter {
   // Lease ids: unique per process and request without a random call per request.
   private readonly leasePrefix = randomBytes(9).toString('base64url') + ':'
@@ -35,14 +39,15 @@ export class Limiter {
   constructor (
     private readonly options: ResolvedOptions,
     private readonly store: RateLimitStore,
-    private readonly policies: PolicyManager
+    private readonly policies: PolicyManager,
+    private readonly metrics: LimiterMetrics
   ) {}
 
-  /** The hook that limits one route. */
-  hookFor (route: RouteLimiter): (request: FastifyRequest, reply: FastifyReply) => Promise<unknown> {
+  /** The hook that limits one route; `endpoint` is its pattern, as metrics label it. */
+  hookFor (route: RouteLimiter, endpoint: string): Hook {
     return async (request, reply) => {
       if (request.rateLimit !== null) return // once per request, whatever calls us again
-      return await this.limit(route, request, reply)
+      return await this.limit(route, endpoint, request, reply)
     }
   }
 
@@ -52,52 +57,84 @@ export class Limiter {
     if (lease === null) return
     request[kLease] = null
     this.store.release(lease.keys, lease.id)
+    this.metrics.leaseReleased(lease.tier)
   }
 
-  private async limit (route: RouteLimiter, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
-    const { options } = this
+  private async limit (route: RouteLimiter, endpoint: string, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+    const { options, metrics } = this
     const identity = options.tenantExtractor === undefined ? null : await options.tenantExtractor(request)
     const anonymous = identity === null || identity === undefined
     if (!anonymous) checkIdentity(identity)
+    const started = metrics.enabled ? performance.now() : 0
     const subject = anonymous ? options.anonymousKey(request) : identity.tenantId
-    const policy = this.policies.forRequest(anonymous ? undefined : subject, anonymous ? undefined : identity.tier, route)
+    const policy = this.policies.forRequest(anonymous ? undefined : subject, anonymous ? undefined : identity.tier ?? undefined, route)
     const { tier, limits, shadow } = policy
-    const cost = route.cost
+    const { cost, bucket } = route
+    const tenantLabel = metrics.tenantLabel(subject, anonymous)
 
     if (policy.block !== undefined) {
-      request.rateLimit = { subject, anonymous, tier, bucket: route.bucket, cost, limits, decision: undefined, shadow }
+      request.rateLimit = { subject, anonymous, tier, bucket, cost, limits, decision: undefined, shadow }
+      metrics.request('rejected', tenantLabel, tier, endpoint)
+      metrics.rejection('blocked', tenantLabel, tier, endpoint)
       return this.blocked(reply, policy.block.reason)
     }
     if (isUnlimited(limits)) {
-      request.rateLimit = { subject, anonymous, tier, bucket: route.bucket, cost, limits, decision: undefined, shadow }
+      request.rateLimit = { subject, anonymous, tier, bucket, cost, limits, decision: undefined, shadow }
+      metrics.request('bypassed', tenantLabel, tier, endpoint)
       return
     }
 
-    const keys = storeKeys(options.keyPrefix, anonymous ? 'anonymous' : 'tenant', subject, route.bucket)
+    const keys = storeKeys(options.keyPrefix, anonymous ? 'anonymous' : 'tenant', subject, bucket)
     const leaseId = limits.concurrentRequests === Infinity ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
     let decision: Decision
     try {
       decision = await this.store.admit({ keys, cost, limits, leaseId })
     } catch (err) {
-      request.rateLimit = { subject, anonymous, tier, bucket: route.bucket, cost, limits, decision: undefined, shadow }
+      request.rateLimit = { subject, anonymous, tier, bucket, cost, limits, decision: undefined, shadow }
+      metrics.storeError(this.store.kind)
+      metrics.failDecision(options.failMode)
+      metrics.request('error', tenantLabel, tier, endpoint)
       return this.storeFailed(err, request, reply)
     }
+    if (metrics.enabled) metrics.decision((performance.now() - started) / 1000, this.store.kind)
 
-    const context = { subject, anonymous, tier, bucket: route.bucket, cost, limits, decision, shadow }
+    const context = { subject, anonymous, tier, bucket, cost, limits, decision, shadow }
     request.rateLimit = context
     if (options.headers) setRateLimitHeaders(reply, decision)
     if (options.ietfHeaders) setIetfHeaders(reply, decision)
     if (decision.allowed) {
-      if (leaseId !== '') request[kLease] = { keys, id: leaseId }
+      if (leaseId !== '') {
+        request[kLease] = { keys, id: leaseId, tier }
+        metrics.leaseTaken(tier)
+      }
+      if (metrics.enabled) this.recordAdmission(decision, tenantLabel, tier, endpoint)
       return
     }
+    const reason = decision.reason as RejectReason
     if (shadow) {
       // Dry run: report what enforcement would have done, then let the request through.
-      reply.header('x-ratelimit-shadow', decision.reason)
-      request.log.info({ tenant: subject, tier, reason: decision.reason }, 'rate limiting (shadow): would reject')
+      reply.header('x-ratelimit-shadow', reason)
+      request.log.info({ tenant: subject, tier, reason }, 'rate limiting (shadow): would reject')
+      metrics.request('shadow', tenantLabel, tier, endpoint)
       return
     }
-    return this.reject(request, reply, context as RateLimitContext & { decision: Decision })
+    metrics.request('rejected', tenantLabel, tier, endpoint)
+    metrics.rejection(reason, tenantLabel, tier, endpoint)
+    return this.reject(request, reply, context)
+  }
+
+  private recordAdmission (decision: Decision, tenant: string, tier: string, endpoint: string): void {
+    const { metrics } = this
+    metrics.request('allowed', tenant, tier, endpoint)
+    const share = metrics.nearLimitRatio
+    const { minute, hour, month } = decision
+    if (minute.limit !== Infinity && minute.limit - minute.remaining >= share * minute.limit) metrics.nearLimit('minute', tenant, tier, endpoint)
+    if (hour.limit !== Infinity && hour.limit - hour.remaining >= share * hour.limit) metrics.nearLimit('hour', tenant, tier, endpoint)
+    if (month.limit !== Infinity) {
+      const used = month.limit === 0 ? 1 : (month.limit - month.remaining) / month.limit
+      if (used >= share) metrics.nearLimit('month', tenant, tier, endpoint)
+      metrics.quotaUsed(tenant, tier, used)
+    }
   }
 
   private reject (request: FastifyRequest, reply: FastifyReply, context: RateLimitContext & { decision: Decision }): FastifyReply {
@@ -134,7 +171,10 @@ export class Limiter {
 
   private storeFailed (err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
     request.log.error({ err }, 'rate limiting: store failed, %s', this.options.failMode === 'open' ? 'admitting' : 'refusing')
-    if (this.options.failMode === 'open') return undefined
+    if (this.options.failMode === 'open') {
+      reply.header('x-ratelimit-status', 'degraded')
+      return undefined
+    }
     reply.code(503)
     reply.header('retry-after', 1)
     return reply.send({
@@ -148,7 +188,7 @@ export class Limiter {
 
 function checkIdentity (identity: TenantIdentity): void {
   if (typeof identity !== 'object' || typeof identity.tenantId !== 'string' ||
-      (identity.tier !== undefined && typeof identity.tier !== 'string')) {
+      (identity.tier !== undefined && identity.tier !== null && typeof identity.tier !== 'string')) {
     throw new TypeError('tenantExtractor must return { tenantId: string, tier?: string } or null')
   }
 }

@@ -6,6 +6,7 @@ import { InvalidOptionError } from './errors.js'
 import { KEY_PREFIX_PATTERN } from './keys.js'
 import type { RedisClient } from './store/lua-script.js'
 import type { Decision, RateLimitStore } from './store/types.js'
+import type { MetricsOptions } from './metrics.js'
 import { DEFAULT_TIERS, infinityToNull, tierLimitsFrom, type TierLimits, type TierLimitsInput } from './tiers.js'
 import { explain } from './validation.js'
 
@@ -77,6 +78,10 @@ export interface RateLimitingOptions {
   failMode?: 'open' | 'closed'
   /** Full reload of dynamic policies, a safety net behind pub/sub notices. Default 30 s. */
   policyReloadSeconds?: number
+  /** Prometheus metrics (needs prom-client); `false` turns them off. */
+  metrics?: MetricsOptions | false
+  /** Also limit requests that match no route (404s), so scanners are held to limits. Default true. */
+  limitNotFound?: boolean
 }
 
 const TIER_NAME = /^[A-Za-z0-9_.-]{1,64}$/
@@ -110,7 +115,17 @@ const OptionsSchema = Type.Object({
   errorResponseBuilder: Type.Optional(AnyFunction),
   onExceeded: Type.Optional(AnyFunction),
   failMode: Type.Optional(Type.Union([Type.Literal('open'), Type.Literal('closed')])),
-  policyReloadSeconds: Type.Optional(Type.Number({ minimum: 1, maximum: 86_400 }))
+  policyReloadSeconds: Type.Optional(Type.Number({ minimum: 1, maximum: 86_400 })),
+  metrics: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
+    registry: Type.Optional(Type.Object({})),
+    prefix: Type.Optional(Type.String({ pattern: '^[a-zA-Z_:][a-zA-Z0-9_:]*$' })),
+    route: Type.Optional(Type.Union([Type.Boolean(), Type.String({ pattern: '^/' })])),
+    tenantLabel: Type.Optional(Type.Union([Type.Literal('tenant'), Type.Literal('tier')])),
+    maxTenantLabels: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
+    nearLimitRatio: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
+    latencyBuckets: Type.Optional(Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1 }))
+  }, { additionalProperties: false })])),
+  limitNotFound: Type.Optional(Type.Boolean())
 }, { additionalProperties: false })
 const checkOptions = Compile(OptionsSchema)
 
@@ -135,6 +150,8 @@ export interface ResolvedOptions {
   readonly onExceeded: ExceededListener | undefined
   readonly failMode: 'open' | 'closed'
   readonly policyReloadSeconds: number
+  readonly metrics: MetricsOptions | false | undefined
+  readonly limitNotFound: boolean
 }
 
 const requestIp = (request: FastifyRequest): string => request.ip
@@ -184,7 +201,9 @@ export function resolveOptions (input: RateLimitingOptions | undefined): Resolve
     errorResponseBuilder: raw.errorResponseBuilder,
     onExceeded: raw.onExceeded,
     failMode: raw.failMode ?? 'open',
-    policyReloadSeconds: raw.policyReloadSeconds ?? 30
+    policyReloadSeconds: raw.policyReloadSeconds ?? 30,
+    metrics: raw.metrics,
+    limitNotFound: raw.limitNotFound ?? true
   })
 }
 
@@ -193,5 +212,8 @@ function stripped (raw: RateLimitingOptions): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   if (raw.redis !== undefined) out.redis = typeof raw.redis === 'object' && raw.redis !== null ? {} : raw.redis
   if (raw.store !== undefined) out.store = typeof raw.store === 'object' && raw.store !== null ? {} : raw.store
+  if (raw.metrics !== undefined && raw.metrics !== false && raw.metrics?.registry !== undefined) {
+    out.metrics = { ...raw.metrics, registry: typeof raw.metrics.registry === 'object' && raw.metrics.registry !== null ? {} : raw.metrics.registry }
+  }
   return out
 }

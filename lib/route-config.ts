@@ -61,7 +61,7 @@ export function resolveRouteConfig (routeName: string, value: unknown, global: b
   )
 }
 
-const sharedLimiter: RouteLimiter = {
+export const sharedLimiter: RouteLimiter = {
   cost: 1,
   bucket: undefined,
   limitsFor: (_name, tierLimits) => tierLimits

@@ -1,0 +1,148 @@
+// Prometheus metrics (prom-client, an optional peer dependency). Without prom-client, or with
+// `metrics: false`, the limiter records nothing and nothing breaks.
+import type { FastifyBaseLogger } from 'fastify'
+
+/** The part of a prom-client Registry this plugin uses (any prom-client Registry fits). */
+export interface MetricsRegistry {
+  metrics (): Promise<string>
+  readonly contentType: string
+  getSingleMetric (name: string): unknown
+  registerMetric (metric: never): void
+}
+
+export interface MetricsOptions {
+  /** Registry to register in. Default: prom-client's global registry. */
+  registry?: MetricsRegistry
+  /** Prepended to every metric name (e.g. `gateway_`). Default none. */
+  prefix?: string
+  /** Serve the registry at GET /metrics (`true`) or at the given path. Default off. */
+  route?: boolean | string
+  /** `tenant`: one label value per tenant (capped); `tier`: the tenant label stays empty. Default `tenant`. */
+  tenantLabel?: 'tenant' | 'tier'
+  /** Distinct tenant label values; later tenants are counted as `other`. Default 100. */
+  maxTenantLabels?: number
+  /** An admitted request above this share of a limit counts as near the limit. Default 0.8. */
+  nearLimitRatio?: number
+  /** Histogram buckets (seconds) of the decision latency. */
+  latencyBuckets?: number[]
+}
+
+export type RequestStatus = 'allowed' | 'rejected' | 'bypassed' | 'error' | 'shadow'
+export type RejectionReason = 'rate_limit_exceeded' | 'concurrent_limit_exceeded' | 'quota_exceeded' | 'blocked'
+export type NearLimitWindow = 'minute' | 'hour' | 'month'
+
+/** What the limiter records. Every method is cheap and never throws. */
+export interface LimiterMetrics {
+  readonly enabled: boolean
+  readonly nearLimitRatio: number
+  /** The tenant label for a subject: `anonymous`, the tenant id, `other` past the cap, or '' in tier mode. */
+  tenantLabel (subject: string, anonymous: boolean): string
+  request (status: RequestStatus, tenant: string, tier: string, endpoint: string): void
+  rejection (reason: RejectionReason, tenant: string, tier: string, endpoint: string): void
+  decision (seconds: number, store: string): void
+  storeError (store: string): void
+  failDecision (mode: 'open' | 'closed'): void
+  leaseTaken (tier: string): void
+  leaseReleased (tier: string): void
+  nearLimit (window: NearLimitWindow, tenant: string, tier: string, endpoint: string): void
+  quotaUsed (tenant: string, tier: string, ratio: number): void
+}
+
+const noop = (): void => {}
+export const NO_METRICS: LimiterMetrics = {
+  enabled: false,
+  nearLimitRatio: 1,
+  tenantLabel: () => '',
+  request: noop,
+  rejection: noop,
+  decision: noop,
+  storeError: noop,
+  failDecision: noop,
+  leaseTaken: noop,
+  leaseReleased: noop,
+  nearLimit: noop,
+  quotaUsed: noop
+}
+
+/** Endpoint label of requests that matched no route. */
+export const UNMATCHED_ENDPOINT = 'unmatched'
+
+type PromClient = typeof import('prom-client')
+
+/** Loads prom-client if it is installed. */
+async function loadPromClient (): Promise<PromClient | undefined> {
+  try {
+    return await import('prom-client')
+  } catch {
+    return undefined
+  }
+}
+
+export async function createMetrics (options: MetricsOptions | false | undefined, log: FastifyBaseLogger): Promise<{ metrics: LimiterMetrics, registry: MetricsRegistry | undefined }> {
+  if (options === false) return { metrics: NO_METRICS, registry: undefined }
+  const prom = await loadPromClient()
+  if (prom === undefined) {
+    if (options !== undefined) log.warn('rate limiting: metrics requested but prom-client is not installed; metrics are off')
+    return { metrics: NO_METRICS, registry: undefined }
+  }
+  const opts = options ?? {}
+  const registry = (opts.registry ?? prom.register) as unknown as import('prom-client').Registry
+  const prefix = opts.prefix ?? ''
+  // Reuse metrics already in the registry (several instances or plugins in one process).
+  const reuse = <T>(name: string, make: () => T): T => (registry.getSingleMetric(prefix + name) as T | undefined) ?? make()
+  const labels = ['tenant', 'tier', 'endpoint']
+  const requests = reuse('rate_limit_requests_total', () => new prom.Counter({
+    name: prefix + 'rate_limit_requests_total', help: 'Requests seen by the rate limiter, by outcome.', labelNames: [...labels, 'status'], registers: [registry]
+  }))
+  const rejections = reuse('rate_limit_rejections_total', () => new prom.Counter({
+    name: prefix + 'rate_limit_rejections_total', help: 'Requests refused by the rate limiter, by reason.', labelNames: [...labels, 'reason'], registers: [registry]
+  }))
+  const latency = reuse('rate_limit_decision_duration_seconds', () => new prom.Histogram({
+    name: prefix + 'rate_limit_decision_duration_seconds',
+    help: 'Time the limiter took to decide one request (policy lookup and the store round trip).',
+    labelNames: ['store'],
+    buckets: opts.latencyBuckets ?? [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+    registers: [registry]
+  }))
+  const storeErrors = reuse('rate_limit_store_errors_total', () => new prom.Counter({
+    name: prefix + 'rate_limit_store_errors_total', help: 'Store calls that failed.', labelNames: ['store'], registers: [registry]
+  }))
+  const failDecisions = reuse('rate_limit_fail_decisions_total', () => new prom.Counter({
+    name: prefix + 'rate_limit_fail_decisions_total', help: 'Requests decided without the store: admitted (open) or refused (closed).', labelNames: ['mode'], registers: [registry]
+  }))
+  const inFlight = reuse('rate_limit_in_flight_leases', () => new prom.Gauge({
+    name: prefix + 'rate_limit_in_flight_leases', help: 'Concurrency leases held by requests in flight on this instance.', labelNames: ['tier'], registers: [registry]
+  }))
+  const nearLimit = reuse('rate_limit_near_limit_total', () => new prom.Counter({
+    name: prefix + 'rate_limit_near_limit_total', help: 'Admitted requests that left less than the near-limit share of a window or quota.', labelNames: [...labels, 'window'], registers: [registry]
+  }))
+  const quotaUsed = reuse('rate_limit_quota_used_ratio', () => new prom.Gauge({
+    name: prefix + 'rate_limit_quota_used_ratio', help: 'Share of the monthly quota used, as of the tenant\'s latest request.', labelNames: ['tenant', 'tier'], registers: [registry]
+  }))
+
+  const tierMode = opts.tenantLabel === 'tier'
+  const maxTenants = opts.maxTenantLabels ?? 100
+  const seenTenants = new Set<string>()
+  const metrics: LimiterMetrics = {
+    enabled: true,
+    nearLimitRatio: opts.nearLimitRatio ?? 0.8,
+    tenantLabel (subject, anonymous) {
+      if (anonymous) return 'anonymous' // never an address: addresses are unbounded
+      if (tierMode) return ''
+      if (seenTenants.has(subject)) return subject
+      if (seenTenants.size >= maxTenants) return 'other'
+      seenTenants.add(subject)
+      return subject
+    },
+    request: (status, tenant, tier, endpoint) => requests.labels(tenant, tier, endpoint, status).inc(),
+    rejection: (reason, tenant, tier, endpoint) => rejections.labels(tenant, tier, endpoint, reason).inc(),
+    decision: (seconds, store) => latency.labels(store).observe(seconds),
+    storeError: (store) => storeErrors.labels(store).inc(),
+    failDecision: (mode) => failDecisions.labels(mode).inc(),
+    leaseTaken: (tier) => inFlight.labels(tier).inc(),
+    leaseReleased: (tier) => inFlight.labels(tier).dec(),
+    nearLimit: (window, tenant, tier, endpoint) => nearLimit.labels(tenant, tier, endpoint, window).inc(),
+    quotaUsed: (tenant, tier, ratio) => quotaUsed.labels(tenant, tier).set(ratio)
+  }
+  return { metrics, registry: registry as unknown as MetricsRegistry }
+}
