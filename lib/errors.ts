@@ -26,3 +26,13 @@ export const InvalidPolicyError = createError<'FST_MAESTRO_RL_INVALID_POLICY', [
 
 /** The request's tenant is blocked by an operator. */
 export const BLOCKED_CODE = 'FST_MAESTRO_RL_BLOCKED'
+
+/** The admin routes were registered without an `authorize` function; they must never be public. */
+export const AdminAuthorizationRequiredError = createError<'FST_MAESTRO_RL_ADMIN_AUTHORIZATION_REQUIRED'>(
+  'FST_MAESTRO_RL_ADMIN_AUTHORIZATION_REQUIRED',
+  '@maestro/rate-limiting/admin needs an authorize(request, reply) function: the admin routes change every tenant\'s limits and must not be public',
+  500, TypeError)
+
+/** `requireStoreAtBoot` is set and Redis did not answer at registration. */
+export const StoreUnavailableAtBootError = createError<'FST_MAESTRO_RL_STORE_UNAVAILABLE_AT_BOOT', [string]>(
+  'FST_MAESTRO_RL_STORE_UNAVAILABLE_AT_BOOT', 'Redis did not answer at boot (requireStoreAtBoot): %s', 500)

@@ -11,7 +11,8 @@ import { resolveOptions, type RateLimitContext, type RateLimitingOptions } from 
 import { PolicyManager } from './policies/policy-manager.js'
 import { sharedLimiter, type RouteRateLimitConfig } from './route-config.js'
 import { attachToRoute } from './route-hooks.js'
-import { createStore } from './store/create-store.js'
+import { LeaseKeeper } from './lease-keeper.js'
+import { createStore, requireRedis } from './store/create-store.js'
 import type { RateLimitStore } from './store/types.js'
 
 declare module 'fastify' {
@@ -37,9 +38,11 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   // 1. Options: validated once; boot fails on anything wrong, naming the field.
   const options = resolveOptions(rawOptions)
 
-  // 2. Store: the given store, else Redis (option or fastify.redis), else memory.
+  // 2. Store: the given store, else Redis (option or fastify.redis), else memory; Redis behind a
+  //    deadline, a circuit breaker and an optional local fallback.
   const { store, owned, redis } = createStore(options, fastify)
   fastify.log.info({ store: store.kind }, 'rate limiting: using the %s store', store.kind)
+  if (options.requireStoreAtBoot && redis !== undefined) await requireRedis(redis)
 
   // 3. Policies: tiers, overrides, multipliers, blocks, shadow mode; held in memory, kept fresh from Redis.
   const policies = new PolicyManager(redis, {
@@ -57,8 +60,9 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   // 4. Metrics (prom-client, when installed and not turned off).
   const { metrics, registry } = await createMetrics(options.metrics, fastify.log)
 
-  // 5. The limiter: one store call per limited request.
-  const limiter = new Limiter(options, store, policies, metrics)
+  // 5. The limiter: one store call per limited request; leases of running requests kept alive.
+  const leases = new LeaseKeeper(store, options.leaseTtlMs, fastify.log)
+  const limiter = new Limiter(options, store, policies, metrics, leases)
 
   fastify.decorate('rateLimitStore', store)
   fastify.decorate('policies', policies)
@@ -87,6 +91,7 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
 
   // 9. Shutdown: close only what this plugin created.
   fastify.addHook('onClose', async () => {
+    leases.stop()
     await policies.close()
     if (owned) await store.close()
   })
@@ -102,13 +107,13 @@ export type {
 } from './options.js'
 export type { RouteRateLimitConfig } from './route-config.js'
 export type { MetricsOptions, MetricsRegistry } from './metrics.js'
-export { DEFAULT_TIERS, UNLIMITED_TIER, type TierLimits, type TierLimitsInput, type LimitInput } from './tiers.js'
+export { DEFAULT_TIERS, UNLIMITED_TIER, applyMultiplier, type TierLimits, type TierLimitsInput, type LimitInput } from './tiers.js'
 export { MemoryStore, type MemoryStoreOptions } from './store/memory-store.js'
 export { RedisStore, ADMIT_SCRIPT, USAGE_SCRIPT, type RedisStoreOptions } from './store/redis-store.js'
 export type { RateLimitStore, Decision, WindowState, AdmitRequest, RejectReason, WindowSettings, Usage } from './store/types.js'
 export { storeKeys, encodeId, type StoreKeys } from './keys.js'
 export {
-  PolicyManager, applyMultiplier, type PolicyManagerOptions, type TenantOverride, type ShadowScope,
+  PolicyManager, type PolicyManagerOptions, type TenantOverride, type ShadowScope,
   type ResolvedPolicy, type TenantUsage, type WindowUsage
 } from './policies/policy-manager.js'
 export { POLICY_WRITE_SCRIPT } from './policies/policy-backend.js'

@@ -5,6 +5,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { BLOCKED_CODE, RATE_LIMITED_CODE } from './errors.js'
 import { retryAfterSeconds, setIetfHeaders, setRateLimitHeaders } from './headers.js'
 import { storeKeys, type StoreKeys } from './keys.js'
+import type { LeaseKeeper } from './lease-keeper.js'
 import type { LimiterMetrics } from './metrics.js'
 import type { RateLimitContext, ResolvedOptions, TenantIdentity } from './options.js'
 import type { PolicyManager } from './policies/policy-manager.js'
@@ -40,7 +41,8 @@ export class Limiter {
     private readonly options: ResolvedOptions,
     private readonly store: RateLimitStore,
     private readonly policies: PolicyManager,
-    private readonly metrics: LimiterMetrics
+    private readonly metrics: LimiterMetrics,
+    private readonly leases: LeaseKeeper
   ) {}
 
   /** The hook that limits one route; `endpoint` is its pattern, as metrics label it. */
@@ -56,18 +58,19 @@ export class Limiter {
     const lease = request[kLease]
     if (lease === null) return
     request[kLease] = null
+    this.leases.delete(lease)
     this.store.release(lease.keys, lease.id)
     this.metrics.leaseReleased(lease.tier)
   }
 
   private async limit (route: RouteLimiter, endpoint: string, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
     const { options, metrics } = this
-    const identity = options.tenantExtractor === undefined ? null : await options.tenantExtractor(request)
-    const anonymous = identity === null || identity === undefined
-    if (!anonymous) checkIdentity(identity)
+    const identity = options.tenantExtractor === undefined ? null : await this.identify(request, reply)
+    if (identity === false) return reply // answered: the extractor failed and the option says so
+    const anonymous = identity === null
     const started = metrics.enabled ? performance.now() : 0
     const subject = anonymous ? options.anonymousKey(request) : identity.tenantId
-    const policy = this.policies.forRequest(anonymous ? undefined : subject, anonymous ? undefined : identity.tier ?? undefined, route)
+    const policy = this.policies.forRequest(anonymous ? undefined : subject, anonymous ? undefined : identity.tier, route)
     const { tier, limits, shadow } = policy
     const { cost, bucket } = route
     const tenantLabel = metrics.tenantLabel(subject, anonymous)
@@ -102,9 +105,12 @@ export class Limiter {
     request.rateLimit = context
     if (options.headers) setRateLimitHeaders(reply, decision)
     if (options.ietfHeaders) setIetfHeaders(reply, decision)
+    if (decision.degraded === true) reply.header('x-ratelimit-status', 'degraded')
     if (decision.allowed) {
       if (leaseId !== '') {
-        request[kLease] = { keys, id: leaseId, tier }
+        const lease = { keys, id: leaseId, tier }
+        request[kLease] = lease
+        this.leases.add(lease)
         metrics.leaseTaken(tier)
       }
       if (metrics.enabled) this.recordAdmission(decision, tenantLabel, tier, endpoint)
@@ -121,6 +127,42 @@ export class Limiter {
     metrics.request('rejected', tenantLabel, tier, endpoint)
     metrics.rejection(reason, tenantLabel, tier, endpoint)
     return this.reject(request, reply, context)
+  }
+
+  /**
+   * The tenant of a request, null for anonymous, or false when the extractor failed and the request
+   * was answered. A throw, a malformed result and a timeout are all failures.
+   */
+  private async identify (request: FastifyRequest, reply: FastifyReply): Promise<{ tenantId: string, tier: string | undefined } | null | false> {
+    const { options } = this
+    let timer: NodeJS.Timeout | undefined
+    try {
+      let identity = (options.tenantExtractor as NonNullable<typeof options.tenantExtractor>)(request)
+      if (isThenable(identity)) {
+        // Only an asynchronous answer needs a deadline.
+        const timeout = new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(new Error(`tenantExtractor did not answer within ${options.extractorTimeoutMs} ms`)), options.extractorTimeoutMs)
+        })
+        identity = await Promise.race([identity, timeout])
+      }
+      if (identity === null || identity === undefined) return null
+      checkIdentity(identity)
+      return { tenantId: identity.tenantId, tier: identity.tier ?? undefined }
+    } catch (err) {
+      request.log.warn({ err }, 'rate limiting: tenant extractor failed; %s', options.onExtractorError)
+      if (options.onExtractorError === 'anonymous') return null
+      const unauthorized = options.onExtractorError === 'unauthorized'
+      reply.code(unauthorized ? 401 : 500)
+      reply.send({
+        statusCode: unauthorized ? 401 : 500,
+        error: unauthorized ? 'Unauthorized' : 'Internal Server Error',
+        code: 'FST_MAESTRO_RL_EXTRACTOR_FAILED',
+        message: unauthorized ? 'Could not identify the caller' : 'Could not identify the caller, retry later'
+      })
+      return false
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   private recordAdmission (decision: Decision, tenant: string, tier: string, endpoint: string): void {
@@ -187,8 +229,12 @@ export class Limiter {
 }
 
 function checkIdentity (identity: TenantIdentity): void {
-  if (typeof identity !== 'object' || typeof identity.tenantId !== 'string' ||
+  if (typeof identity !== 'object' || identity === null || typeof identity.tenantId !== 'string' ||
       (identity.tier !== undefined && identity.tier !== null && typeof identity.tier !== 'string')) {
     throw new TypeError('tenantExtractor must return { tenantId: string, tier?: string } or null')
   }
+}
+
+function isThenable<T> (value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function'
 }

@@ -6,6 +6,7 @@ import { InvalidOptionError } from './errors.js'
 import { KEY_PREFIX_PATTERN } from './keys.js'
 import type { RedisClient } from './store/lua-script.js'
 import type { Decision, RateLimitStore } from './store/types.js'
+import { clientKey } from './client-key.js'
 import type { MetricsOptions } from './metrics.js'
 import { DEFAULT_TIERS, infinityToNull, tierLimitsFrom, type TierLimits, type TierLimitsInput } from './tiers.js'
 import { explain } from './validation.js'
@@ -56,7 +57,7 @@ export interface RateLimitingOptions {
   defaultTier?: string
   /** Tier of requests without a tenant. Default `anonymous`. */
   anonymousTier?: string
-  /** Key of anonymous clients. Default `request.ip` (so `trustProxy` decides about X-Forwarded-For). */
+  /** Key of anonymous clients. Default `request.ip` (so `trustProxy` decides about X-Forwarded-For), IPv6 by network. */
   anonymousKey?: (request: FastifyRequest) => string
   /** Limit every route (true, default) or only routes with `config.rateLimit`. */
   global?: boolean
@@ -82,6 +83,25 @@ export interface RateLimitingOptions {
   metrics?: MetricsOptions | false
   /** Also limit requests that match no route (404s), so scanners are held to limits. Default true. */
   limitNotFound?: boolean
+  /** Longest a decision may wait for Redis, in ms; past it the store counts as failed. Default 100. */
+  storeTimeoutMs?: number
+  /** Consecutive store failures that open the circuit breaker (no Redis calls for a while). Default 5. */
+  breakerThreshold?: number
+  /** How long the open breaker skips Redis before one probe request, in seconds. Default 1. */
+  breakerCooldownSeconds?: number
+  /**
+   * While Redis is unavailable, enforce limits with an in-memory limiter on each instance instead of
+   * `failMode` alone. `share` scales every limit per instance (e.g. 1/3 with three instances). Default off.
+   */
+  localFallback?: boolean | { share?: number }
+  /** Fail registration when Redis does not answer at boot (default: boot, and fail open/closed until it does). */
+  requireStoreAtBoot?: boolean
+  /** What a throwing, garbage-returning or too slow tenant extractor means. Default `anonymous`. */
+  onExtractorError?: 'anonymous' | 'unauthorized' | 'error'
+  /** Longest the tenant extractor may take, in ms. Default 1000. */
+  extractorTimeoutMs?: number
+  /** IPv6 clients are keyed by this prefix length (their network), IPv4 by address. Default 64. */
+  ipv6Subnet?: number
 }
 
 const TIER_NAME = /^[A-Za-z0-9_.-]{1,64}$/
@@ -125,7 +145,17 @@ const OptionsSchema = Type.Object({
     nearLimitRatio: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
     latencyBuckets: Type.Optional(Type.Array(Type.Number({ exclusiveMinimum: 0 }), { minItems: 1 }))
   }, { additionalProperties: false })])),
-  limitNotFound: Type.Optional(Type.Boolean())
+  limitNotFound: Type.Optional(Type.Boolean()),
+  storeTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 60_000 })),
+  breakerThreshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+  breakerCooldownSeconds: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 3600 })),
+  localFallback: Type.Optional(Type.Union([Type.Boolean(), Type.Object({
+    share: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1 }))
+  }, { additionalProperties: false })])),
+  requireStoreAtBoot: Type.Optional(Type.Boolean()),
+  onExtractorError: Type.Optional(Type.Union([Type.Literal('anonymous'), Type.Literal('unauthorized'), Type.Literal('error')])),
+  extractorTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 60_000 })),
+  ipv6Subnet: Type.Optional(Type.Integer({ minimum: 1, maximum: 128 }))
 }, { additionalProperties: false })
 const checkOptions = Compile(OptionsSchema)
 
@@ -152,9 +182,17 @@ export interface ResolvedOptions {
   readonly policyReloadSeconds: number
   readonly metrics: MetricsOptions | false | undefined
   readonly limitNotFound: boolean
+  readonly storeTimeoutMs: number
+  readonly breakerThreshold: number
+  readonly breakerCooldownMs: number
+  /** Share of each limit the local fallback holds; undefined: no fallback. */
+  readonly fallbackShare: number | undefined
+  readonly requireStoreAtBoot: boolean
+  readonly onExtractorError: 'anonymous' | 'unauthorized' | 'error'
+  readonly extractorTimeoutMs: number
 }
 
-const requestIp = (request: FastifyRequest): string => request.ip
+const anonymousKeyByNetwork = (ipv6Subnet: number) => (request: FastifyRequest): string => clientKey(request.ip, ipv6Subnet)
 
 /** Validates options and fills in defaults. Throws InvalidOptionError naming the field. */
 export function resolveOptions (input: RateLimitingOptions | undefined): ResolvedOptions {
@@ -191,7 +229,7 @@ export function resolveOptions (input: RateLimitingOptions | undefined): Resolve
     keyPrefix: raw.keyPrefix ?? 'maestro-rl',
     defaultTier,
     anonymousTier,
-    anonymousKey: raw.anonymousKey ?? requestIp,
+    anonymousKey: raw.anonymousKey ?? anonymousKeyByNetwork(raw.ipv6Subnet ?? 64),
     global: raw.global ?? true,
     hook: raw.hook ?? 'onRequest',
     headers: raw.headers ?? true,
@@ -203,7 +241,14 @@ export function resolveOptions (input: RateLimitingOptions | undefined): Resolve
     failMode: raw.failMode ?? 'open',
     policyReloadSeconds: raw.policyReloadSeconds ?? 30,
     metrics: raw.metrics,
-    limitNotFound: raw.limitNotFound ?? true
+    limitNotFound: raw.limitNotFound ?? true,
+    storeTimeoutMs: raw.storeTimeoutMs ?? 100,
+    breakerThreshold: raw.breakerThreshold ?? 5,
+    breakerCooldownMs: Math.round((raw.breakerCooldownSeconds ?? 1) * 1000),
+    fallbackShare: raw.localFallback === undefined || raw.localFallback === false ? undefined : raw.localFallback === true ? 1 : raw.localFallback.share ?? 1,
+    requireStoreAtBoot: raw.requireStoreAtBoot ?? false,
+    onExtractorError: raw.onExtractorError ?? 'anonymous',
+    extractorTimeoutMs: raw.extractorTimeoutMs ?? 1000
   })
 }
 

@@ -89,3 +89,15 @@ export function infinityToNull<T extends object> (input: T): T {
   }
   return (copy ?? input) as T
 }
+
+/** Every limited value × multiplier, rounded down, never below 1; 0 and unlimited stay as they are. */
+export function applyMultiplier (limits: TierLimits, multiplier: number): TierLimits {
+  if (multiplier === 1) return limits
+  const scale = (n: number): number => n === Infinity || n === 0 ? n : Math.max(1, Math.floor(n * multiplier))
+  return Object.freeze({
+    requestsPerMinute: scale(limits.requestsPerMinute),
+    requestsPerHour: scale(limits.requestsPerHour),
+    concurrentRequests: scale(limits.concurrentRequests),
+    monthlyQuota: scale(limits.monthlyQuota)
+  })
+}

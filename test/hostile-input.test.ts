@@ -1,6 +1,6 @@
 // Tenant ids chosen by an attacker: each gets its own, bounded counters; none can reach another's.
 import t from 'tap'
-import { encodeId, storeKeys } from '../dist/index.js'
+import { encodeId, storeKeys, type RateLimitingOptions } from '../dist/index.js'
 import { buildApp, headerTenant } from './helpers/app.js'
 import { sharedRedis, uniquePrefix } from './helpers/redis.js'
 import { STORE_KINDS } from './helpers/stores.js'
@@ -77,7 +77,38 @@ t.test('with trustProxy, the forwarded client address is the key', async t => {
   t.equal((await app.inject({ url: '/', headers: { 'x-forwarded-for': '203.0.113.10' }, remoteAddress: '10.0.0.1' })).statusCode, 200)
 })
 
-t.test('an extractor returning garbage is an error, not a free pass', async t => {
-  const app = await buildApp(t, { kind: 'memory', options: { tenantExtractor: () => ({ tenantId: 42 }) as never } })
-  t.equal((await app.inject({ url: '/' })).statusCode, 500)
+t.test('a failing extractor: anonymous by default, 401 or 500 by option, never a free pass', async t => {
+  const extractors: Record<string, RateLimitingOptions['tenantExtractor']> = {
+    garbage: () => ({ tenantId: 42 }) as never,
+    'no object': () => 'acme' as never,
+    throws: () => { throw new Error('auth backend down') },
+    rejects: async () => { throw new Error('auth backend down') },
+    'never resolves': async () => await new Promise(() => {})
+  }
+  for (const [name, tenantExtractor] of Object.entries(extractors)) {
+    const anonymous = await buildApp(t, { kind: 'memory', options: { tenantExtractor, extractorTimeoutMs: 100 } })
+    const started = Date.now()
+    const res = await anonymous.inject({ url: '/' })
+    t.equal(res.statusCode, 200, `${name}: served`)
+    t.equal(res.headers['x-ratelimit-limit-minute'], '5', `${name}: as anonymous, the tightest tier`)
+    t.ok(Date.now() - started < 1000, `${name}: within the extractor deadline`)
+    const strict = await buildApp(t, { kind: 'memory', options: { tenantExtractor, extractorTimeoutMs: 100, onExtractorError: 'unauthorized' } })
+    const refused = await strict.inject({ url: '/' })
+    t.equal(refused.statusCode, 401, `${name}: 401 by option`)
+    t.equal(refused.json().code, 'FST_MAESTRO_RL_EXTRACTOR_FAILED')
+    const failing = await buildApp(t, { kind: 'memory', options: { tenantExtractor, extractorTimeoutMs: 100, onExtractorError: 'error' } })
+    t.equal((await failing.inject({ url: '/' })).statusCode, 500, `${name}: 500 by option`)
+  }
+})
+
+t.test('IPv6 clients are grouped by network; IPv4-mapped addresses count as IPv4', async t => {
+  const app = await buildApp(t, { kind: 'memory' })
+  for (let i = 0; i < 5; i++) await app.inject({ url: '/', remoteAddress: `2001:db8:1:2::${i.toString(16)}` })
+  t.equal((await app.inject({ url: '/', remoteAddress: '2001:db8:1:2:ffff:ffff:ffff:ffff' })).statusCode, 429, 'rotating within the /64 does not escape')
+  t.equal((await app.inject({ url: '/', remoteAddress: '2001:db8:1:3::1' })).statusCode, 200, 'another /64 is another client')
+  for (let i = 0; i < 5; i++) await app.inject({ url: '/', remoteAddress: '192.0.2.7' })
+  t.equal((await app.inject({ url: '/', remoteAddress: '::ffff:192.0.2.7' })).statusCode, 429, 'same IPv4 client')
+  const wide = await buildApp(t, { kind: 'memory', options: { ipv6Subnet: 48 } })
+  for (let i = 0; i < 5; i++) await wide.inject({ url: '/', remoteAddress: `2001:db8:1:${i}::1` })
+  t.equal((await wide.inject({ url: '/', remoteAddress: '2001:db8:1:ffff::1' })).statusCode, 429, 'the prefix is configurable')
 })

@@ -1,10 +1,12 @@
 // Concurrency leases through Fastify: given back on success, on error and on client abort, exactly
 // once; a lease that is never given back expires by itself.
+import { spawn } from 'node:child_process'
 import { request as httpRequest } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { buildApp, headerTenant } from './helpers/app.js'
 import { STORE_KINDS } from './helpers/stores.js'
+import { REDIS_URL, sharedRedis, uniquePrefix } from './helpers/redis.js'
 
 const TIERS = { narrow: { requestsPerMinute: 1000, requestsPerHour: null, concurrentRequests: 2, monthlyQuota: null } }
 const tenant = { 'x-tenant': 'acme', 'x-tier': 'narrow' }
@@ -61,24 +63,46 @@ for (const kind of STORE_KINDS) {
       t.equal((await app.inject({ url: '/ok', headers: tenant })).headers['x-ratelimit-concurrent-remaining'], '1', 'abort gave the slot back')
     })
 
-    t.test('a lease never given back expires after leaseTtlSeconds', async t => {
+    t.test('a running request keeps its lease past leaseTtlSeconds (renewed), and frees it when done', async t => {
       let open!: () => void
       const gate = new Promise<void>(resolve => { open = resolve })
       const app = await buildApp(t, {
         kind,
         options: { tenantExtractor: headerTenant, leaseTtlSeconds: 0.3, tiers: { one: { ...TIERS.narrow, concurrentRequests: 1 } } }
       }, app => {
-        app.get('/stuck', async () => { await gate; return 'late' })
+        app.get('/stream', async () => { await gate; return 'done' })
         app.get('/ok', async () => 'ok')
       })
       const headers = { 'x-tenant': 'acme', 'x-tier': 'one' }
-      const stuck = app.inject({ url: '/stuck', headers })
+      const stream = app.inject({ url: '/stream', headers })
       await sleep(50)
-      t.equal((await app.inject({ url: '/ok', headers })).statusCode, 429, 'the stuck request holds the only slot')
-      await sleep(350)
-      t.equal((await app.inject({ url: '/ok', headers })).statusCode, 200, 'its lease expired and the slot was reclaimed')
+      t.equal((await app.inject({ url: '/ok', headers })).statusCode, 429, 'the running request holds the only slot')
+      await sleep(700)
+      t.equal((await app.inject({ url: '/ok', headers })).statusCode, 429, 'still held after twice the lease lifetime: it was renewed')
       open()
-      await stuck
+      await stream
+      t.equal((await app.inject({ url: '/ok', headers })).statusCode, 200, 'given back when the request ends')
     })
   })
 }
+
+t.test('a process killed while holding a lease loses its slot one lifetime later', async t => {
+  const redis = sharedRedis(t)
+  const keyPrefix = uniquePrefix(t, redis)
+  const child = spawn(process.execPath, [new URL('./fixtures/crash-app.mjs', import.meta.url).pathname, REDIS_URL, keyPrefix], { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => { child.kill('SIGKILL') })
+  await new Promise<void>(resolve => child.stdout.on('data', (chunk: Buffer) => { if (chunk.toString().includes('holding')) resolve() }))
+  await sleep(100)
+  child.kill('SIGKILL')
+  const app = await buildApp(t, {
+    kind: 'redis',
+    keyPrefix,
+    options: { tenantExtractor: () => ({ tenantId: 'acme', tier: 'one' }), tiers: { one: { ...TIERS.narrow, concurrentRequests: 1 } } }
+  })
+  t.equal((await app.inject({ url: '/' })).statusCode, 429, 'the dead process still holds the slot')
+  const start = Date.now()
+  while ((await app.inject({ url: '/' })).statusCode === 429 && Date.now() - start < 3000) await sleep(50)
+  const freedAfter = Date.now() - start
+  t.ok(freedAfter < 1000, `reclaimed ${freedAfter} ms later (lease lifetime 0.6 s)`)
+  t.equal(await redis.zcard(`${keyPrefix}:v1:{t:acme}:all:l`), 0, 'no lease left behind')
+})

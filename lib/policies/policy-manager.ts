@@ -8,7 +8,7 @@ import type { RouteLimiter } from '../route-config.js'
 import { RedisStore } from '../store/redis-store.js'
 import type { RedisClient } from '../store/lua-script.js'
 import type { RateLimitStore } from '../store/types.js'
-import { LIMIT_FIELDS, limitsToJSON, overlayLimits, type LimitField, type LimitInput, type TierLimits, type TierLimitsInput } from '../tiers.js'
+import { applyMultiplier, LIMIT_FIELDS, limitsToJSON, overlayLimits, type LimitField, type LimitInput, type TierLimits, type TierLimitsInput } from '../tiers.js'
 import { LocalPolicyBackend, RedisPolicyBackend, type ChangeNotice, type PolicyBackend } from './policy-backend.js'
 import { Field, PolicyState, type Block } from './policy-state.js'
 import { BlockSchema, check, EnvironmentName, MultiplierSchema, OverrideSchema, ShadowScopeSchema, TenantId, TierLimitsSchema, TierName, UsageOptionsSchema } from './schemas.js'
@@ -397,16 +397,4 @@ export class PolicyManager {
 
 function expired (expiresAt: number | null): boolean {
   return expiresAt !== null && expiresAt <= Date.now()
-}
-
-/** Every limited value × multiplier, rounded down, never below 1; 0 and unlimited stay as they are. */
-export function applyMultiplier (limits: TierLimits, multiplier: number): TierLimits {
-  if (multiplier === 1) return limits
-  const scale = (n: number): number => n === Infinity || n === 0 ? n : Math.max(1, Math.floor(n * multiplier))
-  return Object.freeze({
-    requestsPerMinute: scale(limits.requestsPerMinute),
-    requestsPerHour: scale(limits.requestsPerHour),
-    concurrentRequests: scale(limits.concurrentRequests),
-    monthlyQuota: scale(limits.monthlyQuota)
-  })
 }

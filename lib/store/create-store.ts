@@ -4,6 +4,8 @@ import type { ResolvedOptions } from '../options.js'
 import type { RedisClient } from './lua-script.js'
 import { MemoryStore } from './memory-store.js'
 import { RedisStore } from './redis-store.js'
+import { ResilientStore } from './resilient-store.js'
+import { StoreUnavailableAtBootError } from '../errors.js'
 import type { RateLimitStore } from './types.js'
 
 export interface ChosenStore {
@@ -20,8 +22,34 @@ export function createStore (options: ResolvedOptions, fastify: FastifyInstance)
   }
   const settings = { bucketsPerWindow: options.bucketsPerWindow, leaseTtlMs: options.leaseTtlMs }
   const client = options.redis ?? fastifyRedis(fastify)
-  if (client !== undefined) return { store: new RedisStore({ client, ...settings }), owned: true, redis: client }
-  return { store: new MemoryStore(settings), owned: true, redis: undefined }
+  if (client === undefined) return { store: new MemoryStore(settings), owned: true, redis: undefined }
+  const store = new ResilientStore(new RedisStore({ client, ...settings }), {
+    timeoutMs: options.storeTimeoutMs,
+    breakerThreshold: options.breakerThreshold,
+    breakerCooldownMs: options.breakerCooldownMs,
+    fallbackShare: options.fallbackShare,
+    fallbackSettings: settings,
+    onStateChange: (state, cause) => {
+      if (state === 'open') fastify.log.error({ err: cause }, 'rate limiting: Redis failing, circuit open (decisions use failMode%s)', options.fallbackShare === undefined ? '' : ' and the local fallback')
+      else fastify.log.info('rate limiting: Redis answers again, circuit closed')
+    }
+  })
+  return { store, owned: true, redis: client }
+}
+
+/** Fails registration unless Redis answers a PING within two seconds. */
+export async function requireRedis (client: RedisClient): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await Promise.race([
+      client.ping(),
+      new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('no answer within 2 s')), 2000) })
+    ])
+  } catch (err) {
+    throw new StoreUnavailableAtBootError((err as Error).message)
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 /** The client @fastify/redis decorated, when there is one (and it is a client, not a namespace map). */

@@ -43,6 +43,16 @@ export class MemoryStore implements RateLimitStore {
     this.leases.get(keys.leases)?.members.delete(leaseId)
   }
 
+  async renewLeases (leases: ReadonlyArray<{ readonly keys: StoreKeys, readonly id: string }>): Promise<void> {
+    const expiry = this.clock() + this.settings.leaseTtlMs
+    for (const { keys, id } of leases) {
+      const entry = this.leases.get(keys.leases)
+      if (entry === undefined || !entry.members.has(id)) continue
+      entry.members.set(id, expiry)
+      entry.expiresAt = Math.max(entry.expiresAt, expiry)
+    }
+  }
+
   async usage (keys: StoreKeys): Promise<Usage> {
     const now = this.clock()
     const k = this.settings.bucketsPerWindow

@@ -7,6 +7,10 @@ import { StoreReplyError } from '../errors.js'
 
 export const ADMIT_SCRIPT = new LuaScript('admit-2')
 export const USAGE_SCRIPT = new LuaScript('usage-2')
+export const LEASE_RENEW_SCRIPT = new LuaScript('lease-renew-1')
+
+/** Releases that failed (Redis away) are retried later; beyond this many the oldest are left to expire. */
+const MAX_PENDING_RELEASES = 10_000
 
 export interface RedisStoreOptions extends Partial<WindowSettings> {
   /** An ioredis client or Cluster. The store never closes it. */
@@ -23,6 +27,7 @@ export class RedisStore implements RateLimitStore {
   readonly client: RedisClient
   readonly settings: WindowSettings
   private readonly clock: (() => number) | undefined
+  private pendingReleases: Array<{ keys: StoreKeys, id: string }> = []
 
   constructor (options: RedisStoreOptions) {
     this.client = options.client
@@ -45,12 +50,45 @@ export class RedisStore implements RateLimitStore {
       this.clock === undefined ? '' : this.clock()
     ])
     if (!Array.isArray(reply) || reply.length !== 11) throw new StoreReplyError(JSON.stringify(reply))
+    if (this.pendingReleases.length > 0) this.retryReleases()
     return decodeDecision(reply as unknown as AdmitReply, limits)
   }
 
+  /** False while the client is not connected: callers fail fast instead of queueing commands. */
+  get ready (): boolean {
+    return this.client.status === 'ready'
+  }
+
   release (keys: StoreKeys, leaseId: string): void {
-    // Not awaited: the response is already on its way. A lost release is healed by the lease's expiry.
-    this.client.zrem(keys.leases, leaseId).catch(noop)
+    // Not awaited: the response is already on its way. A release that fails (Redis away) is retried
+    // once Redis answers again; the lease's expiry is the last resort.
+    this.client.zrem(keys.leases, leaseId).catch(() => this.keepForLater(keys, leaseId))
+  }
+
+  async renewLeases (leases: ReadonlyArray<{ readonly keys: StoreKeys, readonly id: string }>): Promise<void> {
+    const byKey = new Map<string, string[]>()
+    for (const { keys, id } of leases) {
+      const ids = byKey.get(keys.leases)
+      if (ids === undefined) byKey.set(keys.leases, [id])
+      else ids.push(id)
+    }
+    await Promise.all([...byKey].map(async ([key, ids]) => await LEASE_RENEW_SCRIPT.run(this.client, [key, this.settings.leaseTtlMs, ...ids])))
+  }
+
+  /** Releases waiting for Redis to come back. */
+  get pendingReleaseCount (): number {
+    return this.pendingReleases.length
+  }
+
+  private keepForLater (keys: StoreKeys, id: string): void {
+    if (this.pendingReleases.length >= MAX_PENDING_RELEASES) this.pendingReleases.shift()
+    this.pendingReleases.push({ keys, id })
+  }
+
+  private retryReleases (): void {
+    const batch = this.pendingReleases
+    this.pendingReleases = []
+    for (const { keys, id } of batch) this.release(keys, id)
   }
 
   async usage (keys: StoreKeys): Promise<Usage> {
@@ -81,5 +119,3 @@ export class RedisStore implements RateLimitStore {
     // The client belongs to whoever created it.
   }
 }
-
-function noop (): void {}

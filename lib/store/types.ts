@@ -34,6 +34,8 @@ export interface Decision {
   readonly hour: WindowState
   readonly month: WindowState
   readonly concurrent: { readonly limit: number, readonly inFlight: number }
+  /** True when a local fallback decided because the store was unavailable. */
+  readonly degraded?: boolean
 }
 
 /** Tunables shared by both stores; they must agree between every instance sharing one store. */
@@ -63,6 +65,8 @@ export interface RateLimitStore {
   admit (request: AdmitRequest): Promise<Decision>
   /** Gives back a concurrency lease. Never throws and never needs awaiting. */
   release (keys: StoreKeys, leaseId: string): void
+  /** Extends leases of requests still running by a full lifetime (never revives a released one). */
+  renewLeases (leases: ReadonlyArray<{ readonly keys: StoreKeys, readonly id: string }>): Promise<void>
   /** What the keys' owner has used, read without changing anything. */
   usage (keys: StoreKeys): Promise<Usage>
   /** Forgets every counter and lease under a key base (`subjectKeyPattern`): one subject, all buckets. */

@@ -1,0 +1,19 @@
+--[[
+lease-renew-1.lua: extend the leases of requests still running, so long requests (streams, uploads)
+keep their concurrency slot; a lease already given back or expired is not brought back.
+
+KEYS[1]  leases sorted set (see admit-2.lua)
+ARGV[1]  lease lifetime in ms, counted from now (Redis TIME)
+ARGV[2…] lease ids
+
+Returns the number of leases extended.
+]]
+
+local t = redis.call('TIME')
+local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+local renewed = 0
+for i = 2, #ARGV do
+  renewed = renewed + redis.call('ZADD', KEYS[1], 'XX', 'CH', expiry, ARGV[i])
+end
+if renewed > 0 then redis.call('PEXPIREAT', KEYS[1], expiry) end
+return renewed

@@ -1,0 +1,131 @@
+// Keeps Redis trouble away from the request path: a bounded wait for every decision, a circuit
+// breaker that stops calling a failing store for a while, and an optional local fallback limiter.
+import type { StoreKeys } from '../keys.js'
+import { MemoryStore } from './memory-store.js'
+import type { AdmitRequest, Decision, RateLimitStore, Usage, WindowSettings } from './types.js'
+import { applyMultiplier } from '../tiers.js'
+
+/** Raised for decisions the store did not make in time, or not at all while the breaker is open. */
+export class StoreUnavailableError extends Error {
+  constructor (readonly why: 'timeout' | 'circuit-open' | 'not-connected', cause?: unknown) {
+    super(`rate-limit store unavailable (${why})`, { cause })
+    this.name = 'StoreUnavailableError'
+  }
+}
+
+export interface ResilienceOptions {
+  /** Longest a decision may wait for the store, in ms. */
+  timeoutMs: number
+  /** Consecutive failures that open the breaker. */
+  breakerThreshold: number
+  /** How long the breaker stays open before one probe is let through, in ms. */
+  breakerCooldownMs: number
+  /** Share of each limit the local fallback enforces on this instance (undefined: no fallback). */
+  fallbackShare: number | undefined
+  /** Reports when the store fails and recovers (for logs). */
+  onStateChange?: (state: 'open' | 'closed', cause: unknown) => void
+}
+
+type BreakerState = 'closed' | 'open' | 'half-open'
+
+/** Wraps a store; decisions it cannot get in time are errors (or fallback decisions). */
+export class ResilientStore implements RateLimitStore {
+  readonly kind: 'redis' | 'memory'
+  private state: BreakerState = 'closed'
+  private failures = 0
+  private openedAt = 0
+  private readonly fallback: MemoryStore | undefined
+  /** Leases the fallback granted (given back to it, not to the store). */
+  private readonly fallbackLeases = new Set<string>()
+
+  constructor (readonly inner: RateLimitStore & { readonly ready?: boolean }, private readonly options: ResilienceOptions & { fallbackSettings?: WindowSettings }) {
+    this.kind = inner.kind
+    this.fallback = options.fallbackShare === undefined ? undefined : new MemoryStore(options.fallbackSettings)
+  }
+
+  /** Whether the breaker is open (decisions skip the store). */
+  get circuitOpen (): boolean {
+    return this.state !== 'closed'
+  }
+
+  async admit (request: AdmitRequest): Promise<Decision> {
+    try {
+      return await this.admitFromStore(request)
+    } catch (err) {
+      if (this.fallback === undefined) throw err
+      // Roughly enforced while the store is away: each instance holds its share of every limit.
+      const limits = applyMultiplier(request.limits, this.options.fallbackShare as number)
+      const decision = await this.fallback.admit({ ...request, limits })
+      if (decision.allowed && request.leaseId !== '') this.fallbackLeases.add(request.leaseId)
+      return { ...decision, degraded: true }
+    }
+  }
+
+  release (keys: StoreKeys, leaseId: string): void {
+    if (this.fallbackLeases.delete(leaseId)) this.fallback?.release(keys, leaseId)
+    else this.inner.release(keys, leaseId)
+  }
+
+  async renewLeases (leases: ReadonlyArray<{ readonly keys: StoreKeys, readonly id: string }>): Promise<void> {
+    if (this.fallback !== undefined) await this.fallback.renewLeases(leases.filter(l => this.fallbackLeases.has(l.id)))
+    if (this.state === 'closed') await this.inner.renewLeases(leases.filter(l => !this.fallbackLeases.has(l.id)))
+  }
+
+  async usage (keys: StoreKeys): Promise<Usage> {
+    return await this.inner.usage(keys)
+  }
+
+  async resetSubject (subjectBase: string): Promise<void> {
+    await this.inner.resetSubject(subjectBase)
+  }
+
+  async close (): Promise<void> {
+    await this.fallback?.close()
+    await this.inner.close()
+  }
+
+  private async admitFromStore (request: AdmitRequest): Promise<Decision> {
+    if (this.state === 'open') {
+      if (Date.now() - this.openedAt < this.options.breakerCooldownMs) throw new StoreUnavailableError('circuit-open')
+      this.state = 'half-open' // this request is the probe
+    } else if (this.state === 'half-open') {
+      throw new StoreUnavailableError('circuit-open') // one probe at a time
+    }
+    if (this.inner.ready === false) return this.failed(new StoreUnavailableError('not-connected'))
+
+    const pending = this.inner.admit(request)
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new StoreUnavailableError('timeout')), this.options.timeoutMs)
+    })
+    try {
+      const decision = await Promise.race([pending, timeout])
+      this.succeeded()
+      return decision
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) {
+        // The store may still answer: a lease it grants then is given straight back.
+        pending.then(late => { if (late.allowed && request.leaseId !== '') this.inner.release(request.keys, request.leaseId) }, () => {})
+      }
+      return this.failed(err)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  private succeeded (): void {
+    if (this.state !== 'closed') this.options.onStateChange?.('closed', undefined)
+    this.state = 'closed'
+    this.failures = 0
+  }
+
+  private failed (err: unknown): never {
+    this.failures++
+    if (this.state === 'half-open' || (this.state === 'closed' && this.failures >= this.options.breakerThreshold)) {
+      if (this.state === 'closed') this.options.onStateChange?.('open', err)
+      this.state = 'open'
+      this.openedAt = Date.now()
+    }
+    throw err
+  }
+}
