@@ -1,6 +1,6 @@
 // Real Redis for tests: the shared server (REDIS_URL or 127.0.0.1:6379) with a unique key prefix per
 // test, or a private redis-server on a free loopback port for tests that must own their server.
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -45,32 +45,60 @@ export async function freePort (): Promise<number> {
 export interface PrivateRedis {
   readonly port: number
   readonly url: string
+  /** Pid of the running server (changes after restart). */
   readonly pid: number
+  /** Kills the server (SIGKILL): like a crash. */
   stop (): Promise<void>
+  /** Starts a fresh server on the same port (it keeps nothing from before). */
+  restart (): Promise<void>
+  /** SIGSTOP / SIGCONT: a hung server that keeps its connections and data. */
+  pause (): void
+  resume (): void
 }
 
 /** Starts a redis-server of this test's own on a free loopback port; stopped when the test ends. */
-export async function privateRedis (t: Teardown, extraArgs: string[] = []): Promise<PrivateRedis> {
-  const port = await freePort()
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs], { stdio: 'ignore' })
-  const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
+export async function privateRedis (t: Teardown, extraArgs: string[] = [], fixedPort?: number): Promise<PrivateRedis> {
+  const port = fixedPort ?? await freePort()
+  let child: ChildProcess
+  let exited: Promise<void>
+  const launch = async (): Promise<void> => {
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs], { stdio: 'ignore' })
+    exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
+    await waitForPing(port)
+  }
   const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGCONT')
+      child.kill('SIGKILL')
+    }
     await exited
   }
+  await launch()
   t.teardown(stop)
-  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
-  probe.on('error', () => {})
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    get pid () { return child.pid as number },
+    stop,
+    restart: async () => { await stop(); await launch() },
+    pause: () => { child.kill('SIGSTOP') },
+    resume: () => { child.kill('SIGCONT') }
+  }
+}
+
+async function waitForPing (port: number): Promise<void> {
   for (let attempt = 0; ; attempt++) {
+    const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
+    probe.on('error', () => {})
     try {
       await probe.connect()
       await probe.ping()
-      probe.disconnect()
-      break
+      return
     } catch (err) {
       if (attempt > 100) throw err
       await sleep(50)
+    } finally {
+      probe.disconnect()
     }
   }
-  return { port, url: `redis://127.0.0.1:${port}`, pid: child.pid as number, stop }
 }
