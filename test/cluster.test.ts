@@ -1,0 +1,74 @@
+// Redis Cluster: every script stays on one slot; limits, leases, policies and their propagation work
+// across three masters with an ioredis Cluster client.
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { RedisStore, storeKeys, PolicyManager } from '../dist/index.js'
+import { buildApp, headerTenant } from './helpers/app.js'
+import { privateCluster } from './helpers/cluster.js'
+import { limits } from './helpers/stores.js'
+
+t.test('on a three-master Redis Cluster', async t => {
+  const cluster = await privateCluster(t)
+  const client = cluster.client()
+  await new Promise(resolve => client.once('ready', resolve))
+
+  t.test('the store: windows, cost, month, leases and usage, for tenants spread over every master', async t => {
+    const clock = { now: Date.UTC(2026, 10, 30, 23, 59, 0) }
+    const store = new RedisStore({ client, clock: () => clock.now })
+    const ids = Array.from({ length: 30 }, (_, i) => `tenant-${i}`)
+    const slots = new Set<number>()
+    for (const id of ids) {
+      const keys = storeKeys('cl', 'tenant', id, 'b')
+      slots.add(Number(await client.cluster('KEYSLOT', keys.counters)))
+      const l = limits(3, 10, 4, 1)
+      const a = await store.admit({ keys, cost: 1, limits: l, leaseId: 'x' })
+      t.equal(a.allowed, true)
+      t.equal((await store.admit({ keys, cost: 1, limits: l, leaseId: 'y' })).reason, 'concurrent_limit_exceeded', `${id}: lease held`)
+      store.release(keys, 'x')
+      await sleep(5)
+      t.equal((await store.admit({ keys, cost: 2, limits: l, leaseId: 'z' })).allowed, true)
+      store.release(keys, 'z')
+      await sleep(5)
+      const over = await store.admit({ keys, cost: 1, limits: l, leaseId: 'w' })
+      t.equal(over.reason, 'rate_limit_exceeded', `${id}: 3 per minute`)
+      const usage = await store.usage(keys)
+      t.same([usage.minute, usage.month, usage.inFlight], [3, 3, 0])
+    }
+    t.ok(slots.size > 10, `keys spread over ${slots.size} slots`)
+    const perNode = await Promise.all(client.nodes('master').map(async node => (await node.dbsize())))
+    t.ok(perNode.filter(n => n > 0).length === 3, `every master holds counters (${perNode.join(', ')})`)
+    await store.resetSubject('cl:v1:{t:tenant-0}:')
+    t.equal((await store.usage(storeKeys('cl', 'tenant', 'tenant-0', 'b'))).minute, 0, 'resetSubject finds keys on their master')
+  })
+
+  t.test('two Fastify instances on the cluster: shared counts and policy propagation within a second', async t => {
+    const keyPrefix = 'cl-app'
+    const a = await buildApp(t, { kind: 'memory', keyPrefix, options: { redis: cluster.client(), tenantExtractor: headerTenant } })
+    const b = await buildApp(t, { kind: 'memory', keyPrefix, options: { redis: cluster.client(), tenantExtractor: headerTenant } })
+    t.equal(a.rateLimitStore.kind, 'redis')
+    const codes = []
+    for (let i = 0; i < 11; i++) codes.push((await (i % 2 === 0 ? a : b).inject({ url: '/', headers: { 'x-tenant': 'acme', 'x-tier': 'starter' } })).statusCode)
+    t.same(codes, [...Array(10).fill(200), 429])
+    await sleep(200) // both subscribers connected
+    const started = Date.now()
+    await a.policies.setTenantOverride('globex', { requestsPerMinute: 77 })
+    let seen = ''
+    while (Date.now() - started < 1000) {
+      seen = (await b.inject({ url: '/', headers: { 'x-tenant': 'globex' } })).headers['x-ratelimit-limit-minute'] as string
+      if (seen === '77') break
+      await sleep(5)
+    }
+    t.equal(seen, '77', `override live on the other instance after ${Date.now() - started} ms`)
+    const usage = await b.policies.usage('acme')
+    t.equal(usage.minute.used, 10)
+  })
+
+  t.test('a standalone PolicyManager on the cluster', async t => {
+    const policies = new PolicyManager(cluster.client(), { keyPrefix: 'cl-pm' })
+    await policies.start()
+    t.teardown(() => policies.close())
+    await policies.block('evil', { reason: 'abuse' })
+    await policies.setTier('gold', { requestsPerMinute: 5, requestsPerHour: 50, concurrentRequests: 5, monthlyQuota: 500 })
+    t.match(await policies.resolve('evil', 'gold'), { blocked: { reason: 'abuse' }, limits: { requestsPerMinute: 5 } })
+  })
+})
