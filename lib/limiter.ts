@@ -9,6 +9,7 @@ import type { LeaseKeeper } from './lease-keeper.js'
 import type { LimiterMetrics } from './metrics.js'
 import type { RateLimitContext, ResolvedOptions, TenantIdentity } from './options.js'
 import type { PolicyManager } from './policies/policy-manager.js'
+import { RejectionCache } from './rejection-cache.js'
 import type { RouteLimiter } from './route-config.js'
 import type { Decision, RateLimitStore, RejectReason } from './store/types.js'
 import { isUnlimited } from './tiers.js'
@@ -36,6 +37,7 @@ export class Limiter {
   // Lease ids: unique per process and request without a random call per request.
   private readonly leasePrefix = randomBytes(9).toString('base64url') + ':'
   private leaseSeq = 0
+  private readonly rejections = new RejectionCache()
 
   constructor (
     private readonly options: ResolvedOptions,
@@ -89,9 +91,12 @@ export class Limiter {
 
     const keys = storeKeys(options.keyPrefix, anonymous ? 'anonymous' : 'tenant', subject, bucket)
     const leaseId = limits.concurrentRequests === Infinity ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
-    let decision: Decision
+    let decision: Decision | undefined = this.rejections.get(keys.counters, cost, this.policies.generation)
     try {
-      decision = await this.store.admit({ keys, cost, limits, leaseId })
+      if (decision === undefined) {
+        decision = await this.store.admit({ keys, cost, limits, leaseId })
+        if (!decision.allowed) this.rejections.set(keys.counters, cost, decision, this.policies.generation)
+      }
     } catch (err) {
       request.rateLimit = { subject, anonymous, tier, bucket, cost, limits, decision: undefined, shadow }
       metrics.storeError(this.store.kind)

@@ -147,6 +147,11 @@ export class PolicyManager {
 
   // ---- the request path: memory only ----
 
+  /** Changes whenever any policy changes (or usage is reset): caches built on policies compare it. */
+  get generation (): number {
+    return this.state.generation
+  }
+
   /** Tier, limits, shadow flag and block of one request. `tenantId` undefined: anonymous. */
   forRequest (tenantId: string | undefined, requestedTier: string | undefined, route: RouteLimiter): RequestPolicy {
     const state = this.state
@@ -335,6 +340,8 @@ export class PolicyManager {
   async resetUsage (tenantId: string): Promise<void> {
     check(TenantId, tenantId, 'tenantId')
     await this.requireStore().resetSubject(subjectBase(this.keyPrefix, 'tenant', tenantId))
+    // Tell every instance, so rejections they remember for this tenant are dropped.
+    await this.write(Field.reset(tenantId), Date.now(), 3_600_000)
   }
 
   // ---- internals ----

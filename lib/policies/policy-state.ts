@@ -22,7 +22,9 @@ export const Field = {
   block: (tenantId: string) => `block:${tenantId}`,
   shadowGlobal: () => 'shadow:global',
   shadowTier: (name: string) => `shadow:tier:${name}`,
-  shadowTenant: (tenantId: string) => `shadow:tenant:${tenantId}`
+  shadowTenant: (tenantId: string) => `shadow:tenant:${tenantId}`,
+  /** A usage reset: holds nothing, but its notice makes every instance drop cached rejections. */
+  reset: (tenantId: string) => `reset:${tenantId}`
 }
 
 export class PolicyState {

@@ -1,0 +1,64 @@
+// A subject over its limit is answered locally, with no Redis call, until capacity frees, and any
+// policy change or usage reset lifts that at once.
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+import t from 'tap'
+import { buildApp, headerTenant } from './helpers/app.js'
+import { privateRedis } from './helpers/redis.js'
+
+async function scriptCalls (redis: Redis): Promise<number> {
+  const stats = await redis.info('commandstats')
+  return Number(/cmdstat_evalsha:calls=(\d+)/.exec(stats)?.[1] ?? 0) + Number(/cmdstat_eval:calls=(\d+)/.exec(stats)?.[1] ?? 0)
+}
+
+t.test('rejections are answered locally until capacity frees', async t => {
+  const server = await privateRedis(t)
+  const redis = new Redis(server.url)
+  t.teardown(() => redis.disconnect())
+  const app = await buildApp(t, { kind: 'memory', options: { redis, tenantExtractor: headerTenant } }, app => {
+    app.get('/', async () => 'ok')
+    app.get('/big', { config: { rateLimit: { cost: 3 } } }, async () => 'ok')
+  })
+  const headers = { 'x-tenant': 'acme', 'x-tier': 'starter' }
+  for (let i = 0; i < 8; i++) await app.inject({ url: '/', headers })
+  const big = await app.inject({ url: '/big', headers })
+  t.equal(big.statusCode, 429, 'cost 3 does not fit in the 2 left')
+  const first = await app.inject({ url: '/', headers })
+  t.equal(first.statusCode, 200, 'a cheaper request is not held back by the cached rejection of a dearer one')
+  await app.inject({ url: '/', headers })
+  const rejected = await app.inject({ url: '/', headers })
+  t.equal(rejected.statusCode, 429)
+  const before = await scriptCalls(redis)
+  let last = rejected
+  for (let i = 0; i < 50; i++) last = await app.inject({ url: '/', headers })
+  t.equal(await scriptCalls(redis), before, 'fifty more rejections, no Redis call')
+  t.equal(last.statusCode, 429)
+  t.equal(last.headers['x-ratelimit-error'], 'rate_limit_exceeded')
+  t.ok(Number(last.headers['retry-after']) <= Number(rejected.headers['retry-after']), 'Retry-After counts down')
+  t.equal(last.headers['x-ratelimit-remaining-minute'], '0')
+
+  await app.policies.setTenantOverride('acme', { requestsPerMinute: 20 })
+  t.equal((await app.inject({ url: '/', headers })).statusCode, 200, 'a raised limit applies at once')
+})
+
+t.test('a usage reset on another instance lifts cached rejections', async t => {
+  const server = await privateRedis(t)
+  const make = async (): Promise<Awaited<ReturnType<typeof buildApp>>> => {
+    const redis = new Redis(server.url)
+    t.teardown(() => redis.disconnect())
+    return await buildApp(t, { kind: 'memory', keyPrefix: 'shared', options: { redis, tenantExtractor: headerTenant } })
+  }
+  const a = await make()
+  const b = await make()
+  const headers = { 'x-tenant': 'acme', 'x-tier': 'starter' }
+  for (let i = 0; i < 11; i++) await a.inject({ url: '/', headers })
+  t.equal((await a.inject({ url: '/', headers })).statusCode, 429)
+  await b.policies.resetUsage('acme')
+  const start = Date.now()
+  let status = 429
+  while (status === 429 && Date.now() - start < 1000) {
+    status = (await a.inject({ url: '/', headers })).statusCode
+    if (status === 429) await sleep(5)
+  }
+  t.equal(status, 200, `admitted again ${Date.now() - start} ms after the reset`)
+})
