@@ -184,12 +184,13 @@ if reason == 0 then
   if #stale > 0 then
     redis.call('HDEL', KEYS[1], unpack(stale))
   end
+  -- Relative expiries: right on Redis's clock and on a replay clock alike.
   if wrote then
-    redis.call('PEXPIREAT', KEYS[1], math.ceil(keepUntil))
+    redis.call('PEXPIRE', KEYS[1], math.ceil(keepUntil - now))
   end
   if limC >= 0 then
     redis.call('ZADD', KEYS[2], now + leaseTtl, ARGV[6])
-    redis.call('PEXPIREAT', KEYS[2], now + leaseTtl)
+    redis.call('PEXPIRE', KEYS[2], leaseTtl)
     inFlight = inFlight + 1
   end
 end
