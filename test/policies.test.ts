@@ -141,6 +141,7 @@ for (const kind of STORE_KINDS) {
       })
       for (let i = 0; i < 3; i++) await get(app, 'acme', 'starter')
       await app.inject({ url: '/search', headers: { 'x-tenant': 'acme', 'x-tier': 'starter' } })
+      await sleep(20) // leases are given back just after the response
       const usage = await app.policies.usage('acme')
       t.match(usage, {
         tenantId: 'acme',

@@ -1,6 +1,8 @@
 // The distributed store: one EVALSHA per admission against a Redis node or Cluster.
 import type { StoreKeys } from '../keys.js'
 import { decodeDecision, limitArg, type AdmitReply } from './decision.js'
+import type { Redis } from 'ioredis'
+import { CommandBatcher } from './command-batcher.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
 import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { StoreReplyError } from '../errors.js'
@@ -20,6 +22,11 @@ export interface RedisStoreOptions extends Partial<WindowSettings> {
    * unset, so every instance shares Redis's clock.
    */
   clock?: () => number
+  /**
+   * Send the commands of one event-loop turn as one pipeline (default true on a single Redis; off
+   * for a Cluster, where ioredis's own `enableAutoPipelining` groups commands by slot).
+   */
+  pipeline?: boolean
 }
 
 export class RedisStore implements RateLimitStore {
@@ -28,6 +35,7 @@ export class RedisStore implements RateLimitStore {
   readonly settings: WindowSettings
   private readonly clock: (() => number) | undefined
   private pendingReleases: Array<{ keys: StoreKeys, id: string }> = []
+  private readonly batcher: CommandBatcher | undefined
 
   constructor (options: RedisStoreOptions) {
     this.client = options.client
@@ -36,11 +44,20 @@ export class RedisStore implements RateLimitStore {
       leaseTtlMs: options.leaseTtlMs ?? 60_000
     }
     this.clock = options.clock
+    const isCluster = 'nodes' in this.client
+    const autoPipelined = (this.client as Redis).options?.enableAutoPipelining === true
+    this.batcher = (options.pipeline ?? (!isCluster && !autoPipelined)) && !isCluster ? new CommandBatcher(this.client as Redis) : undefined
+    // Releases that failed during an outage go out as soon as the connection is back.
+    this.client.on('ready', this.onReady)
+  }
+
+  private readonly onReady = (): void => {
+    if (this.pendingReleases.length > 0) this.retryReleases()
   }
 
   async admit (request: AdmitRequest): Promise<Decision> {
     const { keys, limits } = request
-    const reply = await ADMIT_SCRIPT.run(this.client, [
+    const args = [
       keys.counters, keys.leases,
       request.cost,
       limitArg(limits.requestsPerMinute), limitArg(limits.requestsPerHour),
@@ -48,7 +65,8 @@ export class RedisStore implements RateLimitStore {
       request.leaseId, this.settings.leaseTtlMs,
       MINUTE_MS, HOUR_MS, this.settings.bucketsPerWindow,
       this.clock === undefined ? '' : this.clock()
-    ])
+    ]
+    const reply = this.batcher !== undefined ? await this.batcher.script(ADMIT_SCRIPT, args) : await ADMIT_SCRIPT.run(this.client, args)
     if (!Array.isArray(reply) || reply.length !== 11) throw new StoreReplyError(JSON.stringify(reply))
     if (this.pendingReleases.length > 0) this.retryReleases()
     return decodeDecision(reply as unknown as AdmitReply, limits)
@@ -62,7 +80,8 @@ export class RedisStore implements RateLimitStore {
   release (keys: StoreKeys, leaseId: string): void {
     // Not awaited: the response is already on its way. A release that fails (Redis away) is retried
     // once Redis answers again; the lease's expiry is the last resort.
-    this.client.zrem(keys.leases, leaseId).catch(() => this.keepForLater(keys, leaseId))
+    const sent = this.batcher !== undefined ? this.batcher.zrem(keys.leases, leaseId) : this.client.zrem(keys.leases, leaseId)
+    sent.catch(() => this.keepForLater(keys, leaseId))
   }
 
   async renewLeases (leases: ReadonlyArray<{ readonly keys: StoreKeys, readonly id: string }>): Promise<void> {
@@ -116,6 +135,7 @@ export class RedisStore implements RateLimitStore {
   }
 
   async close (): Promise<void> {
-    // The client belongs to whoever created it.
+    // The client belongs to whoever created it: only our listener goes.
+    this.client.off('ready', this.onReady)
   }
 }

@@ -1,0 +1,291 @@
+#!/usr/bin/env node
+// maestro-rl: reads and changes the rate-limit policies of every service sharing one Redis.
+// Each command connects, loads the stored policies, does one thing through a PolicyManager (the class
+// behind fastify.policies, so input is judged exactly as there), prints JSON and disconnects.
+// Exit status: 0 done, 1 Redis unreachable or failing, 2 bad usage or input refused.
+import { parseArgs } from 'node:util'
+import type { FastifyBaseLogger } from 'fastify'
+import { Redis } from 'ioredis'
+import { InvalidOptionError, InvalidPolicyError } from './errors.js'
+import { resolveOptions } from './options.js'
+import { PolicyManager, type TenantOverride } from './policies/policy-manager.js'
+import type { TierLimitsInput } from './tiers.js'
+
+const USAGE = `maestro-rl: rate-limit policies of every service sharing one Redis
+
+Usage: maestro-rl <command> [arguments] [--redis URL] [--prefix P] [--env E]
+
+  show <tenant> [--tier T]               effective limits of a tenant, and where each comes from
+  usage <tenant> [--bucket B]            what a tenant has used and has left
+  reset-usage <tenant>                   forget every counter and lease of a tenant
+  override set <tenant> [--per-minute N] [--per-hour N] [--concurrent N] [--monthly N] [--expires S]
+  override get <tenant>
+  override rm <tenant>
+  multiplier set <env> <m>               scale every limit in an environment (rounded down, never below 1)
+  multiplier get [<env>]
+  multiplier rm <env>
+  tier list
+  tier set <name> --per-minute N --per-hour N --concurrent N --monthly N
+  tier rm <name>
+  tenant-tier set <tenant> <tier>        the tier of a tenant whose extractor reports none
+  tenant-tier rm <tenant>
+  block <tenant> [--seconds S] [--reason R]
+  unblock <tenant>
+  shadow on|off [--tier T | --tenant ID] count and report limits without enforcing them
+  shadow status
+  help
+
+Limits are whole numbers, or "unlimited". Seconds may be fractional.
+  --redis URL    default REDIS_URL, else redis://127.0.0.1:6379
+  --prefix P     the plugin's keyPrefix; default maestro-rl
+  --env E        the environment whose multiplier show and usage apply; default NODE_ENV, else production
+Prints JSON on stdout. Exit status: 0 done, 1 Redis unreachable, 2 bad usage or input refused.
+`
+
+const OPTIONS = {
+  redis: { type: 'string' },
+  prefix: { type: 'string' },
+  env: { type: 'string' },
+  tier: { type: 'string' },
+  tenant: { type: 'string' },
+  bucket: { type: 'string' },
+  'per-minute': { type: 'string' },
+  'per-hour': { type: 'string' },
+  concurrent: { type: 'string' },
+  monthly: { type: 'string' },
+  expires: { type: 'string' },
+  seconds: { type: 'string' },
+  reason: { type: 'string' },
+  help: { type: 'boolean', short: 'h' }
+} as const
+
+type FlagName = Exclude<keyof typeof OPTIONS, 'help'>
+type Flags = Partial<Record<FlagName, string>>
+const GLOBAL_FLAGS = new Set(['redis', 'prefix', 'env', 'help'])
+
+/** Bad usage: exit 2. */
+class UsageError extends Error {}
+/** Redis cannot be reached or fails: exit 1. */
+class RedisError extends Error {}
+
+interface Command {
+  /** Names of the positional arguments; a trailing `?` marks an optional one. */
+  args: string[]
+  flags: FlagName[]
+  run (policies: PolicyManager, args: string[], flags: Flags): Promise<unknown>
+}
+
+const LIMIT_FLAGS: Array<[FlagName, keyof TierLimitsInput]> = [
+  ['per-minute', 'requestsPerMinute'], ['per-hour', 'requestsPerHour'], ['concurrent', 'concurrentRequests'], ['monthly', 'monthlyQuota']
+]
+
+const COMMANDS: Record<string, Command> = {
+  show: { args: ['tenant'], flags: ['tier'], run: async (p, [tenant], f) => await p.resolve(tenant, f.tier) },
+  usage: {
+    args: ['tenant'],
+    flags: ['bucket'],
+    run: async (p, [tenant], f) => await p.usage(tenant, f.bucket === undefined ? {} : { bucket: f.bucket })
+  },
+  'reset-usage': {
+    args: ['tenant'],
+    flags: [],
+    run: async (p, [tenant]) => { await p.resetUsage(tenant); return { tenantId: tenant, reset: true } }
+  },
+  'override set': {
+    args: ['tenant'],
+    flags: ['per-minute', 'per-hour', 'concurrent', 'monthly', 'expires'],
+    run: async (p, [tenant], f) => {
+      const override: Record<string, unknown> = limitsFrom(f)
+      if (f.expires !== undefined) override.expiresInSeconds = numberFrom(f.expires)
+      await p.setTenantOverride(tenant, override as TenantOverride)
+      return await p.getTenantOverride(tenant)
+    }
+  },
+  'override get': { args: ['tenant'], flags: [], run: async (p, [tenant]) => await p.getTenantOverride(tenant) },
+  'override rm': { args: ['tenant'], flags: [], run: async (p, [tenant]) => removal(await p.removeTenantOverride(tenant), `tenant ${tenant} has no override`) },
+  'multiplier set': {
+    args: ['env', 'multiplier'],
+    flags: [],
+    run: async (p, [environment, multiplier]) => {
+      await p.setEnvironmentMultiplier(environment, numberFrom(multiplier) as number)
+      return { environment, multiplier: await p.getEnvironmentMultiplier(environment) }
+    }
+  },
+  'multiplier get': {
+    args: ['env?'],
+    flags: [],
+    run: async (p, [environment = p.environment]) => ({ environment, multiplier: await p.getEnvironmentMultiplier(environment) })
+  },
+  'multiplier rm': { args: ['env'], flags: [], run: async (p, [env]) => removal(await p.removeEnvironmentMultiplier(env), `environment ${env} has no multiplier`) },
+  'tier list': { args: [], flags: [], run: async p => await p.listTiers() },
+  'tier set': {
+    args: ['name'],
+    flags: ['per-minute', 'per-hour', 'concurrent', 'monthly'],
+    run: async (p, [name], f) => {
+      await p.setTier(name, limitsFrom(f) as unknown as TierLimitsInput)
+      return { name, ...(await p.listTiers())[name] }
+    }
+  },
+  'tier rm': { args: ['name'], flags: [], run: async (p, [name]) => removal(await p.removeTier(name), `tier ${name} is not defined at runtime`) },
+  'tenant-tier set': {
+    args: ['tenant', 'tier'],
+    flags: [],
+    run: async (p, [tenant, tier]) => { await p.setTenantTier(tenant, tier); return { tenantId: tenant, tier } }
+  },
+  'tenant-tier rm': { args: ['tenant'], flags: [], run: async (p, [tenant]) => removal(await p.removeTenantTier(tenant), `tenant ${tenant} has no stored tier`) },
+  block: {
+    args: ['tenant'],
+    flags: ['seconds', 'reason'],
+    run: async (p, [tenant], f) => {
+      const options: { seconds?: number, reason?: string } = {}
+      if (f.seconds !== undefined) options.seconds = numberFrom(f.seconds) as number
+      if (f.reason !== undefined) options.reason = f.reason
+      await p.block(tenant, options)
+      return { tenantId: tenant, blocked: (await p.resolve(tenant)).blocked }
+    }
+  },
+  unblock: { args: ['tenant'], flags: [], run: async (p, [tenant]) => removal(await p.unblock(tenant), `tenant ${tenant} is not blocked`) },
+  'shadow on': { args: [], flags: ['tier', 'tenant'], run: async (p, _args, f) => await shadow(p, f, true) },
+  'shadow off': { args: [], flags: ['tier', 'tenant'], run: async (p, _args, f) => await shadow(p, f, false) },
+  'shadow status': { args: [], flags: [], run: async p => await p.shadowModes() }
+}
+
+const GROUPS = new Set(['override', 'multiplier', 'tier', 'tenant-tier', 'shadow'])
+
+async function shadow (p: PolicyManager, f: Flags, enabled: boolean): Promise<unknown> {
+  if (f.tier !== undefined && f.tenant !== undefined) throw new UsageError('shadow takes --tier or --tenant, not both')
+  if (f.tier !== undefined) await p.setShadowMode({ scope: 'tier', tier: f.tier }, enabled)
+  else if (f.tenant !== undefined) await p.setShadowMode({ scope: 'tenant', tenantId: f.tenant }, enabled)
+  else await p.setShadowMode({ scope: 'global' }, enabled)
+  return await p.shadowModes()
+}
+
+function removal (removed: boolean, nothing: string): { removed: boolean } {
+  if (!removed) process.stderr.write(`maestro-rl: nothing to remove: ${nothing}\n`)
+  return { removed }
+}
+
+/** A number when the text is one; else the text itself, so the policy check names the field. */
+function numberFrom (text: string): unknown {
+  return /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text.trim()) ? Number(text) : text
+}
+
+function limitsFrom (flags: Flags): Record<string, unknown> {
+  const limits: Record<string, unknown> = {}
+  for (const [flag, field] of LIMIT_FLAGS) {
+    const text = flags[flag]
+    if (text !== undefined) limits[field] = text === 'unlimited' ? null : numberFrom(text)
+  }
+  return limits
+}
+
+/** The command named by the positionals, and its arguments. */
+function findCommand (positionals: string[]): { name: string, command: Command, args: string[] } {
+  const [first, second] = positionals
+  const name = GROUPS.has(first) ? `${first} ${second ?? ''}`.trim() : first
+  const command = COMMANDS[name]
+  if (command === undefined) {
+    if (GROUPS.has(first)) {
+      const verbs = Object.keys(COMMANDS).filter(c => c.startsWith(first + ' ')).map(c => c.slice(first.length + 1))
+      throw new UsageError(`${first} needs one of: ${verbs.join(', ')}${second === undefined ? '' : ` (not ${second})`}`)
+    }
+    throw new UsageError(`unknown command ${first}`)
+  }
+  const args = positionals.slice(name.split(' ').length)
+  const required = command.args.filter(a => !a.endsWith('?')).length
+  if (args.length < required || args.length > command.args.length) {
+    const wanted = command.args.map(a => a.endsWith('?') ? `[<${a.slice(0, -1)}>]` : `<${a}>`).join(' ')
+    throw new UsageError(`${name} takes ${wanted === '' ? 'no arguments' : wanted}`)
+  }
+  return { name, command, args }
+}
+
+/** `redis://user:secret@host` → `redis://user:***@host`, for messages. */
+function redact (url: string): string {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password === '') return url
+    parsed.password = '***'
+    return parsed.toString()
+  } catch {
+    return url
+  }
+}
+
+async function connect (url: string): Promise<Redis> {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    throw new UsageError(`--redis must be a redis:// or rediss:// URL, got ${url}`)
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') throw new UsageError(`--redis must be a redis:// or rediss:// URL, got ${redact(url)}`)
+  // Fail fast: no reconnection, no offline queue, a short connect timeout.
+  const redis = new Redis(url, { lazyConnect: true, connectTimeout: 3000, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  let cause: Error | undefined // the socket's own error says more than "Connection is closed."
+  redis.on('error', (err: Error) => { cause ??= err })
+  try {
+    await redis.connect()
+    await redis.ping()
+    return redis
+  } catch (err) {
+    redis.disconnect()
+    throw new RedisError(`cannot reach Redis at ${redact(url)}: ${(cause ?? err as Error).message}`)
+  }
+}
+
+/** Runs one command line; returns the exit status. */
+async function main (argv: string[]): Promise<number> {
+  let values: Flags & { help?: boolean | undefined }
+  let positionals: string[]
+  try {
+    ({ values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true }))
+  } catch (err) {
+    return fail(2, `${(err as Error).message} (see maestro-rl help)`)
+  }
+  if (values.help === true || positionals[0] === 'help') {
+    process.stdout.write(USAGE)
+    return 0
+  }
+  if (positionals.length === 0) {
+    process.stderr.write(USAGE)
+    return 2
+  }
+
+  let redis: Redis | undefined
+  let policies: PolicyManager | undefined
+  try {
+    const { name, command, args } = findCommand(positionals)
+    const { help: _help, ...flags } = values
+    for (const flag of Object.keys(flags)) {
+      if (!GLOBAL_FLAGS.has(flag) && !command.flags.includes(flag as FlagName)) throw new UsageError(`${name} does not take --${flag}`)
+    }
+    const url = flags.redis ?? (process.env.REDIS_URL !== undefined && process.env.REDIS_URL !== '' ? process.env.REDIS_URL : 'redis://127.0.0.1:6379')
+    const settings = { keyPrefix: flags.prefix, environment: flags.env }
+    resolveOptions(settings) // a bad prefix or environment is refused before connecting
+    redis = await connect(url)
+    const failures: unknown[] = []
+    const log = { warn () {}, error (context: { err?: unknown }) { failures.push(context?.err) } }
+    policies = new PolicyManager(redis, { ...settings, log: log as unknown as Pick<FastifyBaseLogger, 'warn' | 'error'> })
+    await policies.reload()
+    if (failures.length > 0) throw new RedisError(`cannot read the policies: ${(failures[0] as Error)?.message ?? 'unknown error'}`)
+    const result = await command.run(policies, args, flags)
+    process.stdout.write(JSON.stringify(result, null, 2) + '\n')
+    return 0
+  } catch (err) {
+    if (err instanceof UsageError) return fail(2, `${err.message} (see maestro-rl help)`)
+    if (err instanceof InvalidPolicyError || err instanceof InvalidOptionError) return fail(2, (err as Error).message)
+    if (err instanceof RedisError) return fail(1, err.message)
+    return fail(1, err instanceof Error ? err.message : String(err))
+  } finally {
+    await policies?.close()
+    if (redis !== undefined) await redis.quit().catch(() => redis?.disconnect())
+  }
+}
+
+function fail (status: number, message: string): number {
+  process.stderr.write(`maestro-rl: ${message}\n`)
+  return status
+}
+
+process.exitCode = await main(process.argv.slice(2))
