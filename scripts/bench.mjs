@@ -111,6 +111,7 @@ async function main () {
   }
   if (Object.values(settings).includes(null)) return 2
 
+  const loadBefore = os.loadavg()[0]
   const keyPrefix = `maestro-bench-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`
   const children = []
   const problems = []
@@ -181,7 +182,7 @@ async function main () {
     const deleted = await deleteKeys(redis, keyPrefix + ':*')
     if (deleted === 0) problems.push('no Redis keys were written under the run\'s prefix: the redis scenarios did not use Redis')
 
-    printReport(results, settings, { redisVersion, keyPrefix, deleted })
+    printReport(results, settings, { redisVersion, keyPrefix, deleted, load: [loadBefore, os.loadavg()[0]] })
   } catch (err) {
     problems.push(err.message)
   } finally {
@@ -310,7 +311,7 @@ function median (values) {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
-function printReport (results, settings, { redisVersion, keyPrefix, deleted }) {
+function printReport (results, settings, { redisVersion, keyPrefix, deleted, load }) {
   const bare = results.bare
   const cpus = os.cpus()
   const lines = [
@@ -319,6 +320,7 @@ function printReport (results, settings, { redisVersion, keyPrefix, deleted }) {
     `${settings.rounds} rounds × ${SCENARIOS.length} scenarios × ${settings.duration} s, ${settings.connections} connections, ` +
       `${settings.warmup} s warm-up; medians over rounds; ratio = req/s ÷ bare Fastify req/s of the same round (range over rounds)`,
     `servers in child processes on 127.0.0.1; autocannon in the parent; ${deleted} Redis keys under ${keyPrefix}:* deleted`,
+    `1-minute load average ${load[0].toFixed(2)} before, ${load[1].toFixed(2)} after (other work on the machine skews absolute numbers more than ratios)`,
     '',
     '| scenario | req/s | p50 (ms) | p99 (ms) | vs bare Fastify | non-2xx |',
     '|---|---:|---:|---:|---:|---:|'
