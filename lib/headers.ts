@@ -11,7 +11,7 @@ export function retryAfterSeconds (decision: Decision): number {
   return Math.max(1, seconds(decision.retryAfterMs))
 }
 
-/** Unix seconds: on rejection, when the request would be admitted; else when the tightest window next frees capacity. */
+/** Unix seconds: on rejection, when the request would be admitted; else when the minute window (else the hour, else the month) is wholly free again. */
 export function resetAt (decision: Decision): number {
   if (!decision.allowed) return Math.ceil((decision.now + decision.retryAfterMs) / 1000)
   const { minute, hour, month } = decision

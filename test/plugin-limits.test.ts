@@ -26,7 +26,7 @@ for (const kind of STORE_KINDS) {
       t.equal(first.headers['x-ratelimit-concurrent-limit'], '5')
       const reset = Number(first.headers['x-ratelimit-reset'])
       const nowSeconds = Date.now() / 1000
-      t.ok(reset > nowSeconds + 59 && reset <= nowSeconds + 64, 'reset: when the oldest counted request stops counting')
+      t.ok(reset > nowSeconds + 59 && reset <= nowSeconds + 64, 'reset: when everything counted has left the minute window')
 
       const rejected = last as Awaited<ReturnType<typeof app.inject>>
       t.equal(rejected.headers['x-ratelimit-error'], 'rate_limit_exceeded')

@@ -1,7 +1,8 @@
 --[[
 admit-2.lua: decide one request and, when it is admitted, take everything it needs, atomically.
 
-KEYS[1]  counters hash. Fields: m<bucket> (minute window), h<bucket> (hour window), q<yyyymm> (month)
+KEYS[1]  counters hash. Fields: m<bucket> / h<bucket> (minute / hour window buckets), mS / hS (their
+         running sums), mO / hO (the oldest bucket index that may still hold a field), q<yyyymm> (month)
 KEYS[2]  leases sorted set. Member: lease id; score: the lease's expiry in ms since the epoch
 ARGV[1]  cost: how much the request counts against the windows and the month (integer >= 1)
 ARGV[2]  minute limit       (-1: unlimited)
@@ -19,11 +20,14 @@ Returns { allowed (0/1), reason, retryAfterMs, nowMs,
           minuteRemaining, minuteResetMs, hourRemaining, hourResetMs,
           monthRemaining, monthResetMs, inFlight }
   reason: 0 none, 1 rate_limit_exceeded, 2 concurrent_limit_exceeded, 3 quota_exceeded
-  remaining values are -1 for unlimited limits; *ResetMs are absolute times in ms.
+  remaining values are -1 for unlimited limits; *ResetMs are absolute times in ms (when everything
+  counted now has left the window; the month's end for the quota).
 
 A window of length W is kept as k buckets of W/k. The oldest bucket still overlapping the window
 is counted in full until it has wholly left it, so the counted set always covers the true window:
 no span of length W can ever hold more than the limit. The price: capacity frees up to W/k late.
+Each window keeps a running sum, so a request reads five fields, not every bucket; buckets that
+left the window are subtracted and deleted when the window moves on.
 ]]
 
 local cost = tonumber(ARGV[1])
@@ -32,8 +36,6 @@ local limH = tonumber(ARGV[3])
 local limQ = tonumber(ARGV[4])
 local limC = tonumber(ARGV[5])
 local leaseTtl = tonumber(ARGV[7])
-local winM = tonumber(ARGV[8])
-local winH = tonumber(ARGV[9])
 local k = tonumber(ARGV[10])
 
 local now
@@ -46,86 +48,64 @@ end
 
 local floor = math.floor
 
--- Calendar arithmetic on days since 1970-01-01 (proleptic Gregorian, UTC).
-local function days_from_civil (y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local doy = floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
+-- The UTC calendar month of `now` (civil-from-days arithmetic, proleptic Gregorian): its field
+-- name and the ms at which it ends.
+local z = floor(now / 86400000) + 719468
+local era = floor(z / 146097)
+local doe = z - era * 146097
+local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
+local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
+local mp = floor((5 * doy + 2) / 153)
+local day = doy - floor((153 * mp + 2) / 5) + 1
+local month = mp < 10 and mp + 3 or mp - 9
+local year = yoe + era * 400
+if month <= 2 then year = year + 1 end
+local monthDays = ({ 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 })[month]
+if month == 2 and year % 4 == 0 and (year % 100 ~= 0 or year % 400 == 0) then monthDays = 29 end
+local monthField = 'q' .. (year * 100 + month)
+local monthEnd = (z - 719468 - day + 1 + monthDays) * 86400000
 
-local function civil_from_days (z)
-  z = z + 719468
-  local era = floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
-  local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
-  local mp = floor((5 * doy + 2) / 153)
-  local m = mp < 10 and mp + 3 or mp - 9
-  local y = yoe + era * 400
-  if m <= 2 then y = y + 1 end
-  return y, m
-end
-
-local year, month = civil_from_days(floor(now / 86400000))
-local monthId = year * 100 + month
-local nextYear, nextMonth = year, month + 1
-if nextMonth == 13 then nextYear, nextMonth = year + 1, 1 end
-local monthEnd = days_from_civil(nextYear, nextMonth, 1) * 86400000
-
+local winM, winH = tonumber(ARGV[8]), tonumber(ARGV[9])
 local gM, gH = winM / k, winH / k
 local curM, curH = floor(now / gM), floor(now / gH)
-local oldestM, oldestH = curM - k, curH - k
 
--- Read every field once: sum what still counts, note what has expired.
-local usedM, usedH, usedQ = 0, 0, 0
-local byM, byH = {}, {}
-local stale = {}
-local keepUntil = 0
-local fields = redis.call('HGETALL', KEYS[1])
-for i = 1, #fields, 2 do
-  local f = fields[i]
-  local kind = string.sub(f, 1, 1)
-  local idx = tonumber(string.sub(f, 2))
-  local n = tonumber(fields[i + 1])
-  if kind == 'm' and idx ~= nil and idx >= oldestM then
-    usedM = usedM + n
-    byM[idx] = n
-    keepUntil = math.max(keepUntil, (idx + k + 1) * gM)
-  elseif kind == 'h' and idx ~= nil and idx >= oldestH then
-    usedH = usedH + n
-    byH[idx] = n
-    keepUntil = math.max(keepUntil, (idx + k + 1) * gH)
-  elseif kind == 'q' and idx == monthId then
-    usedQ = n
-    keepUntil = math.max(keepUntil, monthEnd)
-  else
-    stale[#stale + 1] = f
+local head = redis.call('HMGET', KEYS[1], 'mS', 'mO', 'hS', 'hO', monthField)
+local usedQ = tonumber(head[5]) or 0
+
+-- A window's use: its running sum less the buckets that have wholly left it. Every bucket field
+-- lies in [oldest, oldest + k], so at most k + 1 names are looked at, and only when the window has
+-- moved on since the last write. Returns the use and the names of the buckets that left.
+local function window (prefix, sum, oldest, cur)
+  local used = tonumber(sum) or 0
+  local o = tonumber(oldest)
+  if o == nil or o >= cur - k then return used, nil end
+  local names = {}
+  for idx = o, math.min(cur - k - 1, o + k) do names[#names + 1] = prefix .. idx end
+  local values = redis.call('HMGET', KEYS[1], unpack(names))
+  for i = 1, #names do
+    if values[i] then used = used - tonumber(values[i]) end
   end
+  return used, names
 end
 
--- Time (ms from now) until `need` units have left a window; -1 if that can never happen.
-local function wait_for (byIdx, oldest, cur, need, g)
+-- Time (ms from now) until `need` units have left a window; the window's length if never.
+local function wait_for (prefix, cur, g, need, length)
+  local names = {}
+  for idx = cur - k, cur do names[#names + 1] = prefix .. idx end
+  local values = redis.call('HMGET', KEYS[1], unpack(names))
   local freed = 0
-  for idx = oldest, cur do
-    local n = byIdx[idx]
-    if n ~= nil then
-      freed = freed + n
-      if freed >= need then return (idx + k + 1) * g - now end
+  for i = 1, #names do
+    if values[i] then
+      freed = freed + tonumber(values[i])
+      if freed >= need then return (cur - k + i + k) * g - now end
     end
   end
-  return -1
+  return length
 end
 
--- When the oldest counted request leaves the window (now when nothing is counted).
-local function next_free (byIdx, oldest, cur, g)
-  for idx = oldest, cur do
-    if byIdx[idx] ~= nil then return (idx + k + 1) * g end
-  end
-  return now
-end
+local usedM, staleM, usedH, staleH = 0, nil, 0, nil
+if limM >= 0 then usedM, staleM = window('m', head[1], head[2], curM) end
+if limH >= 0 then usedH, staleH = window('h', head[3], head[4], curH) end
 
 local reason, retry = 0, 0
 if limQ >= 0 and usedQ + cost > limQ then
@@ -133,22 +113,22 @@ if limQ >= 0 and usedQ + cost > limQ then
   retry = monthEnd - now
 end
 if limH >= 0 and usedH + cost > limH then
-  local w = wait_for(byH, oldestH, curH, usedH + cost - limH, gH)
-  if w < 0 then w = winH end
   if reason == 0 then reason = 1 end
-  retry = math.max(retry, w)
+  retry = math.max(retry, wait_for('h', curH, gH, usedH + cost - limH, winH))
 end
 if limM >= 0 and usedM + cost > limM then
-  local w = wait_for(byM, oldestM, curM, usedM + cost - limM, gM)
-  if w < 0 then w = winM end
   if reason == 0 then reason = 1 end
-  retry = math.max(retry, w)
+  retry = math.max(retry, wait_for('m', curM, gM, usedM + cost - limM, winM))
 end
 
 local inFlight = 0
 if limC >= 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   inFlight = redis.call('ZCARD', KEYS[2])
+  if inFlight + 1 > limC then
+    -- Only a full set needs its expired leases (crashed processes) dropped.
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+    inFlight = redis.call('ZCARD', KEYS[2])
+  end
   if inFlight + 1 > limC then
     if reason == 0 then reason = 2 end
     -- Slots free as soon as requests finish; a second is a fair hint, and the oldest lease's expiry
@@ -160,34 +140,43 @@ if limC >= 0 then
   end
 end
 
+-- Records one window's part of an admission.
+local function take (prefix, cur, used, stale, sum, oldest)
+  redis.call('HINCRBY', KEYS[1], prefix .. cur, cost)
+  -- The sum moves by the cost less what left the window (one HINCRBY, no number formatting).
+  redis.call('HINCRBY', KEYS[1], prefix .. 'S', used + cost - (tonumber(sum) or 0))
+  if stale ~= nil then
+    redis.call('HDEL', KEYS[1], unpack(stale))
+    redis.call('HSET', KEYS[1], prefix .. 'O', cur - k)
+  elseif oldest == false then
+    redis.call('HSET', KEYS[1], prefix .. 'O', cur - k)
+  end
+end
+
 local allowed = 0
 if reason == 0 then
   allowed = 1
-  local wrote = false
+  local keepUntil = 0
   if limM >= 0 then
-    byM[curM] = redis.call('HINCRBY', KEYS[1], 'm' .. curM, cost)
+    take('m', curM, usedM, staleM, head[1], head[2])
     usedM = usedM + cost
-    keepUntil = math.max(keepUntil, (curM + k + 1) * gM)
-    wrote = true
+    keepUntil = (curM + k + 1) * gM
   end
   if limH >= 0 then
-    byH[curH] = redis.call('HINCRBY', KEYS[1], 'h' .. curH, cost)
+    take('h', curH, usedH, staleH, head[3], head[4])
     usedH = usedH + cost
     keepUntil = math.max(keepUntil, (curH + k + 1) * gH)
-    wrote = true
   end
   if limQ >= 0 then
-    usedQ = redis.call('HINCRBY', KEYS[1], 'q' .. monthId, cost)
-    keepUntil = math.max(keepUntil, monthEnd)
-    wrote = true
+    usedQ = redis.call('HINCRBY', KEYS[1], monthField, cost)
   end
-  if #stale > 0 then
-    redis.call('HDEL', KEYS[1], unpack(stale))
-  end
-  -- Relative expiries: right on Redis's clock and on a replay clock alike.
-  if wrote then
-    redis.call('PEXPIRE', KEYS[1], math.ceil(keepUntil - now))
-  end
+  -- The key lives as long as its longest-lived field, including fields other tiers wrote (a
+  -- tenant whose tier changed): the last bucket of each window, and the month's counter.
+  if limQ >= 0 or head[5] then keepUntil = math.max(keepUntil, monthEnd) end
+  if head[2] then keepUntil = math.max(keepUntil, (tonumber(head[2]) + 2 * k + 1) * gM) end
+  if head[4] then keepUntil = math.max(keepUntil, (tonumber(head[4]) + 2 * k + 1) * gH) end
+  -- Relative expiry: right on Redis's clock and on a replay clock alike.
+  if keepUntil > now then redis.call('PEXPIRE', KEYS[1], math.ceil(keepUntil - now)) end
   if limC >= 0 then
     redis.call('ZADD', KEYS[2], now + leaseTtl, ARGV[6])
     redis.call('PEXPIRE', KEYS[2], leaseTtl)
@@ -200,10 +189,16 @@ local function remaining (limit, used)
   return math.max(0, limit - used)
 end
 
+-- When everything counted now has left the window (now, when nothing is counted).
+local function reset_at (limit, used, cur, g)
+  if limit < 0 or used <= 0 then return now end
+  return math.ceil((cur + k + 1) * g)
+end
+
 return {
   allowed, reason, math.ceil(retry), now,
-  remaining(limM, usedM), math.ceil(next_free(byM, oldestM, curM, gM)),
-  remaining(limH, usedH), math.ceil(next_free(byH, oldestH, curH, gH)),
+  remaining(limM, usedM), reset_at(limM, usedM, curM, gM),
+  remaining(limH, usedH), reset_at(limH, usedH, curH, gH),
   remaining(limQ, usedQ), monthEnd,
   inFlight
 }

@@ -165,10 +165,8 @@ export class MemoryStore implements RateLimitStore {
       }
       return -1
     }
-    const nextFree = (byIdx: Map<number, number>, oldest: number, cur: number, g: number): number => {
-      for (let idx = oldest; idx <= cur; idx++) if (byIdx.has(idx)) return (idx + k + 1) * g
-      return now
-    }
+    // When everything counted now has left the window (now, when nothing is counted).
+    const resetAt = (used: number, cur: number, g: number): number => used <= 0 ? now : Math.ceil((cur + k + 1) * g)
 
     let reason = 0
     let retry = 0
@@ -192,7 +190,9 @@ export class MemoryStore implements RateLimitStore {
     let inFlight = 0
     let leases = this.leases.get(request.keys.leases)
     if (limC >= 0) {
-      if (leases !== undefined) {
+      inFlight = leases?.members.size ?? 0
+      if (leases !== undefined && inFlight + 1 > limC) {
+        // Only a full set needs its expired leases (crashed processes) dropped.
         for (const [member, expiry] of leases.members) if (expiry <= now) leases.members.delete(member)
         inFlight = leases.members.size
       }
@@ -250,8 +250,8 @@ export class MemoryStore implements RateLimitStore {
     const remaining = (limit: number, used: number): number => limit < 0 ? -1 : Math.max(0, limit - used)
     return [
       allowed, reason, Math.ceil(retry), now,
-      remaining(limM, usedM), Math.ceil(nextFree(byM, oldestM, curM, gM)),
-      remaining(limH, usedH), Math.ceil(nextFree(byH, oldestH, curH, gH)),
+      remaining(limM, limM >= 0 ? usedM : 0), limM >= 0 ? resetAt(usedM, curM, gM) : now,
+      remaining(limH, limH >= 0 ? usedH : 0), limH >= 0 ? resetAt(usedH, curH, gH) : now,
       remaining(limQ, usedQ), monthEnd,
       inFlight
     ]

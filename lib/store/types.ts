@@ -19,7 +19,7 @@ export interface WindowState {
   readonly limit: number
   /** `Infinity` when unlimited. */
   readonly remaining: number
-  /** Unix ms at which the oldest counted use stops counting (the month's end for the quota). */
+  /** Unix ms at which everything counted now has left the window (`now` when nothing is; the month's end for the quota). */
   readonly resetAt: number
 }
 
