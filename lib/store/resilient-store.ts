@@ -28,6 +28,12 @@ export interface ResilienceOptions {
 
 type BreakerState = 'closed' | 'open' | 'half-open'
 
+/** A decision waiting for the store, and what to do when its deadline passes. */
+interface Waiter { readonly deadline: number, readonly expire: () => void }
+
+/** Deadlines are checked this often: a decision waits at most timeoutMs plus this. */
+const DEADLINE_RESOLUTION_MS = 5
+
 /** Wraps a store; decisions it cannot get in time are errors (or fallback decisions). */
 export class ResilientStore implements RateLimitStore {
   readonly kind: 'redis' | 'memory'
@@ -37,6 +43,8 @@ export class ResilientStore implements RateLimitStore {
   private readonly fallback: MemoryStore | undefined
   /** Leases the fallback granted (given back to it, not to the store). */
   private readonly fallbackLeases = new Set<string>()
+  private readonly waiters = new Set<Waiter>()
+  private deadlineTimer: NodeJS.Timeout | undefined
 
   constructor (readonly inner: RateLimitStore & { readonly ready?: boolean }, private readonly options: ResilienceOptions & { fallbackSettings?: WindowSettings }) {
     this.kind = inner.kind
@@ -80,6 +88,7 @@ export class ResilientStore implements RateLimitStore {
   }
 
   async close (): Promise<void> {
+    clearInterval(this.deadlineTimer)
     await this.fallback?.close()
     await this.inner.close()
   }
@@ -94,22 +103,60 @@ export class ResilientStore implements RateLimitStore {
     if (this.inner.ready === false) return this.failed(new StoreUnavailableError('not-connected'))
 
     const pending = this.inner.admit(request)
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new StoreUnavailableError('timeout')), this.options.timeoutMs)
-    })
-    try {
-      const decision = await Promise.race([pending, timeout])
-      this.succeeded()
-      return decision
-    } catch (err) {
-      if (err instanceof StoreUnavailableError) {
-        // The store may still answer: a lease it grants then is given straight back.
-        pending.then(late => { if (late.allowed && request.leaseId !== '') this.inner.release(request.keys, request.leaseId) }, () => {})
+    return await new Promise<Decision>((resolve, reject) => {
+      const waiter: Waiter = {
+        deadline: Date.now() + this.options.timeoutMs,
+        expire: () => {
+          // The store may still answer: a lease it grants then is given straight back.
+          pending.then(late => { if (late.allowed && request.leaseId !== '') this.inner.release(request.keys, request.leaseId) }, () => {})
+          this.settleFailure(new StoreUnavailableError('timeout'), reject)
+        }
       }
-      return this.failed(err)
-    } finally {
-      clearTimeout(timer)
+      this.watch(waiter)
+      pending.then(decision => {
+        if (!this.unwatch(waiter)) return // already timed out
+        this.succeeded()
+        resolve(decision)
+      }, (err: unknown) => {
+        if (!this.unwatch(waiter)) return
+        this.settleFailure(err, reject)
+      })
+    })
+  }
+
+  // One shared timer checks every deadline, instead of a timer per request.
+  private watch (waiter: Waiter): void {
+    this.waiters.add(waiter)
+    if (this.deadlineTimer === undefined) {
+      this.deadlineTimer = setInterval(() => this.expireOverdue(), DEADLINE_RESOLUTION_MS)
+      this.deadlineTimer.unref()
+    }
+  }
+
+  /** False when the waiter had already expired. */
+  private unwatch (waiter: Waiter): boolean {
+    const watched = this.waiters.delete(waiter)
+    if (this.waiters.size === 0 && this.deadlineTimer !== undefined) {
+      clearInterval(this.deadlineTimer)
+      this.deadlineTimer = undefined
+    }
+    return watched
+  }
+
+  private expireOverdue (): void {
+    const now = Date.now()
+    for (const waiter of this.waiters) {
+      if (waiter.deadline > now) continue
+      this.unwatch(waiter)
+      waiter.expire()
+    }
+  }
+
+  private settleFailure (err: unknown, reject: (err: unknown) => void): void {
+    try {
+      this.failed(err)
+    } catch (failure) {
+      reject(failure)
     }
   }
 
