@@ -1,10 +1,10 @@
 // maestro-rl, the built command-line tool, run as a child process against real Redis.
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { buildApp, headerTenant } from './helpers/app.js'
 import { REDIS_URL, sharedRedis, uniquePrefix } from './helpers/redis.js'
+import { within } from './helpers/wait.js'
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
 
@@ -41,15 +41,6 @@ async function inBatches<T, R> (items: T[], size: number, fn: (item: T) => Promi
   const out: R[] = []
   for (let i = 0; i < items.length; i += size) out.push(...await Promise.all(items.slice(i, i + size).map(fn)))
   return out
-}
-
-async function within (ms: number, condition: () => Promise<boolean>): Promise<number> {
-  const start = Date.now()
-  while (Date.now() - start < ms) {
-    if (await condition()) return Date.now() - start
-    await sleep(5)
-  }
-  return Infinity
 }
 
 t.test('help', async t => {

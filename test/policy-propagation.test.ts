@@ -6,15 +6,7 @@ import t from 'tap'
 import { PolicyState } from '../dist/policies/policy-state.js'
 import { buildApp, headerTenant } from './helpers/app.js'
 import { privateRedis, sharedRedis, uniquePrefix } from './helpers/redis.js'
-
-async function within (ms: number, condition: () => Promise<boolean>): Promise<number> {
-  const start = Date.now()
-  while (Date.now() - start < ms) {
-    if (await condition()) return Date.now() - start
-    await sleep(5)
-  }
-  return Infinity
-}
+import { within } from './helpers/wait.js'
 
 t.test('a change made on one instance is live on another within a second', async t => {
   const redis = sharedRedis(t)
