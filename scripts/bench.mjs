@@ -1,115 +1,54 @@
-// Benchmark: what @maestro/rate-limiting costs per request, measured against bare Fastify in the
-// same run. Every server runs in a child process of its own, so the load generator (autocannon, in
-// this process) and the server under test never share an event loop. Scenarios are interleaved in
-// rounds (in a rotating order) and each ratio compares a scenario with bare Fastify of the same
-// round, so drift of the machine during the run cancels out.
+// Benchmark: what @maestro/rate-limiting costs per request, against bare Fastify and its peers
+// (@fastify/rate-limit, rate-limiter-flexible, a bare EVALSHA probe), all measured in the same run.
+// Every server runs in a child process of its own (scripts/bench/server.mjs), so the load generator
+// (autocannon, in this process) and the server under test never share an event loop. Scenarios are
+// interleaved in rounds (in a rotating order) and each ratio compares a scenario with its reference
+// of the same round, so drift of the machine during the run cancels out. After the rounds: Redis
+// commands per request (INFO commandstats around a dedicated run) and Redis memory per active tenant
+// of each default tier (replayed on the store's clock). Prints a markdown report.
 //
-//   BENCH_DURATION     seconds per scenario and round (default 5)
-//   BENCH_ROUNDS       rounds (default 5)
-//   BENCH_CONNECTIONS  concurrent connections (default 50)
-//   BENCH_WARMUP       seconds of warm-up per scenario before the first round (default 2)
-//   REDIS_URL          Redis of the redis scenarios (default redis://127.0.0.1:6379)
+//   npm run bench      (builds, then runs this)
 //
-// The plugin scenarios use one tenant in a tier whose limits are never reached, with a finite
-// concurrency limit so every request takes and gives back a lease: the full admission path runs,
-// and any non-2xx answer fails the run.
+//   BENCH_ONLY          comma-separated scenario names (default: all; see scripts/bench/scenarios.mjs)
+//   BENCH_DURATION      seconds per scenario and round (default 5)
+//   BENCH_ROUNDS        rounds (default 5)
+//   BENCH_CONNECTIONS   concurrent connections (default 50)
+//   BENCH_WARMUP        seconds of warm-up per scenario before the first round (default 2)
+//   BENCH_CMD_REQUESTS  requests of each run that counts Redis commands (default 20000)
+//   REDIS_URL           Redis of the redis scenarios (default redis://127.0.0.1:6379)
+//
+// Exit status 1 when a server fails, a request errors, a scenario that must never be limited answers
+// anything but 2xx, or the over-limit scenario answers anything but 200 and 429 (or never 429).
 import { fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import os from 'node:os'
-import { createHistogram } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
-import autocannon from 'autocannon'
-import Fastify from 'fastify'
 import { Redis } from 'ioredis'
-import rateLimiting from '../dist/index.js'
+import { load } from './bench/load.mjs'
+import { countCommands, countKeys, deleteKeys, memoryPerTenant, otherClients, startPrivateRedis } from './bench/redis-stats.mjs'
+import { buildReport } from './bench/report.mjs'
+import { COMMAND_COUNT_SCENARIOS, OPEN_TIER, PEER_MAX, ROUTE, SCENARIOS, TENANT_HEADER, scenarioPrefix } from './bench/scenarios.mjs'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-const ROUTE = '/bench'
-const BENCH_TIER = {
-  requestsPerMinute: 1_000_000_000,
-  requestsPerHour: 1_000_000_000,
-  concurrentRequests: 10_000,
-  monthlyQuota: 1_000_000_000_000
-}
+const SERVER = fileURLToPath(new URL('./bench/server.mjs', import.meta.url))
 
-const SCENARIOS = [
-  { name: 'bare', label: 'bare Fastify', store: null },
-  { name: 'memory', label: 'plugin, memory store', store: 'memory' },
-  { name: 'redis', label: 'plugin, Redis store', store: 'redis' },
-  { name: 'redis-pipelined', label: 'plugin, Redis store, enableAutoPipelining', store: 'redis' }
-]
-
-if (process.argv[2] === '--serve') {
-  await serve(process.argv[3])
-} else {
-  process.exitCode = await main()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Child: one server, port reported to the parent over IPC.
-
-async function serve (scenarioName) {
-  const scenario = SCENARIOS.find((s) => s.name === scenarioName)
-  if (scenario === undefined || typeof process.send !== 'function') {
-    console.error(`bench server: unknown scenario ${scenarioName} or no parent`)
-    process.exit(1)
-  }
-  let redis
-  const app = Fastify({ logger: false })
-  try {
-    if (scenario.store === 'redis') {
-      redis = new Redis(REDIS_URL, {
-        lazyConnect: true,
-        maxRetriesPerRequest: 1,
-        connectTimeout: 3000,
-        enableAutoPipelining: scenario.name === 'redis-pipelined'
-      })
-      redis.on('error', () => {}) // a failed connect rejects below; the run fails on non-2xx
-      await redis.connect()
-      app.addHook('onClose', async () => { await redis.quit() })
-    }
-    if (scenario.store !== null) {
-      const tenant = { tenantId: 'bench-tenant', tier: 'bench' }
-      await app.register(rateLimiting, {
-        redis,
-        keyPrefix: process.env.BENCH_KEY_PREFIX + ':' + scenario.name,
-        tiers: { bench: BENCH_TIER },
-        tenantExtractor: () => tenant
-      })
-    }
-    app.get(ROUTE, async () => ({ ok: true }))
-    await app.listen({ port: 0, host: '127.0.0.1' })
-  } catch (err) {
-    process.send({ error: `${scenario.name}: ${err.message}` })
-    redis?.disconnect()
-    process.exit(1)
-  }
-
-  let closing = false
-  const shutdown = () => {
-    if (closing) return
-    closing = true
-    const force = setTimeout(() => process.exit(1), 5000)
-    force.unref()
-    app.close().then(() => process.exit(0), () => process.exit(1))
-  }
-  process.on('SIGTERM', shutdown)
-  process.on('SIGINT', () => {}) // Ctrl-C reaches the whole group; the parent decides
-  process.on('disconnect', shutdown) // the parent is gone
-  process.send({ port: app.server.address().port, store: app.hasDecorator('rateLimitStore') ? app.rateLimitStore.kind : null })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Parent: start the servers, warm up, run the rounds, print the table.
+process.exitCode = await main()
 
 async function main () {
   const settings = {
     duration: envInteger('BENCH_DURATION', 5, 1, 600),
     rounds: envInteger('BENCH_ROUNDS', 5, 1, 50),
     connections: envInteger('BENCH_CONNECTIONS', 50, 1, 10_000),
-    warmup: envInteger('BENCH_WARMUP', 2, 0, 600)
+    warmup: envInteger('BENCH_WARMUP', 2, 0, 600),
+    cmdRequests: envInteger('BENCH_CMD_REQUESTS', 20_000, 1, 10_000_000)
   }
   if (Object.values(settings).includes(null)) return 2
+  const scenarios = selectScenarios(process.env.BENCH_ONLY)
+  if (scenarios === null) return 2
+  if (settings.cmdRequests < settings.connections) {
+    console.error('bench: BENCH_CMD_REQUESTS must be at least BENCH_CONNECTIONS')
+    return 2
+  }
 
   const loadBefore = os.loadavg()[0]
   const keyPrefix = `maestro-bench-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`
@@ -119,7 +58,8 @@ async function main () {
 
   // Bounded: everything must be over well within this budget, or the run fails.
   const perMeasure = settings.duration + 10
-  const budgetMs = 1000 * (60 + SCENARIOS.length * (settings.warmup + 10 + settings.rounds * perMeasure))
+  const budgetMs = 1000 * (300 + COMMAND_COUNT_SCENARIOS.length * 120 +
+    scenarios.length * (settings.warmup + 15 + settings.rounds * perMeasure))
   const watchdog = setTimeout(() => {
     console.error(`bench: did not finish within ${Math.round(budgetMs / 1000)} s, giving up`)
     for (const child of children) child.process.kill('SIGKILL')
@@ -147,42 +87,71 @@ async function main () {
       return 1
     }
     const redisVersion = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? 'unknown'
+    const othersBefore = await otherClients(redis, 1)
 
-    for (const scenario of SCENARIOS) {
+    for (const scenario of scenarios) {
       const child = await startServer(scenario, keyPrefix)
       children.push(child)
       await checkServer(child)
-      log(`${scenario.name}: listening on 127.0.0.1:${child.port} (pid ${child.process.pid}, store ${child.store ?? 'none'})`)
+      log(`${scenario.name}: listening on 127.0.0.1:${child.port} (pid ${child.process.pid})`)
     }
+    // Connections of our children: the rest are someone else's.
+    const childConnections = await otherClients(redis, 1) - othersBefore
 
     if (settings.warmup > 0) {
       for (const child of children) {
         log(`warm-up ${child.scenario.name} (${settings.warmup} s)`)
-        await load(child, settings.warmup, settings.connections)
+        await load(child, { duration: settings.warmup, connections: settings.connections, tenants: child.scenario.tenants })
       }
     }
 
     // results[scenario name] = one measurement per round
-    const results = Object.fromEntries(SCENARIOS.map((s) => [s.name, []]))
+    const results = Object.fromEntries(scenarios.map((s) => [s.name, []]))
     for (let round = 0; round < settings.rounds; round++) {
       // Rotate the order so that no scenario always runs first or last in a round.
       const order = children.map((_, i) => children[(i + round) % children.length])
       for (const child of order) {
-        const m = await load(child, settings.duration, settings.connections)
+        const m = await load(child, { duration: settings.duration, connections: settings.connections, tenants: child.scenario.tenants })
         results[child.scenario.name].push(m)
         log(`round ${round + 1}/${settings.rounds} ${child.scenario.name}: ${Math.round(m.rps)} req/s, ` +
-          `p50 ${ms(m.p50)} ms, p99 ${ms(m.p99)} ms, non-2xx ${m.non2xx}, errors ${m.errors}`)
-        if (m.non2xx > 0) problems.push(`${child.scenario.name}, round ${round + 1}: ${m.non2xx} non-2xx responses ${JSON.stringify(m.statusCodes)}`)
-        if (m.errors > 0 || m.timeouts > 0) problems.push(`${child.scenario.name}, round ${round + 1}: ${m.errors} errors, ${m.timeouts} timeouts`)
-        if (child.process.exitCode !== null || child.process.signalCode !== null) problems.push(`${child.scenario.name}: server exited during the run`)
+          `p50 ${m.p50.toFixed(2)} ms, p99 ${m.p99.toFixed(2)} ms, statuses ${JSON.stringify(m.statusCodes)}, errors ${m.errors}`)
+        problems.push(...checkRun(child, m, `round ${round + 1}`))
       }
     }
 
-    // The Redis scenarios must have written under their prefixes; then those keys go.
-    const deleted = await deleteKeys(redis, keyPrefix + ':*')
-    if (deleted === 0) problems.push('no Redis keys were written under the run\'s prefix: the redis scenarios did not use Redis')
+    // Every Redis scenario but the probe (which only reads) must have written under its prefix.
+    for (const { scenario } of children) {
+      if (scenario.store !== 'redis' || scenario.kind === 'probe') continue
+      if (await countKeys(redis, scenarioPrefix(keyPrefix, scenario.name) + ':*', 1) === 0) {
+        problems.push(`${scenario.name}: no Redis keys under its prefix; the scenario did not use Redis`)
+      }
+    }
 
-    printReport(results, settings, { redisVersion, keyPrefix, deleted, load: [loadBefore, os.loadavg()[0]] })
+    // Redis commands per request: a dedicated run of a fixed number of requests per scenario.
+    const counted = await measureCommands({ scenarios, settings, keyPrefix, children, problems, redis, childConnections })
+
+    log('Redis memory per active tenant (replayed hour per default tier)')
+    const memory = await memoryPerTenant(redis, scenarioPrefix(keyPrefix, 'mem'))
+
+    const deleted = await deleteKeys(redis, keyPrefix + ':*')
+    log(`${deleted} Redis keys under ${keyPrefix}:* deleted`)
+
+    const cpus = os.cpus()
+    console.log(buildReport({
+      scenarios,
+      results,
+      settings,
+      commands: counted.commands,
+      memory,
+      env: {
+        commandsOn: counted.where,
+        cpus: { model: cpus[0]?.model?.trim() ?? 'unknown CPU', count: cpus.length },
+        platform: os.platform(),
+        redisVersion,
+        redisUrl: redactUrl(REDIS_URL),
+        load: [loadBefore, os.loadavg()[0]]
+      }
+    }))
   } catch (err) {
     problems.push(err.message)
   } finally {
@@ -215,13 +184,91 @@ function envInteger (name, fallback, min, max) {
   return value
 }
 
+/** The scenarios named in BENCH_ONLY (in the table's order), all when unset; null on an unknown name. */
+function selectScenarios (only) {
+  if (only === undefined || only.trim() === '') return SCENARIOS
+  const names = new Set(only.split(',').map((n) => n.trim()).filter((n) => n !== ''))
+  const unknown = [...names].filter((n) => !SCENARIOS.some((s) => s.name === n))
+  if (unknown.length > 0 || names.size === 0) {
+    console.error(`bench: BENCH_ONLY names unknown scenario(s) ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`)
+    return null
+  }
+  return SCENARIOS.filter((s) => names.has(s.name))
+}
+
 function log (message) {
   console.error(`[bench] ${message}`)
 }
 
-function startServer (scenario, keyPrefix) {
-  const child = fork(fileURLToPath(import.meta.url), ['--serve', scenario.name], {
-    env: { ...process.env, REDIS_URL, BENCH_KEY_PREFIX: keyPrefix },
+/** Problems with one measurement: errors, and statuses the scenario must not answer. */
+function checkRun ({ scenario, process: proc }, m, when) {
+  const problems = []
+  const where = `${scenario.name}, ${when}`
+  if (scenario.expect === 'reject') {
+    const other = Object.entries(m.statusCodes).filter(([code]) => code !== '200' && code !== '429')
+    if (other.length > 0) problems.push(`${where}: statuses other than 200 and 429 ${JSON.stringify(m.statusCodes)}`)
+    if ((m.statusCodes['429'] ?? 0) === 0) problems.push(`${where}: no 429 at all, the tenant was never over its limit`)
+  } else if (m.non2xx > 0) {
+    problems.push(`${where}: ${m.non2xx} non-2xx responses ${JSON.stringify(m.statusCodes)}`)
+  }
+  if (m.errors > 0 || m.timeouts > 0) problems.push(`${where}: ${m.errors} errors, ${m.timeouts} timeouts`)
+  if (proc.exitCode !== null || proc.signalCode !== null) problems.push(`${scenario.name}: server exited during the run`)
+  return problems
+}
+
+/**
+ * Redis commands per request of the counted scenarios. On a private redis-server when one starts,
+ * with fresh servers of those scenarios pointed at it (warmed up first, so that loading the scripts
+ * is not counted), so that no other client's commands are counted; else on REDIS_URL with the
+ * servers of the rounds. Returns { commands: { name: counts }, where }.
+ */
+async function measureCommands ({ scenarios, settings, keyPrefix, children, problems, redis, childConnections }) {
+  const countable = scenarios.filter((s) => COMMAND_COUNT_SCENARIOS.includes(s.name))
+  const commands = {}
+  if (countable.length === 0) return { commands, where: undefined }
+  const run = async (child, client) => {
+    const { connections } = settings
+    const { tenants } = child.scenario
+    log(`commands per request: ${child.scenario.name} (${settings.cmdRequests} requests)`)
+    commands[child.scenario.name] = await countCommands(client, async () => {
+      const m = await load(child, { amount: settings.cmdRequests, connections, tenants })
+      problems.push(...checkRun(child, m, 'command count'))
+      return m.requests
+    })
+  }
+
+  const own = await startPrivateRedis()
+  if (own === undefined) {
+    for (const scenario of countable) await run(children.find((c) => c.scenario.name === scenario.name), redis)
+    const others = await otherClients(redis, 1 + childConnections)
+    return {
+      commands,
+      where: `on ${redactUrl(REDIS_URL)} (no redis-server binary for a private one)` +
+        (others > 0 ? `; ${others} other client(s) were connected, and their commands, if any, are counted too` : '')
+    }
+  }
+  try {
+    for (const scenario of countable) {
+      const child = await startServer(scenario, keyPrefix, own.url)
+      children.push(child)
+      try {
+        await checkServer(child)
+        const m = await load(child, { amount: settings.connections * 20, connections: settings.connections, tenants: scenario.tenants })
+        problems.push(...checkRun(child, m, 'command count warm-up'))
+        await run(child, own.client)
+      } finally {
+        await stopServer(child)
+      }
+    }
+  } finally {
+    await own.stop()
+  }
+  return { commands, where: `on a private redis-server ${own.version} on loopback started for the count` }
+}
+
+function startServer (scenario, keyPrefix, redisUrl = REDIS_URL) {
+  const child = fork(SERVER, [scenario.name], {
+    env: { ...process.env, REDIS_URL: redisUrl, BENCH_KEY_PREFIX: keyPrefix },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
   return new Promise((resolve, reject) => {
@@ -255,85 +302,31 @@ async function stopServer (child) {
   clearTimeout(timer)
 }
 
-/** One request before any load: the right status, and the plugin's headers where it is registered. */
+async function get (child, headers = {}) {
+  const response = await fetch(`http://127.0.0.1:${child.port}${ROUTE}`, { headers, signal: AbortSignal.timeout(5000) })
+  await response.arrayBuffer()
+  if (response.status !== 200) throw new Error(`${child.scenario.name}: GET ${ROUTE} answered ${response.status}`)
+  return response.headers
+}
+
+/** One request before any load: status 200, and the limiter's headers where one is registered. */
 async function checkServer (child) {
   const { scenario } = child
-  if (child.store !== scenario.store) throw new Error(`${scenario.name}: expected store ${scenario.store}, server reports ${child.store}`)
-  const response = await fetch(`http://127.0.0.1:${child.port}${ROUTE}`, { signal: AbortSignal.timeout(5000) })
-  await response.arrayBuffer()
-  if (response.status !== 200) throw new Error(`${scenario.name}: GET ${ROUTE} answered ${response.status}`)
-  const limit = response.headers.get('x-ratelimit-concurrent-limit')
-  const expected = scenario.store === null ? null : String(BENCH_TIER.concurrentRequests)
-  if (limit !== expected) throw new Error(`${scenario.name}: x-ratelimit-concurrent-limit is ${limit}, expected ${expected}`)
-}
-
-async function load (child, duration, connections) {
-  const run = autocannon({
-    url: `http://127.0.0.1:${child.port}${ROUTE}`,
-    connections,
-    duration,
-    timeout: 10
-  })
-  // autocannon's own latency histogram has whole-millisecond resolution; this one keeps microseconds.
-  const latency = createHistogram()
-  run.on('response', (_client, _status, _bytes, ms) => latency.record(Math.max(1, Math.round(ms * 1000))))
-  const result = await run
-  return {
-    rps: result.requests.average,
-    p50: latency.count === 0 ? NaN : latency.percentile(50) / 1000,
-    p99: latency.count === 0 ? NaN : latency.percentile(99) / 1000,
-    non2xx: result.non2xx,
-    errors: result.errors,
-    timeouts: result.timeouts,
-    statusCodes: Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([code, { count }]) => [code, Number(count)]))
+  const expectedStore = scenario.kind === 'plugin' ? scenario.store : null
+  if (child.store !== expectedStore) throw new Error(`${scenario.name}: expected store ${expectedStore}, server reports ${child.store}`)
+  const headers = await get(child)
+  const expect = (name, value) => {
+    if (headers.get(name) !== value) throw new Error(`${scenario.name}: ${name} is ${headers.get(name)}, expected ${value}`)
   }
-}
-
-async function deleteKeys (redis, pattern) {
-  let cursor = '0'
-  let deleted = 0
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
-    cursor = next
-    // One key per DEL: on Redis Cluster the keys of one batch may live in different slots.
-    for (const key of keys) deleted += await redis.del(key)
-  } while (cursor !== '0')
-  return deleted
-}
-
-function ms (value) {
-  return value.toFixed(2)
-}
-
-function median (values) {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-}
-
-function printReport (results, settings, { redisVersion, keyPrefix, deleted, load }) {
-  const bare = results.bare
-  const cpus = os.cpus()
-  const lines = [
-    '',
-    `Node ${process.version}, ${cpus[0]?.model?.trim() ?? 'unknown CPU'} × ${cpus.length}, ${os.platform()} ${os.release()}, Redis ${redisVersion} on ${redactUrl(REDIS_URL)}`,
-    `${settings.rounds} rounds × ${SCENARIOS.length} scenarios × ${settings.duration} s, ${settings.connections} connections, ` +
-      `${settings.warmup} s warm-up; medians over rounds; ratio = req/s ÷ bare Fastify req/s of the same round (range over rounds)`,
-    `servers in child processes on 127.0.0.1; autocannon in the parent; ${deleted} Redis keys under ${keyPrefix}:* deleted`,
-    `1-minute load average ${load[0].toFixed(2)} before, ${load[1].toFixed(2)} after (other work on the machine skews absolute numbers more than ratios)`,
-    '',
-    '| scenario | req/s | p50 (ms) | p99 (ms) | vs bare Fastify | non-2xx |',
-    '|---|---:|---:|---:|---:|---:|'
-  ]
-  for (const scenario of SCENARIOS) {
-    const runs = results[scenario.name]
-    const ratios = runs.map((m, round) => m.rps / bare[round].rps)
-    const spread = ratios.length > 1 && scenario.name !== 'bare' ? ` (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})` : ''
-    const non2xx = runs.reduce((sum, m) => sum + m.non2xx, 0)
-    lines.push(`| ${scenario.label} | ${Math.round(median(runs.map((m) => m.rps)))} | ` +
-      `${ms(median(runs.map((m) => m.p50)))} | ${ms(median(runs.map((m) => m.p99)))} | ${median(ratios).toFixed(2)}×${spread} | ${non2xx} |`)
+  if (scenario.kind === 'plugin') expect('x-ratelimit-concurrent-limit', String(OPEN_TIER.concurrentRequests))
+  else if (scenario.kind === 'frl' || scenario.kind === 'rlf') expect('x-ratelimit-limit', String(PEER_MAX))
+  else expect('x-ratelimit-limit', null)
+  if (scenario.tenants !== undefined) {
+    // The tenant comes from the header: a tenant never seen before has its whole minute left.
+    const fresh = await get(child, { [TENANT_HEADER]: 'check-' + randomBytes(4).toString('hex') })
+    const remaining = fresh.get('x-ratelimit-remaining-minute')
+    if (remaining !== String(OPEN_TIER.requestsPerMinute - 1)) throw new Error(`${scenario.name}: ${TENANT_HEADER} is not used as the tenant (remaining ${remaining})`)
   }
-  console.log(lines.join('\n'))
 }
 
 function redactUrl (url) {

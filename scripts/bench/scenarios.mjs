@@ -1,0 +1,72 @@
+// What the benchmark runs: one server per scenario, all answering GET /bench with { ok: true }.
+// Shared by the parent (load, report) and the server children (scripts/bench/server.mjs).
+
+export const ROUTE = '/bench'
+
+/** The header the 10,000-tenant scenario names its tenant in. */
+export const TENANT_HEADER = 'x-tenant'
+export const TENANT_COUNT = 10_000
+export const HOT_TENANT = 'bench-tenant'
+
+/** Limits never reached; a finite concurrency limit, so every request takes and gives back a lease. */
+export const OPEN_TIER = Object.freeze({
+  requestsPerMinute: 1_000_000_000,
+  requestsPerHour: 1_000_000_000,
+  concurrentRequests: 10_000,
+  monthlyQuota: 1_000_000_000_000
+})
+
+/** Over its minute limit after the first 10 requests: nearly every request is answered 429. */
+export const OVER_LIMIT_TIER = Object.freeze({ ...OPEN_TIER, requestsPerMinute: 10 })
+
+/** `max` / `points` of the peers: high enough that nothing is ever rejected. */
+export const PEER_MAX = 1_000_000_000
+
+/** The one-round-trip floor: a script that does nothing, with one key. */
+export const PROBE_SCRIPT = 'return 1'
+
+/**
+ * kind: bare | plugin (this package) | frl (@fastify/rate-limit) | rlf (rate-limiter-flexible) | probe
+ * store: null | memory | redis. expect: 'ok' (any non-2xx fails the run) or 'reject' (429s expected).
+ */
+export const SCENARIOS = Object.freeze([
+  { name: 'bare', label: 'bare Fastify', kind: 'bare', store: null },
+  { name: 'memory', label: 'this plugin, memory store', kind: 'plugin', store: 'memory' },
+  { name: 'redis', label: 'this plugin, Redis (one tenant)', kind: 'plugin', store: 'redis' },
+  { name: 'redis-over-limit', label: 'this plugin, Redis, tenant over its minute limit', kind: 'plugin', store: 'redis', tier: 'bench-over', expect: 'reject' },
+  { name: 'redis-10k-tenants', label: 'this plugin, Redis, 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT },
+  { name: 'redis-no-metrics', label: 'this plugin, Redis, `metrics: false`', kind: 'plugin', store: 'redis', metrics: false },
+  { name: 'frl-memory', label: '@fastify/rate-limit, memory', kind: 'frl', store: 'memory' },
+  { name: 'frl-redis', label: '@fastify/rate-limit, Redis', kind: 'frl', store: 'redis' },
+  { name: 'rlf-redis', label: 'rate-limiter-flexible `RateLimiterRedis`', kind: 'rlf', store: 'redis' },
+  { name: 'evalsha', label: 'probe: one bare EVALSHA', kind: 'probe', store: 'redis' },
+  { name: 'evalsha-pipelined', label: 'probe: one bare EVALSHA, `enableAutoPipelining`', kind: 'probe', store: 'redis', autoPipelining: true }
+].map((s) => Object.freeze({ expect: 'ok', ...s })))
+
+/** Same-round ratios worth reading on their own: [numerator, denominator, what it shows]. */
+export const PAIRS = Object.freeze([
+  ['redis-10k-tenants', 'redis', '10,000 tenants ÷ one hot tenant'],
+  ['redis-no-metrics', 'redis', '`metrics: false` ÷ metrics on'],
+  ['redis', 'rlf-redis', 'this plugin, Redis ÷ rate-limiter-flexible'],
+  ['redis', 'evalsha', 'this plugin, Redis ÷ bare EVALSHA probe'],
+  ['redis', 'evalsha-pipelined', 'this plugin, Redis ÷ bare EVALSHA probe, auto-pipelined (the one-round-trip floor)'],
+  ['evalsha-pipelined', 'evalsha', 'auto-pipelined probe ÷ plain probe'],
+  ['memory', 'frl-memory', 'this plugin, memory ÷ @fastify/rate-limit, memory']
+])
+
+/** Scenarios whose Redis commands per request are counted after the throughput rounds. */
+export const COMMAND_COUNT_SCENARIOS = Object.freeze(['redis', 'redis-over-limit', 'frl-redis', 'rlf-redis'])
+
+export const NOT_MEASURED = Object.freeze([
+  {
+    label: '@upstash/ratelimit',
+    reason: 'it speaks to Redis only through @upstash/redis, an HTTP client of the Upstash REST API, so it needs an ' +
+      'Upstash REST endpoint and cannot run against a plain Redis on loopback; an HTTP bridge in front of Redis ' +
+      'would add a hop of its own and measure the bridge, not the library'
+  }
+])
+
+/** The Redis key prefix of one scenario; every key it writes starts with this and a colon. */
+export function scenarioPrefix (runPrefix, name) {
+  return `${runPrefix}:${name}`
+}

@@ -1,0 +1,107 @@
+// One benchmark server in a child process of its own: `node scripts/bench/server.mjs <scenario>`,
+// forked by scripts/bench.mjs. Reports its port over IPC; stops on SIGTERM or when the parent goes.
+//   REDIS_URL          the Redis of the redis scenarios
+//   BENCH_KEY_PREFIX   the run's key prefix; this scenario writes under `<prefix>:<scenario>:`
+import Fastify from 'fastify'
+import { Redis } from 'ioredis'
+import { HOT_TENANT, OPEN_TIER, OVER_LIMIT_TIER, PEER_MAX, PROBE_SCRIPT, ROUTE, SCENARIOS, TENANT_HEADER, scenarioPrefix } from './scenarios.mjs'
+
+const scenario = SCENARIOS.find((s) => s.name === process.argv[2])
+if (scenario === undefined || typeof process.send !== 'function') {
+  console.error(`bench server: unknown scenario ${process.argv[2]} or no parent`)
+  process.exit(1)
+}
+const prefix = scenarioPrefix(process.env.BENCH_KEY_PREFIX, scenario.name)
+
+// How each kind of server is set up, before its route.
+const SETUP = {
+  async bare () {},
+
+  async plugin (app) {
+    const { default: rateLimiting } = await import('../../dist/index.js')
+    const tier = scenario.tier ?? 'bench'
+    const hot = Object.freeze({ tenantId: HOT_TENANT, tier })
+    await app.register(rateLimiting, {
+      redis, // undefined: the memory store
+      keyPrefix: prefix,
+      tiers: { bench: OPEN_TIER, 'bench-over': OVER_LIMIT_TIER },
+      metrics: scenario.metrics === false ? false : undefined, // default: on (prom-client is installed)
+      tenantExtractor: scenario.tenants === undefined
+        ? () => hot
+        : (request) => ({ tenantId: request.headers[TENANT_HEADER] ?? HOT_TENANT, tier })
+    })
+  },
+
+  async frl (app) {
+    const { default: fastifyRateLimit } = await import('@fastify/rate-limit')
+    await app.register(fastifyRateLimit, {
+      max: PEER_MAX,
+      timeWindow: 60_000,
+      keyGenerator: () => HOT_TENANT, // one key, like this plugin's hot tenant
+      ...(redis === undefined ? {} : { redis, nameSpace: prefix + ':' })
+    })
+  },
+
+  async rlf (app) {
+    const { RateLimiterRedis } = await import('rate-limiter-flexible')
+    const limiter = new RateLimiterRedis({ storeClient: redis, keyPrefix: prefix, points: PEER_MAX, duration: 60 })
+    // The usual hook: consume, then the headers @fastify/rate-limit sends too; a RateLimiterRes
+    // rejection is a 429, an Error is the store failing.
+    app.addHook('onRequest', async (_request, reply) => {
+      try {
+        const res = await limiter.consume(HOT_TENANT)
+        reply.header('x-ratelimit-limit', PEER_MAX)
+        reply.header('x-ratelimit-remaining', res.remainingPoints)
+        reply.header('x-ratelimit-reset', Math.ceil(res.msBeforeNext / 1000))
+      } catch (res) {
+        if (res instanceof Error) throw res
+        reply.code(429).header('retry-after', Math.ceil(res.msBeforeNext / 1000))
+        return reply.send({ statusCode: 429, error: 'Too Many Requests' })
+      }
+    })
+  },
+
+  async probe (app) {
+    const sha = await redis.script('LOAD', PROBE_SCRIPT)
+    const key = prefix + ':probe'
+    app.addHook('onRequest', async () => { await redis.evalsha(sha, 1, key) })
+  }
+}
+
+let redis
+const app = Fastify({ logger: false })
+try {
+  if (scenario.store === 'redis') {
+    // The same client settings for every library (@fastify/rate-limit's docs advise a short connect
+    // timeout and few retries); only the probe scenario turns on auto-pipelining.
+    redis = new Redis(process.env.REDIS_URL, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 3000,
+      enableAutoPipelining: scenario.autoPipelining === true
+    })
+    redis.on('error', () => {}) // a failed connect rejects below; the run fails on non-2xx
+    await redis.connect()
+    app.addHook('onClose', async () => { await redis.quit() })
+  }
+  await SETUP[scenario.kind](app)
+  app.get(ROUTE, async () => ({ ok: true }))
+  await app.listen({ port: 0, host: '127.0.0.1' })
+} catch (err) {
+  process.send({ error: `${scenario.name}: ${err.message}` })
+  redis?.disconnect()
+  process.exit(1)
+}
+
+let closing = false
+const shutdown = () => {
+  if (closing) return
+  closing = true
+  const force = setTimeout(() => process.exit(1), 5000)
+  force.unref()
+  app.close().then(() => process.exit(0), () => process.exit(1))
+}
+process.on('SIGTERM', shutdown)
+process.on('SIGINT', () => {}) // Ctrl-C reaches the whole group; the parent decides
+process.on('disconnect', shutdown) // the parent is gone
+process.send({ port: app.server.address().port, store: app.hasDecorator('rateLimitStore') ? app.rateLimitStore.kind : null })
