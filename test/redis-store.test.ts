@@ -10,7 +10,7 @@ import { privateRedis, REDIS_URL, sharedRedis, uniquePrefix } from './helpers/re
 import { limits } from './helpers/stores.js'
 
 t.test('the admit script is pinned: a change to it is a deliberate change of this SHA', async t => {
-  t.equal(ADMIT_SCRIPT.sha, 'aa4186ad37945798324cc827896b2b12f935002b')
+  t.equal(ADMIT_SCRIPT.sha, '560f73132eb323e978d99e723d3a009667b2233c')
   t.equal(ADMIT_SCRIPT.numberOfKeys, 2)
   t.match(ADMIT_SCRIPT.source, /^--\[\[\nadmit-2\.lua/)
 })
@@ -107,4 +107,22 @@ t.test('keys: one prefix, one hash tag per tenant, nothing else', async t => {
   ])
   const ttl = await client.pttl(`${prefix}:v1:{t:acme}:all:n`)
   t.ok(ttl > 0 && ttl <= 31 * 86_400_000, 'counters expire by themselves (at the latest, at the end of the month)')
+})
+
+t.test('the script trusts the caller\'s clock guesses only where Redis time agrees', async t => {
+  const client = sharedRedis(t)
+  const prefix = uniquePrefix(t, client)
+  const now = Date.UTC(2028, 1, 29, 23, 59, 30) // the last minute of a leap February
+  const args = (id: string, hints: Array<string | number>): Array<string | number> => {
+    const keys = storeKeys(prefix, 'tenant', id, undefined)
+    return [keys.counters, keys.leases, 1, 5, 50, 100, -1, '', 60_000, 60_000, 3_600_000, 20, now, ...hints]
+  }
+  const right = await ADMIT_SCRIPT.run(client, args('right', [Math.floor(now / 3000), Math.floor(now / 180_000), 202802, Date.UTC(2028, 1, 1), Date.UTC(2028, 2, 1)]))
+  const wrong = await ADMIT_SCRIPT.run(client, args('wrong', [Math.floor(now / 3000) + 1, Math.floor(now / 180_000) - 1, 202803, Date.UTC(2028, 2, 1), Date.UTC(2028, 3, 1)]))
+  const none = await ADMIT_SCRIPT.run(client, args('none', []))
+  t.same(wrong, right, 'wrong guesses are recomputed from Redis time')
+  t.same(none, right, 'and so are missing ones')
+  t.equal((right as number[])[9], Date.UTC(2028, 2, 1), 'the month ends on 1 March')
+  const fields = await client.hkeys(storeKeys(prefix, 'tenant', 'wrong', undefined).counters)
+  t.ok(fields.includes('q202802') && fields.includes(`m${Math.floor(now / 3000)}`), 'fields named after Redis time, not the guesses')
 })

@@ -15,6 +15,10 @@ ARGV[8]  minute window length in ms
 ARGV[9]  hour window length in ms
 ARGV[10] sub-buckets per window (k)
 ARGV[11] '' to read the time from Redis TIME; a time in ms only for replays and tests
+ARGV[12] the caller's guess of the minute bucket index, ARGV[13] of the hour bucket index, ARGV[14]
+         of the month (yyyymm), ARGV[15] / ARGV[16] the month's start and end in ms. Guesses come
+         from the caller's clock and are used only when Redis's time agrees with them; they spare
+         the script number formatting and calendar arithmetic on nearly every call.
 
 Returns { allowed (0/1), reason, retryAfterMs, nowMs,
           minuteRemaining, minuteResetMs, hourRemaining, hourResetMs,
@@ -26,8 +30,8 @@ Returns { allowed (0/1), reason, retryAfterMs, nowMs,
 A window of length W is kept as k buckets of W/k. The oldest bucket still overlapping the window
 is counted in full until it has wholly left it, so the counted set always covers the true window:
 no span of length W can ever hold more than the limit. The price: capacity frees up to W/k late.
-Each window keeps a running sum, so a request reads five fields, not every bucket; buckets that
-left the window are subtracted and deleted when the window moves on.
+Each window keeps a running sum, so a request reads seven fields, not every bucket, and writes them
+back in one HSET; buckets that left the window are subtracted and deleted when the window moves on.
 ]]
 
 local cost = tonumber(ARGV[1])
@@ -48,28 +52,38 @@ end
 
 local floor = math.floor
 
--- The UTC calendar month of `now` (civil-from-days arithmetic, proleptic Gregorian): its field
--- name and the ms at which it ends.
-local z = floor(now / 86400000) + 719468
-local era = floor(z / 146097)
-local doe = z - era * 146097
-local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
-local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
-local mp = floor((5 * doy + 2) / 153)
-local day = doy - floor((153 * mp + 2) / 5) + 1
-local month = mp < 10 and mp + 3 or mp - 9
-local year = yoe + era * 400
-if month <= 2 then year = year + 1 end
-local monthDays = ({ 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 })[month]
-if month == 2 and year % 4 == 0 and (year % 100 ~= 0 or year % 400 == 0) then monthDays = 29 end
-local monthField = 'q' .. (year * 100 + month)
-local monthEnd = (z - 719468 - day + 1 + monthDays) * 86400000
-
 local winM, winH = tonumber(ARGV[8]), tonumber(ARGV[9])
 local gM, gH = winM / k, winH / k
 local curM, curH = floor(now / gM), floor(now / gH)
+-- Field names from the caller's guesses when Redis's time agrees (no number formatting).
+local nameM = curM == tonumber(ARGV[12]) and 'm' .. ARGV[12] or 'm' .. curM
+local nameH = curH == tonumber(ARGV[13]) and 'h' .. ARGV[13] or 'h' .. curH
 
-local head = redis.call('HMGET', KEYS[1], 'mS', 'mO', 'hS', 'hO', monthField)
+-- The UTC calendar month of `now`: the caller's guess when `now` lies in it, else computed
+-- (civil-from-days arithmetic, proleptic Gregorian).
+local monthField, monthEnd
+local hintStart, hintEnd = tonumber(ARGV[15]), tonumber(ARGV[16])
+if hintStart ~= nil and hintStart <= now and now < hintEnd then
+  monthField, monthEnd = 'q' .. ARGV[14], hintEnd
+else
+  local z = floor(now / 86400000) + 719468
+  local era = floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
+  local mp = floor((5 * doy + 2) / 153)
+  local day = doy - floor((153 * mp + 2) / 5) + 1
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400
+  if month <= 2 then year = year + 1 end
+  local monthDays = ({ 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 })[month]
+  if month == 2 and year % 4 == 0 and (year % 100 ~= 0 or year % 400 == 0) then monthDays = 29 end
+  monthField = 'q' .. (year * 100 + month)
+  monthEnd = (z - 719468 - day + 1 + monthDays) * 86400000
+end
+
+-- mS, mO, hS, hO: running sums and oldest live bucket; then this month and the current buckets.
+local head = redis.call('HMGET', KEYS[1], 'mS', 'mO', 'hS', 'hO', monthField, nameM, nameH)
 local usedQ = tonumber(head[5]) or 0
 
 -- A window's use: its running sum less the buckets that have wholly left it. Every bucket field
@@ -140,43 +154,57 @@ if limC >= 0 then
   end
 end
 
--- Records one window's part of an admission.
-local function take (prefix, cur, used, stale, sum, oldest)
-  redis.call('HINCRBY', KEYS[1], prefix .. cur, cost)
-  -- The sum moves by the cost less what left the window (one HINCRBY, no number formatting).
-  redis.call('HINCRBY', KEYS[1], prefix .. 'S', used + cost - (tonumber(sum) or 0))
-  if stale ~= nil then
-    redis.call('HDEL', KEYS[1], unpack(stale))
-    redis.call('HSET', KEYS[1], prefix .. 'O', cur - k)
-  elseif oldest == false then
-    redis.call('HSET', KEYS[1], prefix .. 'O', cur - k)
-  end
-end
-
 local allowed = 0
 if reason == 0 then
   allowed = 1
-  local keepUntil = 0
+  -- Every counter this admission changes, written back in one HSET.
+  local fields = {}
+  local extend = false
   if limM >= 0 then
-    take('m', curM, usedM, staleM, head[1], head[2])
+    fields[#fields + 1] = nameM
+    fields[#fields + 1] = (tonumber(head[6]) or 0) + cost
+    fields[#fields + 1] = 'mS'
+    fields[#fields + 1] = usedM + cost
+    if staleM ~= nil or not head[2] then
+      fields[#fields + 1] = 'mO'
+      fields[#fields + 1] = curM - k
+    end
+    if staleM ~= nil then redis.call('HDEL', KEYS[1], unpack(staleM)) end
     usedM = usedM + cost
-    keepUntil = (curM + k + 1) * gM
+    extend = extend or not head[6]
   end
   if limH >= 0 then
-    take('h', curH, usedH, staleH, head[3], head[4])
+    fields[#fields + 1] = nameH
+    fields[#fields + 1] = (tonumber(head[7]) or 0) + cost
+    fields[#fields + 1] = 'hS'
+    fields[#fields + 1] = usedH + cost
+    if staleH ~= nil or not head[4] then
+      fields[#fields + 1] = 'hO'
+      fields[#fields + 1] = curH - k
+    end
+    if staleH ~= nil then redis.call('HDEL', KEYS[1], unpack(staleH)) end
     usedH = usedH + cost
-    keepUntil = math.max(keepUntil, (curH + k + 1) * gH)
+    extend = extend or not head[7]
   end
   if limQ >= 0 then
-    usedQ = redis.call('HINCRBY', KEYS[1], monthField, cost)
+    usedQ = usedQ + cost
+    fields[#fields + 1] = monthField
+    fields[#fields + 1] = usedQ
+    extend = extend or not head[5]
   end
+  if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
   -- The key lives as long as its longest-lived field, including fields other tiers wrote (a
-  -- tenant whose tier changed): the last bucket of each window, and the month's counter.
-  if limQ >= 0 or head[5] then keepUntil = math.max(keepUntil, monthEnd) end
-  if head[2] then keepUntil = math.max(keepUntil, (tonumber(head[2]) + 2 * k + 1) * gM) end
-  if head[4] then keepUntil = math.max(keepUntil, (tonumber(head[4]) + 2 * k + 1) * gH) end
-  -- Relative expiry: right on Redis's clock and on a replay clock alike.
-  if keepUntil > now then redis.call('PEXPIRE', KEYS[1], math.ceil(keepUntil - now)) end
+  -- tenant whose tier changed). That only grows when a new bucket or month field appears.
+  if extend then
+    local keepUntil = 0
+    if limM >= 0 then keepUntil = (curM + k + 1) * gM end
+    if limH >= 0 then keepUntil = math.max(keepUntil, (curH + k + 1) * gH) end
+    if limQ >= 0 or head[5] then keepUntil = math.max(keepUntil, monthEnd) end
+    if head[2] then keepUntil = math.max(keepUntil, (tonumber(head[2]) + 2 * k + 1) * gM) end
+    if head[4] then keepUntil = math.max(keepUntil, (tonumber(head[4]) + 2 * k + 1) * gH) end
+    -- Relative expiry: right on Redis's clock and on a replay clock alike.
+    if keepUntil > now then redis.call('PEXPIRE', KEYS[1], math.ceil(keepUntil - now)) end
+  end
   if limC >= 0 then
     redis.call('ZADD', KEYS[2], now + leaseTtl, ARGV[6])
     redis.call('PEXPIRE', KEYS[2], leaseTtl)

@@ -1,5 +1,6 @@
 // The distributed store: one EVALSHA per admission against a Redis node or Cluster.
 import type { StoreKeys } from '../keys.js'
+import { utcMonth } from './calendar.js'
 import { decodeDecision, limitArg, type AdmitReply } from './decision.js'
 import type { Redis } from 'ioredis'
 import { CommandBatcher } from './command-batcher.js'
@@ -57,19 +58,36 @@ export class RedisStore implements RateLimitStore {
 
   async admit (request: AdmitRequest): Promise<Decision> {
     const { keys, limits } = request
+    const now = this.clock === undefined ? Date.now() : this.clock()
+    const k = this.settings.bucketsPerWindow
+    const month = this.monthHint(now)
     const args = [
       keys.counters, keys.leases,
       request.cost,
       limitArg(limits.requestsPerMinute), limitArg(limits.requestsPerHour),
       limitArg(limits.monthlyQuota), limitArg(limits.concurrentRequests),
       request.leaseId, this.settings.leaseTtlMs,
-      MINUTE_MS, HOUR_MS, this.settings.bucketsPerWindow,
-      this.clock === undefined ? '' : this.clock()
+      MINUTE_MS, HOUR_MS, k,
+      this.clock === undefined ? '' : now,
+      // Guesses from this clock; the script uses them only where Redis's time agrees.
+      Math.floor(now / (MINUTE_MS / k)), Math.floor(now / (HOUR_MS / k)), month.id, month.start, month.end
     ]
     const reply = this.batcher !== undefined ? await this.batcher.script(ADMIT_SCRIPT, args) : await ADMIT_SCRIPT.run(this.client, args)
     if (!Array.isArray(reply) || reply.length !== 11) throw new StoreReplyError(JSON.stringify(reply))
     if (this.pendingReleases.length > 0) this.retryReleases()
     return decodeDecision(reply as unknown as AdmitReply, limits)
+  }
+
+  private month = { id: 0, start: 0, end: 0 }
+
+  /** The UTC month of `now`, recomputed only when `now` leaves the cached one. */
+  private monthHint (now: number): { id: number, start: number, end: number } {
+    if (now < this.month.start || now >= this.month.end) {
+      const { id, end } = utcMonth(now)
+      const date = new Date(now)
+      this.month = { id, start: Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1), end }
+    }
+    return this.month
   }
 
   /** False while the client is not connected: callers fail fast instead of queueing commands. */
