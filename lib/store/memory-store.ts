@@ -2,7 +2,7 @@
 // so one conformance suite holds both to the same answers. For one process only: counters are not
 // shared between instances.
 import type { StoreKeys } from '../keys.js'
-import { utcMonth } from './calendar.js'
+import { MonthCache, utcMonth } from './calendar.js'
 import { decodeDecision, limitArg, type AdmitReply } from './decision.js'
 import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 
@@ -23,6 +23,7 @@ export class MemoryStore implements RateLimitStore {
   private readonly counters = new Map<string, Counters>()
   private readonly leases = new Map<string, Leases>()
   private readonly sweeper: NodeJS.Timeout
+  private readonly months = new MonthCache()
 
   constructor (options: MemoryStoreOptions = {}) {
     this.settings = {
@@ -112,7 +113,7 @@ export class MemoryStore implements RateLimitStore {
     const { bucketsPerWindow: k, leaseTtlMs } = this.settings
     const now = this.clock()
 
-    const { id: monthId, end: monthEnd } = utcMonth(now)
+    const { id: monthId, end: monthEnd } = this.months.of(now)
     const gM = MINUTE_MS / k
     const gH = HOUR_MS / k
     const curM = Math.floor(now / gM)

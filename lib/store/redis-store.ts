@@ -1,6 +1,6 @@
 // The distributed store: one EVALSHA per admission against a Redis node or Cluster.
 import type { StoreKeys } from '../keys.js'
-import { utcMonth } from './calendar.js'
+import { MonthCache } from './calendar.js'
 import { decodeDecision, limitArg, type AdmitReply } from './decision.js'
 import type { Redis } from 'ioredis'
 import { CommandBatcher } from './command-batcher.js'
@@ -60,7 +60,7 @@ export class RedisStore implements RateLimitStore {
     const { keys, limits } = request
     const now = this.clock === undefined ? Date.now() : this.clock()
     const k = this.settings.bucketsPerWindow
-    const month = this.monthHint(now)
+    const month = this.months.of(now)
     const args = [
       keys.counters, keys.leases,
       request.cost,
@@ -78,17 +78,7 @@ export class RedisStore implements RateLimitStore {
     return decodeDecision(reply as unknown as AdmitReply, limits)
   }
 
-  private month = { id: 0, start: 0, end: 0 }
-
-  /** The UTC month of `now`, recomputed only when `now` leaves the cached one. */
-  private monthHint (now: number): { id: number, start: number, end: number } {
-    if (now < this.month.start || now >= this.month.end) {
-      const { id, end } = utcMonth(now)
-      const date = new Date(now)
-      this.month = { id, start: Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1), end }
-    }
-    return this.month
-  }
+  private readonly months = new MonthCache()
 
   /** False while the client is not connected: callers fail fast instead of queueing commands. */
   get ready (): boolean {
