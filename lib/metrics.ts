@@ -117,12 +117,20 @@ export async function createMetrics (options: MetricsOptions | false | undefined
     name: prefix + 'rate_limit_near_limit_total', help: 'Admitted requests that left less than the near-limit share of a window or quota.', labelNames: [...labels, 'window'], registers: [registry]
   }))
   const quotaUsed = reuse('rate_limit_quota_used_ratio', () => new prom.Gauge({
-    name: prefix + 'rate_limit_quota_used_ratio', help: 'Share of the monthly quota used, as of the tenant\'s latest request.', labelNames: ['tenant', 'tier'], registers: [registry]
+    name: prefix + 'rate_limit_quota_used_ratio', help: 'Share of the monthly quota used, as of the tenant\'s latest request (updated at most once a second per tenant).', labelNames: ['tenant', 'tier'], registers: [registry]
   }))
 
   const tierMode = opts.tenantLabel === 'tier'
   const maxTenants = opts.maxTenantLabels ?? 100
   const seenTenants = new Set<string>()
+  // Children by label values: prom-client's labels() hashes its arguments on every call, a lookup
+  // of one joined key is cheaper on the request path.
+  const requestChild = cachedChildren((tenant: string, tier: string, endpoint: string, status: string) => requests.labels(tenant, tier, endpoint, status))
+  const rejectionChild = cachedChildren((tenant: string, tier: string, endpoint: string, reason: string) => rejections.labels(tenant, tier, endpoint, reason))
+  const nearLimitChild = cachedChildren((tenant: string, tier: string, endpoint: string, window: string) => nearLimit.labels(tenant, tier, endpoint, window))
+  const latencyChild = cachedChildren((store: string) => latency.labels(store))
+  const inFlightChild = cachedChildren((tier: string) => inFlight.labels(tier))
+  const quotaChild = cachedChildren((tenant: string, tier: string) => ({ gauge: quotaUsed.labels(tenant, tier), setAt: 0 }))
   const metrics: LimiterMetrics = {
     enabled: true,
     nearLimitRatio: opts.nearLimitRatio ?? 0.8,
@@ -134,15 +142,39 @@ export async function createMetrics (options: MetricsOptions | false | undefined
       seenTenants.add(subject)
       return subject
     },
-    request: (status, tenant, tier, endpoint) => requests.labels(tenant, tier, endpoint, status).inc(),
-    rejection: (reason, tenant, tier, endpoint) => rejections.labels(tenant, tier, endpoint, reason).inc(),
-    decision: (seconds, store) => latency.labels(store).observe(seconds),
+    request: (status, tenant, tier, endpoint) => requestChild(tenant, tier, endpoint, status).inc(),
+    rejection: (reason, tenant, tier, endpoint) => rejectionChild(tenant, tier, endpoint, reason).inc(),
+    decision: (seconds, store) => latencyChild(store).observe(seconds),
     storeError: (store) => storeErrors.labels(store).inc(),
     failDecision: (mode) => failDecisions.labels(mode).inc(),
-    leaseTaken: (tier) => inFlight.labels(tier).inc(),
-    leaseReleased: (tier) => inFlight.labels(tier).dec(),
-    nearLimit: (window, tenant, tier, endpoint) => nearLimit.labels(tenant, tier, endpoint, window).inc(),
-    quotaUsed: (tenant, tier, ratio) => quotaUsed.labels(tenant, tier).set(ratio)
+    leaseTaken: (tier) => inFlightChild(tier).inc(),
+    leaseReleased: (tier) => inFlightChild(tier).dec(),
+    nearLimit: (window, tenant, tier, endpoint) => nearLimitChild(tenant, tier, endpoint, window).inc(),
+    quotaUsed: (tenant, tier, ratio) => {
+      // A gauge read every scrape: once a second per tenant is fresh enough, and far cheaper.
+      const child = quotaChild(tenant, tier)
+      const now = Date.now()
+      if (now - child.setAt < 1000) return
+      child.setAt = now
+      child.gauge.set(ratio)
+    }
   }
   return { metrics, registry: registry as unknown as MetricsRegistry }
+}
+
+/** Above this many label combinations a cache starts again (label values are bounded anyway). */
+const MAX_CACHED_CHILDREN = 10_000
+
+function cachedChildren<A extends string[], C> (make: (...values: A) => C): (...values: A) => C {
+  const cache = new Map<string, C>()
+  return (...values: A): C => {
+    const key = values.length === 1 ? values[0] : values.join('\u0001')
+    let child = cache.get(key)
+    if (child === undefined) {
+      if (cache.size >= MAX_CACHED_CHILDREN) cache.clear()
+      child = make(...values)
+      cache.set(key, child)
+    }
+    return child
+  }
 }
