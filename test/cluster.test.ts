@@ -5,6 +5,7 @@ import t from 'tap'
 import { RedisStore, storeKeys, PolicyManager } from '../dist/index.js'
 import { buildApp, headerTenant } from './helpers/app.js'
 import { privateCluster } from './helpers/cluster.js'
+import { conformanceSuite } from './helpers/conformance.js'
 import { limits } from './helpers/stores.js'
 
 t.test('on a three-master Redis Cluster', async t => {
@@ -39,6 +40,16 @@ t.test('on a three-master Redis Cluster', async t => {
     t.ok(perNode.filter(n => n > 0).length === 3, `every master holds counters (${perNode.join(', ')})`)
     await store.resetSubject('cl:v1:{t:tenant-0}:')
     t.equal((await store.usage(storeKeys('cl', 'tenant', 'tenant-0', 'b'))).minute, 0, 'resetSubject finds keys on their master')
+  })
+
+  t.test('the store behaviour suite, on the cluster', async t => {
+    conformanceSuite(t, (t, settings) => {
+      const clock = { now: Date.UTC(2026, 10, 27, 12, 0, 0) }
+      const prefix = 'cl-suite-' + Math.random().toString(36).slice(2)
+      const store = new RedisStore({ client, clock: () => clock.now, ...settings })
+      t.teardown(() => store.close())
+      return { store, clock, prefix, redis: undefined, keys: (id: string, bucket?: string) => storeKeys(prefix, 'tenant', id, bucket) }
+    })
   })
 
   t.test('two Fastify instances on the cluster: shared counts and policy propagation within a second', async t => {
