@@ -80,7 +80,7 @@ t.test('Redis killed and restarted during traffic', async t => {
   for (let i = 0; i < 5; i++) await app.inject({ url: '/work', headers: tenant })
   const after = await app.policies.usage('acme')
   t.equal(after.minute.used - before.minute.used, 5, 'every request after recovery counted once')
-  t.equal(await leaseCount(redis), 0, 'no lease left behind')
+  t.ok(await waitUntil(async () => await leaseCount(redis) === 0, 1000), 'no lease left behind (releases go out within milliseconds)')
 })
 
 t.test('Redis paused (SIGSTOP) during traffic: bounded waits, breaker, nothing leaked after', async t => {

@@ -10,7 +10,7 @@ import { privateRedis, REDIS_URL, sharedRedis, uniquePrefix } from './helpers/re
 import { limits } from './helpers/stores.js'
 
 t.test('the admit script is pinned: a change to it is a deliberate change of this SHA', async t => {
-  t.equal(ADMIT_SCRIPT.sha, '560f73132eb323e978d99e723d3a009667b2233c')
+  t.equal(ADMIT_SCRIPT.sha, '02246187cd9b945ba1f5627226a4544cefdd9420')
   t.equal(ADMIT_SCRIPT.numberOfKeys, 2)
   t.match(ADMIT_SCRIPT.source, /^--\[\[\nadmit-2\.lua/)
 })

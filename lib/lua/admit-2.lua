@@ -19,6 +19,7 @@ ARGV[12] the caller's guess of the minute bucket index, ARGV[13] of the hour buc
          of the month (yyyymm), ARGV[15] / ARGV[16] the month's start and end in ms. Guesses come
          from the caller's clock and are used only when Redis's time agrees with them; they spare
          the script number formatting and calendar arithmetic on nearly every call.
+ARGV[17…] lease ids of KEYS[2] to give back first (releases that waited for this call)
 
 Returns { allowed (0/1), reason, retryAfterMs, nowMs,
           minuteRemaining, minuteResetMs, hourRemaining, hourResetMs,
@@ -134,6 +135,8 @@ if limM >= 0 and usedM + cost > limM then
   if reason == 0 then reason = 1 end
   retry = math.max(retry, wait_for('m', curM, gM, usedM + cost - limM, winM))
 end
+
+if #ARGV > 16 then redis.call('ZREM', KEYS[2], unpack(ARGV, 17)) end
 
 local inFlight = 0
 if limC >= 0 then

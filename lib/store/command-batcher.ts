@@ -22,8 +22,8 @@ export class CommandBatcher {
     return await new Promise((resolve, reject) => this.push({ script, args, resolve, reject }))
   }
 
-  async zrem (key: string, member: string): Promise<unknown> {
-    return await new Promise((resolve, reject) => this.push({ script: undefined, args: [key, member], resolve, reject }))
+  async zrem (key: string, members: readonly string[]): Promise<unknown> {
+    return await new Promise((resolve, reject) => this.push({ script: undefined, args: [key, ...members], resolve, reject }))
   }
 
   private push (entry: Queued): void {
@@ -41,7 +41,7 @@ export class CommandBatcher {
     this.scheduled = false
     const pipeline = this.client.pipeline()
     for (const { script, args } of batch) {
-      if (script === undefined) pipeline.zrem(args[0] as string, args[1] as string)
+      if (script === undefined) pipeline.zrem(args[0] as string, ...args.slice(1) as string[])
       else pipeline.evalsha(script.sha, script.numberOfKeys, ...args)
     }
     pipeline.exec().then(results => {

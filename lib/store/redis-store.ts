@@ -12,6 +12,9 @@ export const ADMIT_SCRIPT = new LuaScript('admit-2')
 export const USAGE_SCRIPT = new LuaScript('usage-2')
 export const LEASE_RENEW_SCRIPT = new LuaScript('lease-renew-1')
 
+/** How long a release waits for an admission of the same keys to ride along with. */
+const RELEASE_DELAY_MS = 2
+
 /** Releases that failed (Redis away) are retried later; beyond this many the oldest are left to expire. */
 const MAX_PENDING_RELEASES = 10_000
 
@@ -72,7 +75,19 @@ export class RedisStore implements RateLimitStore {
       // Guesses from this clock; the script uses them only where Redis's time agrees.
       Math.floor(now / (MINUTE_MS / k)), Math.floor(now / (HOUR_MS / k)), month.id, month.start, month.end
     ]
-    const reply = this.batcher !== undefined ? await this.batcher.script(ADMIT_SCRIPT, args) : await ADMIT_SCRIPT.run(this.client, args)
+    // Leases given back since the last call for these keys ride along: one command, not two.
+    const releasing = this.unsent.get(keys.leases)
+    if (releasing !== undefined) {
+      this.unsent.delete(keys.leases)
+      for (const id of releasing) args.push(id)
+    }
+    let reply: unknown
+    try {
+      reply = this.batcher !== undefined ? await this.batcher.script(ADMIT_SCRIPT, args) : await ADMIT_SCRIPT.run(this.client, args)
+    } catch (err) {
+      if (releasing !== undefined) for (const id of releasing) this.keepForLater(keys, id)
+      throw err
+    }
     if (!Array.isArray(reply) || reply.length !== 11) throw new StoreReplyError(JSON.stringify(reply))
     if (this.pendingReleases.length > 0) this.retryReleases()
     return decodeDecision(reply as unknown as AdmitReply, limits)
@@ -85,11 +100,35 @@ export class RedisStore implements RateLimitStore {
     return this.client.status === 'ready'
   }
 
+  /**
+   * Gives a lease back. The release waits (at most RELEASE_DELAY_MS) for the next admission of the
+   * same keys and rides along with it; otherwise it goes out as one ZREM per key. A release that
+   * fails (Redis away) is retried once Redis answers again; the lease's expiry is the last resort.
+   */
   release (keys: StoreKeys, leaseId: string): void {
-    // Not awaited: the response is already on its way. A release that fails (Redis away) is retried
-    // once Redis answers again; the lease's expiry is the last resort.
-    const sent = this.batcher !== undefined ? this.batcher.zrem(keys.leases, leaseId) : this.client.zrem(keys.leases, leaseId)
-    sent.catch(() => this.keepForLater(keys, leaseId))
+    const ids = this.unsent.get(keys.leases)
+    if (ids === undefined) this.unsent.set(keys.leases, [leaseId])
+    else ids.push(leaseId)
+    this.unsentKeys.set(keys.leases, keys)
+    if (this.releaseTimer === undefined) {
+      this.releaseTimer = setTimeout(this.sendReleases, RELEASE_DELAY_MS)
+      this.releaseTimer.unref()
+    }
+  }
+
+  private readonly unsent = new Map<string, string[]>()
+  private readonly unsentKeys = new Map<string, StoreKeys>()
+  private releaseTimer: NodeJS.Timeout | undefined
+
+  private readonly sendReleases = (): void => {
+    this.releaseTimer = undefined
+    for (const [key, ids] of this.unsent) {
+      const keys = this.unsentKeys.get(key) as StoreKeys
+      const sent = this.batcher !== undefined ? this.batcher.zrem(key, ids) : this.client.zrem(key, ...ids)
+      sent.catch(() => { for (const id of ids) this.keepForLater(keys, id) })
+    }
+    this.unsent.clear()
+    this.unsentKeys.clear()
   }
 
   async renewLeases (leases: ReadonlyArray<{ readonly keys: StoreKeys, readonly id: string }>): Promise<void> {
@@ -143,6 +182,10 @@ export class RedisStore implements RateLimitStore {
   }
 
   async close (): Promise<void> {
+    if (this.releaseTimer !== undefined) {
+      clearTimeout(this.releaseTimer)
+      this.sendReleases()
+    }
     // The client belongs to whoever created it: only our listener goes.
     this.client.off('ready', this.onReady)
   }
