@@ -178,6 +178,8 @@ for (const kind of STORE_KINDS) {
         [async () => await app.policies.block('x', { seconds: 0 }), /block\.seconds/],
         [async () => await app.policies.block('x', { reason: 7 } as never), /block\.reason must be string/],
         [async () => await app.policies.setShadowMode({ scope: 'planet' } as never, true), /scope/],
+        [async () => await app.policies.setShadowMode({ scope: 'tenant' } as never, true), /scope\.tenantId is required/],
+        [async () => await app.policies.setShadowMode({ scope: 'tier' } as never, true), /scope\.tier is required/],
         [async () => await app.policies.setShadowMode({ scope: 'global' }, 'yes' as never), /enabled must be a boolean/],
         [async () => await app.policies.usage('acme', { bucket: '' }), /options\.bucket/]
       ]

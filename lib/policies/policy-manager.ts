@@ -274,6 +274,10 @@ export class PolicyManager {
 
   /** Shadow mode counts and reports limits but never enforces them. */
   async setShadowMode (scope: ShadowScope, enabled: boolean): Promise<void> {
+    // Name the missing field of the scope given, not of the union's last branch.
+    const given = scope as { scope?: unknown, tier?: unknown, tenantId?: unknown } | null
+    if (given?.scope === 'tenant' && given.tenantId === undefined) throw new InvalidPolicyError('scope.tenantId is required')
+    if (given?.scope === 'tier' && given.tier === undefined) throw new InvalidPolicyError('scope.tier is required')
     check(ShadowScopeSchema, scope, 'scope')
     if (typeof enabled !== 'boolean') throw new InvalidPolicyError('enabled must be a boolean')
     const field = scope.scope === 'global' ? Field.shadowGlobal() : scope.scope === 'tier' ? Field.shadowTier(scope.tier) : Field.shadowTenant(scope.tenantId)
