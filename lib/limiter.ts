@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { withDeadline } from './deadline.js'
 import { BLOCKED_CODE, RATE_LIMITED_CODE } from './errors.js'
 import { retryAfterSeconds, setIetfHeaders, setRateLimitHeaders } from './headers.js'
 import { storeKeys, type StoreKeys } from './keys.js'
@@ -32,6 +33,7 @@ const MESSAGES: Record<RejectReason, string> = {
 }
 
 type Hook = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
+type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 
 export class Limiter {
   // Lease ids: unique per process and request without a random call per request.
@@ -76,15 +78,16 @@ export class Limiter {
     const { tier, limits, shadow } = policy
     const { cost, bucket } = route
     const tenantLabel = metrics.tenantLabel(subject, anonymous)
+    // What handlers see on request.rateLimit; the decision is filled in once the store has answered.
+    const context: Mutable<RateLimitContext> = { subject, anonymous, tier, bucket, cost, limits, decision: undefined, shadow }
+    request.rateLimit = context
 
     if (policy.block !== undefined) {
-      request.rateLimit = { subject, anonymous, tier, bucket, cost, limits, decision: undefined, shadow }
       metrics.request('rejected', tenantLabel, tier, endpoint)
       metrics.rejection('blocked', tenantLabel, tier, endpoint)
       return this.blocked(reply, policy.block.reason)
     }
     if (isUnlimited(limits)) {
-      request.rateLimit = { subject, anonymous, tier, bucket, cost, limits, decision: undefined, shadow }
       metrics.request('bypassed', tenantLabel, tier, endpoint)
       return
     }
@@ -98,7 +101,6 @@ export class Limiter {
         if (!decision.allowed) this.rejections.set(keys.counters, cost, decision, this.policies.generation)
       }
     } catch (err) {
-      request.rateLimit = { subject, anonymous, tier, bucket, cost, limits, decision: undefined, shadow }
       metrics.storeError(this.store.kind)
       metrics.failDecision(options.failMode)
       metrics.request('error', tenantLabel, tier, endpoint)
@@ -106,8 +108,7 @@ export class Limiter {
     }
     if (metrics.enabled) metrics.decision((performance.now() - started) / 1000, this.store.kind)
 
-    const context = { subject, anonymous, tier, bucket, cost, limits, decision, shadow }
-    request.rateLimit = context
+    context.decision = decision
     if (options.headers) setRateLimitHeaders(reply, decision)
     if (options.ietfHeaders) setIetfHeaders(reply, decision)
     if (decision.degraded === true) reply.header('x-ratelimit-status', 'degraded')
@@ -131,7 +132,7 @@ export class Limiter {
     }
     metrics.request('rejected', tenantLabel, tier, endpoint)
     metrics.rejection(reason, tenantLabel, tier, endpoint)
-    return this.reject(request, reply, context)
+    return this.reject(request, reply, context as RateLimitContext & { decision: Decision })
   }
 
   /**
@@ -140,16 +141,10 @@ export class Limiter {
    */
   private async identify (request: FastifyRequest, reply: FastifyReply): Promise<{ tenantId: string, tier: string | undefined } | null | false> {
     const { options } = this
-    let timer: NodeJS.Timeout | undefined
     try {
       let identity = (options.tenantExtractor as NonNullable<typeof options.tenantExtractor>)(request)
-      if (isThenable(identity)) {
-        // Only an asynchronous answer needs a deadline.
-        const timeout = new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => reject(new Error(`tenantExtractor did not answer within ${options.extractorTimeoutMs} ms`)), options.extractorTimeoutMs)
-        })
-        identity = await Promise.race([identity, timeout])
-      }
+      // Only an asynchronous answer needs a deadline.
+      if (isThenable(identity)) identity = await withDeadline(identity, options.extractorTimeoutMs, 'tenantExtractor')
       if (identity === null || identity === undefined) return null
       checkIdentity(identity)
       return { tenantId: identity.tenantId, tier: identity.tier ?? undefined }
@@ -165,8 +160,6 @@ export class Limiter {
         message: unauthorized ? 'Could not identify the caller' : 'Could not identify the caller, retry later'
       })
       return false
-    } finally {
-      clearTimeout(timer)
     }
   }
 

@@ -8,10 +8,11 @@ import type { RouteLimiter } from '../route-config.js'
 import { RedisStore } from '../store/redis-store.js'
 import type { RedisClient } from '../store/lua-script.js'
 import type { RateLimitStore } from '../store/types.js'
-import { applyMultiplier, LIMIT_FIELDS, limitsToJSON, overlayLimits, type LimitField, type LimitInput, type TierLimits, type TierLimitsInput } from '../tiers.js'
+import { applyMultiplier, LIMIT_FIELDS, limitsToJSON, overlayLimits, tierLimitsFrom, type LimitField, type LimitInput, type TierLimits, type TierLimitsInput } from '../tiers.js'
 import { LocalPolicyBackend, RedisPolicyBackend, type ChangeNotice, type PolicyBackend } from './policy-backend.js'
 import { Field, PolicyState, type Block } from './policy-state.js'
 import { BlockSchema, check, EnvironmentName, MultiplierSchema, OverrideSchema, ShadowScopeSchema, TenantId, TierLimitsSchema, TierName, UsageOptionsSchema } from './schemas.js'
+import { withDeadline } from '../deadline.js'
 import { InvalidPolicyError } from '../errors.js'
 
 export interface PolicyManagerOptions {
@@ -118,12 +119,13 @@ export class PolicyManager {
     subscribed.catch(err => this.log?.error({ err }, 'rate limiting: could not subscribe to policy changes'))
     this.reloadTimer = setInterval(() => { this.reload().catch(() => {}) }, this.reloadIntervalMs)
     this.reloadTimer.unref()
-    const ready = Promise.all([subscribed, this.reload()])
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<'late'>(resolve => { timer = setTimeout(() => resolve('late'), startTimeoutMs) })
-    const outcome = await Promise.race([ready.then(() => 'ready' as const, () => 'ready' as const), late])
-    clearTimeout(timer)
-    if (outcome === 'late') this.log?.warn('rate limiting: policies not loaded yet (Redis slow or away); continuing with configured tiers')
+    // Failures are logged where they happen; only a wait past the deadline matters here.
+    const ready = Promise.all([subscribed, this.reload()]).catch(() => {})
+    try {
+      await withDeadline(ready, startTimeoutMs, 'Redis')
+    } catch {
+      this.log?.warn('rate limiting: policies not loaded yet (Redis slow or away); continuing with configured tiers')
+    }
   }
 
   async close (): Promise<void> {
@@ -221,7 +223,7 @@ export class PolicyManager {
   async setTier (name: string, limits: TierLimitsInput): Promise<void> {
     check(TierName, name, 'name')
     check(TierLimitsSchema, limits, 'limits')
-    await this.write(Field.tier(name), limitsToJSON(overlayLimits(this.tierLimits(this.defaultTier), limits)), null)
+    await this.write(Field.tier(name), limitsToJSON(tierLimitsFrom(limits)), null)
   }
 
   /** Removes a runtime tier definition; a configured tier of that name applies again. */

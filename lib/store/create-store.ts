@@ -5,6 +5,7 @@ import type { RedisClient } from './lua-script.js'
 import { MemoryStore } from './memory-store.js'
 import { RedisStore } from './redis-store.js'
 import { ResilientStore } from './resilient-store.js'
+import { withDeadline } from '../deadline.js'
 import { StoreUnavailableAtBootError } from '../errors.js'
 import type { RateLimitStore } from './types.js'
 
@@ -39,16 +40,10 @@ export function createStore (options: ResolvedOptions, fastify: FastifyInstance)
 
 /** Fails registration unless Redis answers a PING within two seconds. */
 export async function requireRedis (client: RedisClient): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
   try {
-    await Promise.race([
-      client.ping(),
-      new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('no answer within 2 s')), 2000) })
-    ])
+    await withDeadline(client.ping(), 2000, 'Redis PING')
   } catch (err) {
     throw new StoreUnavailableAtBootError((err as Error).message)
-  } finally {
-    clearTimeout(timer)
   }
 }
 
