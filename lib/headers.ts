@@ -2,6 +2,7 @@
 // rejections, and optionally the IETF RateLimit-Policy / RateLimit fields
 // (draft-ietf-httpapi-ratelimit-headers-10, structured-field lists). Unlimited dimensions are omitted.
 import type { FastifyReply } from 'fastify'
+import { utcMonth } from './store/calendar.js'
 import type { Decision } from './store/types.js'
 
 const seconds = (ms: number): number => Math.max(0, Math.ceil(ms / 1000))
@@ -64,6 +65,6 @@ export function setIetfHeaders (reply: FastifyReply, decision: Decision): void {
 
 /** Length in seconds of the UTC month that ends at `monthEnd`. */
 function monthLengthSeconds (monthEnd: number): number {
-  const end = new Date(monthEnd - 1)
-  return (monthEnd - Date.UTC(end.getUTCFullYear(), end.getUTCMonth(), 1)) / 1000
+  const { start, end } = utcMonth(monthEnd - 1)
+  return (end - start) / 1000
 }

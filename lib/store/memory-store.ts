@@ -2,7 +2,7 @@
 // so one conformance suite holds both to the same answers. For one process only: counters are not
 // shared between instances.
 import type { StoreKeys } from '../keys.js'
-import { MonthCache, utcMonth } from './calendar.js'
+import { MonthCache } from './calendar.js'
 import { decodeDecision, limitArg, type AdmitReply } from './decision.js'
 import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 
@@ -59,7 +59,7 @@ export class MemoryStore implements RateLimitStore {
     const k = this.settings.bucketsPerWindow
     const oldestM = Math.floor(now / (MINUTE_MS / k)) - k
     const oldestH = Math.floor(now / (HOUR_MS / k)) - k
-    const { id: monthId, end: monthResetAt } = utcMonth(now)
+    const { id: monthId, end: monthResetAt } = this.months.of(now)
     let minute = 0
     let hour = 0
     let month = 0
