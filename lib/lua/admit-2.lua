@@ -163,31 +163,26 @@ if reason == 0 then
   -- Every counter this admission changes, written back in one HSET.
   local fields = {}
   local extend = false
-  if limM >= 0 then
-    fields[#fields + 1] = nameM
-    fields[#fields + 1] = (tonumber(head[6]) or 0) + cost
-    fields[#fields + 1] = 'mS'
-    fields[#fields + 1] = usedM + cost
-    if staleM ~= nil or not head[2] then
-      fields[#fields + 1] = 'mO'
-      fields[#fields + 1] = curM - k
+  -- One window's part: its bucket, its sum, its oldest bucket when that moves; true for a new bucket.
+  local function take (name, bucket, prefix, used, oldest, stale, cur)
+    fields[#fields + 1] = name
+    fields[#fields + 1] = (tonumber(bucket) or 0) + cost
+    fields[#fields + 1] = prefix .. 'S'
+    fields[#fields + 1] = used + cost
+    if stale ~= nil or not oldest then
+      fields[#fields + 1] = prefix .. 'O'
+      fields[#fields + 1] = cur - k
     end
-    if staleM ~= nil then redis.call('HDEL', KEYS[1], unpack(staleM)) end
+    if stale ~= nil then redis.call('HDEL', KEYS[1], unpack(stale)) end
+    return not bucket
+  end
+  if limM >= 0 then
+    extend = take(nameM, head[6], 'm', usedM, head[2], staleM, curM) or extend
     usedM = usedM + cost
-    extend = extend or not head[6]
   end
   if limH >= 0 then
-    fields[#fields + 1] = nameH
-    fields[#fields + 1] = (tonumber(head[7]) or 0) + cost
-    fields[#fields + 1] = 'hS'
-    fields[#fields + 1] = usedH + cost
-    if staleH ~= nil or not head[4] then
-      fields[#fields + 1] = 'hO'
-      fields[#fields + 1] = curH - k
-    end
-    if staleH ~= nil then redis.call('HDEL', KEYS[1], unpack(staleH)) end
+    extend = take(nameH, head[7], 'h', usedH, head[4], staleH, curH) or extend
     usedH = usedH + cost
-    extend = extend or not head[7]
   end
   if limQ >= 0 then
     usedQ = usedQ + cost

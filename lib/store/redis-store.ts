@@ -38,8 +38,13 @@ export class RedisStore implements RateLimitStore {
   readonly client: RedisClient
   readonly settings: WindowSettings
   private readonly clock: (() => number) | undefined
-  private pendingReleases: Array<{ keys: StoreKeys, id: string }> = []
   private readonly batcher: CommandBatcher | undefined
+  private readonly months = new MonthCache()
+  /** Releases not sent yet, by leases key: they wait for the next admission of those keys. */
+  private readonly unsent = new Map<string, { readonly keys: StoreKeys, readonly ids: string[] }>()
+  private releaseTimer: NodeJS.Timeout | undefined
+  /** Releases that failed (Redis away), sent again once it answers. */
+  private pendingReleases: Array<{ keys: StoreKeys, id: string }> = []
 
   constructor (options: RedisStoreOptions) {
     this.client = options.client
@@ -48,9 +53,11 @@ export class RedisStore implements RateLimitStore {
       leaseTtlMs: options.leaseTtlMs ?? 60_000
     }
     this.clock = options.clock
+    // Never on a Cluster (a pipeline must stay on one slot); by default not where ioredis already
+    // pipelines by itself.
     const isCluster = 'nodes' in this.client
     const autoPipelined = (this.client as Redis).options?.enableAutoPipelining === true
-    this.batcher = (options.pipeline ?? (!isCluster && !autoPipelined)) && !isCluster ? new CommandBatcher(this.client as Redis) : undefined
+    this.batcher = !isCluster && (options.pipeline ?? !autoPipelined) ? new CommandBatcher(this.client as Redis) : undefined
     // Releases that failed during an outage go out as soon as the connection is back.
     this.client.on('ready', this.onReady)
   }
@@ -76,7 +83,7 @@ export class RedisStore implements RateLimitStore {
       Math.floor(now / (MINUTE_MS / k)), Math.floor(now / (HOUR_MS / k)), month.id, month.start, month.end
     ]
     // Leases given back since the last call for these keys ride along: one command, not two.
-    const releasing = this.unsent.get(keys.leases)
+    const releasing = this.unsent.get(keys.leases)?.ids
     if (releasing !== undefined) {
       this.unsent.delete(keys.leases)
       for (const id of releasing) args.push(id)
@@ -93,8 +100,6 @@ export class RedisStore implements RateLimitStore {
     return decodeDecision(reply as unknown as AdmitReply, limits)
   }
 
-  private readonly months = new MonthCache()
-
   /** False while the client is not connected: callers fail fast instead of queueing commands. */
   get ready (): boolean {
     return this.client.status === 'ready'
@@ -106,29 +111,22 @@ export class RedisStore implements RateLimitStore {
    * fails (Redis away) is retried once Redis answers again; the lease's expiry is the last resort.
    */
   release (keys: StoreKeys, leaseId: string): void {
-    const ids = this.unsent.get(keys.leases)
-    if (ids === undefined) this.unsent.set(keys.leases, [leaseId])
-    else ids.push(leaseId)
-    this.unsentKeys.set(keys.leases, keys)
+    const waiting = this.unsent.get(keys.leases)
+    if (waiting === undefined) this.unsent.set(keys.leases, { keys, ids: [leaseId] })
+    else waiting.ids.push(leaseId)
     if (this.releaseTimer === undefined) {
       this.releaseTimer = setTimeout(this.sendReleases, RELEASE_DELAY_MS)
       this.releaseTimer.unref()
     }
   }
 
-  private readonly unsent = new Map<string, string[]>()
-  private readonly unsentKeys = new Map<string, StoreKeys>()
-  private releaseTimer: NodeJS.Timeout | undefined
-
   private readonly sendReleases = (): void => {
     this.releaseTimer = undefined
-    for (const [key, ids] of this.unsent) {
-      const keys = this.unsentKeys.get(key) as StoreKeys
-      const sent = this.batcher !== undefined ? this.batcher.zrem(key, ids) : this.client.zrem(key, ...ids)
+    for (const { keys, ids } of this.unsent.values()) {
+      const sent = this.batcher !== undefined ? this.batcher.zrem(keys.leases, ids) : this.client.zrem(keys.leases, ...ids)
       sent.catch(() => { for (const id of ids) this.keepForLater(keys, id) })
     }
     this.unsent.clear()
-    this.unsentKeys.clear()
   }
 
   async renewLeases (leases: ReadonlyArray<{ readonly keys: StoreKeys, readonly id: string }>): Promise<void> {

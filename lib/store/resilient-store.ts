@@ -100,7 +100,7 @@ export class ResilientStore implements RateLimitStore {
     } else if (this.state === 'half-open') {
       throw new StoreUnavailableError('circuit-open') // one probe at a time
     }
-    if (this.inner.ready === false) return this.failed(new StoreUnavailableError('not-connected'))
+    if (this.inner.ready === false) throw this.failed(new StoreUnavailableError('not-connected'))
 
     const pending = this.inner.admit(request)
     return await new Promise<Decision>((resolve, reject) => {
@@ -109,7 +109,7 @@ export class ResilientStore implements RateLimitStore {
         expire: () => {
           // The store may still answer: a lease it grants then is given straight back.
           pending.then(late => { if (late.allowed && request.leaseId !== '') this.inner.release(request.keys, request.leaseId) }, () => {})
-          this.settleFailure(new StoreUnavailableError('timeout'), reject)
+          reject(this.failed(new StoreUnavailableError('timeout')))
         }
       }
       this.watch(waiter)
@@ -119,7 +119,7 @@ export class ResilientStore implements RateLimitStore {
         resolve(decision)
       }, (err: unknown) => {
         if (!this.unwatch(waiter)) return
-        this.settleFailure(err, reject)
+        reject(this.failed(err))
       })
     })
   }
@@ -135,28 +135,22 @@ export class ResilientStore implements RateLimitStore {
 
   /** False when the waiter had already expired. */
   private unwatch (waiter: Waiter): boolean {
-    const watched = this.waiters.delete(waiter)
-    if (this.waiters.size === 0 && this.deadlineTimer !== undefined) {
-      clearInterval(this.deadlineTimer)
-      this.deadlineTimer = undefined
-    }
-    return watched
+    return this.waiters.delete(waiter)
   }
 
   private expireOverdue (): void {
+    // The timer stops itself once idle, not on every answer: a quiet store does not pay a timer
+    // per request.
+    if (this.waiters.size === 0) {
+      clearInterval(this.deadlineTimer)
+      this.deadlineTimer = undefined
+      return
+    }
     const now = Date.now()
     for (const waiter of this.waiters) {
       if (waiter.deadline > now) continue
-      this.unwatch(waiter)
+      this.waiters.delete(waiter)
       waiter.expire()
-    }
-  }
-
-  private settleFailure (err: unknown, reject: (err: unknown) => void): void {
-    try {
-      this.failed(err)
-    } catch (failure) {
-      reject(failure)
     }
   }
 
@@ -166,13 +160,14 @@ export class ResilientStore implements RateLimitStore {
     this.failures = 0
   }
 
-  private failed (err: unknown): never {
+  /** Counts a failure (opening the breaker when due) and hands the error back to be thrown. */
+  private failed (err: unknown): unknown {
     this.failures++
     if (this.state === 'half-open' || (this.state === 'closed' && this.failures >= this.options.breakerThreshold)) {
       if (this.state === 'closed') this.options.onStateChange?.('open', err)
       this.state = 'open'
       this.openedAt = Date.now()
     }
-    throw err
+    return err
   }
 }
