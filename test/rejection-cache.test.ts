@@ -4,11 +4,11 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { buildApp, headerTenant } from './helpers/app.js'
-import { privateRedis } from './helpers/redis.js'
+import { commandCalls, privateRedis } from './helpers/redis.js'
 
 async function scriptCalls (redis: Redis): Promise<number> {
-  const stats = await redis.info('commandstats')
-  return Number(/cmdstat_evalsha:calls=(\d+)/.exec(stats)?.[1] ?? 0) + Number(/cmdstat_eval:calls=(\d+)/.exec(stats)?.[1] ?? 0)
+  const calls = await commandCalls(redis)
+  return (calls.evalsha ?? 0) + (calls.eval ?? 0)
 }
 
 t.test('rejections are answered locally until capacity frees', async t => {

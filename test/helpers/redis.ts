@@ -102,3 +102,9 @@ async function waitForPing (port: number): Promise<void> {
     }
   }
 }
+
+/** Calls per command since the last CONFIG RESETSTAT (commands run inside scripts included). */
+export async function commandCalls (client: Redis): Promise<Record<string, number>> {
+  const stats = await client.info('commandstats')
+  return Object.fromEntries([...stats.matchAll(/cmdstat_([a-z|]+):calls=(\d+)/g)].map(m => [m[1], Number(m[2])]))
+}
