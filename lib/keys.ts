@@ -40,5 +40,41 @@ export function storeKeys (prefix: string, kind: SubjectKind, id: string, bucket
   return { counters: base + ':n', leases: base + ':l' }
 }
 
+/** Above this many subjects a key cache starts again. */
+const MAX_CACHED_KEYS = 10_000
+
+/**
+ * storeKeys, remembered per subject and bucket: the request path finds a subject's keys with two
+ * map lookups instead of encoding and joining them again.
+ */
+export class KeyCache {
+  private readonly byBucket = new Map<string, Map<string, StoreKeys>>()
+  private size = 0
+
+  constructor (private readonly prefix: string) {}
+
+  get (kind: SubjectKind, id: string, bucket: string | undefined): StoreKeys {
+    // The kind takes two characters, so no two kinds and buckets share a scope.
+    const scope = (kind === 'tenant' ? ' t' : ' a') + (bucket === undefined ? '' : ' ' + bucket)
+    let bySubject = this.byBucket.get(scope)
+    if (bySubject === undefined) {
+      bySubject = new Map()
+      this.byBucket.set(scope, bySubject)
+    }
+    let keys = bySubject.get(id)
+    if (keys === undefined) {
+      if (this.size >= MAX_CACHED_KEYS) {
+        this.byBucket.clear()
+        this.size = 0
+        return this.get(kind, id, bucket)
+      }
+      keys = storeKeys(this.prefix, kind, id, bucket)
+      bySubject.set(id, keys)
+      this.size++
+    }
+    return keys
+  }
+}
+
 /** A key prefix may not contain braces (they would break the hash tag) nor spaces. */
 export const KEY_PREFIX_PATTERN = '^[^{}\\s]{1,64}$'

@@ -5,9 +5,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { withDeadline } from './deadline.js'
 import { BLOCKED_CODE, RATE_LIMITED_CODE } from './errors.js'
 import { retryAfterSeconds, setIetfHeaders, setRateLimitHeaders } from './headers.js'
-import { storeKeys, type StoreKeys } from './keys.js'
+import { KeyCache, type StoreKeys } from './keys.js'
 import type { LeaseKeeper } from './lease-keeper.js'
-import type { LimiterMetrics } from './metrics.js'
+import type { EndpointMetrics, LimiterMetrics, RequestSeries } from './metrics.js'
 import type { RateLimitContext, ResolvedOptions, TenantIdentity } from './options.js'
 import type { PolicyManager } from './policies/policy-manager.js'
 import { RejectionCache } from './rejection-cache.js'
@@ -40,6 +40,7 @@ export class Limiter {
   private readonly leasePrefix = randomBytes(9).toString('base64url') + ':'
   private leaseSeq = 0
   private readonly rejections = new RejectionCache()
+  private readonly keys: KeyCache
 
   constructor (
     private readonly options: ResolvedOptions,
@@ -47,13 +48,16 @@ export class Limiter {
     private readonly policies: PolicyManager,
     private readonly metrics: LimiterMetrics,
     private readonly leases: LeaseKeeper
-  ) {}
+  ) {
+    this.keys = new KeyCache(options.keyPrefix)
+  }
 
   /** The hook that limits one route; `endpoint` is its pattern, as metrics label it. */
   hookFor (route: RouteLimiter, endpoint: string): Hook {
+    const endpointMetrics = this.metrics.endpoint(endpoint)
     return async (request, reply) => {
       if (request.rateLimit !== null) return // once per request, whatever calls us again
-      return await this.limit(route, endpoint, request, reply)
+      return await this.limit(route, endpointMetrics, request, reply)
     }
   }
 
@@ -67,32 +71,33 @@ export class Limiter {
     this.metrics.leaseReleased(lease.tier)
   }
 
-  private async limit (route: RouteLimiter, endpoint: string, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+  private async limit (route: RouteLimiter, endpointMetrics: EndpointMetrics, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
     const { options, metrics } = this
-    const identity = options.tenantExtractor === undefined ? null : await this.identify(request, reply)
+    const found = options.tenantExtractor === undefined ? null : this.identify(request, reply)
+    const identity = found instanceof Promise ? await found : found
     if (identity === false) return reply // answered: the extractor failed and the option says so
     const anonymous = identity === null
     const started = metrics.enabled ? performance.now() : 0
     const subject = anonymous ? options.anonymousKey(request) : identity.tenantId
-    const policy = this.policies.forRequest(anonymous ? undefined : subject, anonymous ? undefined : identity.tier, route)
+    const policy = this.policies.forRequest(anonymous ? undefined : subject, anonymous ? undefined : identity.tier ?? undefined, route)
     const { tier, limits, shadow } = policy
     const { cost, bucket } = route
-    const tenantLabel = metrics.tenantLabel(subject, anonymous)
+    const series = endpointMetrics.series(subject, anonymous, tier)
     // What handlers see on request.rateLimit; the decision is filled in once the store has answered.
     const context: Mutable<RateLimitContext> = { subject, anonymous, tier, bucket, cost, limits, decision: undefined, shadow }
     request.rateLimit = context
 
     if (policy.block !== undefined) {
-      metrics.request('rejected', tenantLabel, tier, endpoint)
-      metrics.rejection('blocked', tenantLabel, tier, endpoint)
+      series.request('rejected')
+      series.rejection('blocked')
       return this.blocked(reply, policy.block.reason)
     }
     if (isUnlimited(limits)) {
-      metrics.request('bypassed', tenantLabel, tier, endpoint)
+      series.request('bypassed')
       return
     }
 
-    const keys = storeKeys(options.keyPrefix, anonymous ? 'anonymous' : 'tenant', subject, bucket)
+    const keys = this.keys.get(anonymous ? 'anonymous' : 'tenant', subject, bucket)
     const leaseId = limits.concurrentRequests === Infinity ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
     let decision: Decision | undefined = this.rejections.get(keys.counters, cost, this.policies.generation)
     try {
@@ -103,7 +108,7 @@ export class Limiter {
     } catch (err) {
       metrics.storeError(this.store.kind)
       metrics.failDecision(options.failMode)
-      metrics.request('error', tenantLabel, tier, endpoint)
+      series.request('error')
       return this.storeFailed(err, request, reply)
     }
     if (metrics.enabled) metrics.decision((performance.now() - started) / 1000, this.store.kind)
@@ -119,7 +124,7 @@ export class Limiter {
         this.leases.add(lease)
         metrics.leaseTaken(tier)
       }
-      if (metrics.enabled) this.recordAdmission(decision, tenantLabel, tier, endpoint)
+      if (metrics.enabled) this.recordAdmission(decision, series)
       return
     }
     const reason = decision.reason as RejectReason
@@ -127,53 +132,59 @@ export class Limiter {
       // Dry run: report what enforcement would have done, then let the request through.
       reply.header('x-ratelimit-shadow', reason)
       request.log.info({ tenant: subject, tier, reason }, 'rate limiting (shadow): would reject')
-      metrics.request('shadow', tenantLabel, tier, endpoint)
+      series.request('shadow')
       return
     }
-    metrics.request('rejected', tenantLabel, tier, endpoint)
-    metrics.rejection(reason, tenantLabel, tier, endpoint)
+    series.request('rejected')
+    series.rejection(reason)
     return this.reject(request, reply, context as RateLimitContext & { decision: Decision })
   }
 
   /**
    * The tenant of a request, null for anonymous, or false when the extractor failed and the request
-   * was answered. A throw, a malformed result and a timeout are all failures.
+   * was answered. A throw, a malformed result and a timeout are all failures. A synchronous
+   * extractor is answered synchronously (no promise on the request path).
    */
-  private async identify (request: FastifyRequest, reply: FastifyReply): Promise<{ tenantId: string, tier: string | undefined } | null | false> {
-    const { options } = this
+  private identify (request: FastifyRequest, reply: FastifyReply): TenantIdentity | null | false | Promise<TenantIdentity | null | false> {
     try {
-      let identity = (options.tenantExtractor as NonNullable<typeof options.tenantExtractor>)(request)
+      const identity = (this.options.tenantExtractor as NonNullable<ResolvedOptions['tenantExtractor']>)(request)
       // Only an asynchronous answer needs a deadline.
-      if (isThenable(identity)) identity = await withDeadline(identity, options.extractorTimeoutMs, 'tenantExtractor')
-      if (identity === null || identity === undefined) return null
-      checkIdentity(identity)
-      return { tenantId: identity.tenantId, tier: identity.tier ?? undefined }
+      if (isThenable(identity)) {
+        return withDeadline(identity, this.options.extractorTimeoutMs, 'tenantExtractor')
+          .then(checkIdentity, (err: unknown) => this.extractorFailed(err, request, reply))
+          .then(undefined, (err: unknown) => this.extractorFailed(err, request, reply))
+      }
+      return checkIdentity(identity)
     } catch (err) {
-      request.log.warn({ err }, 'rate limiting: tenant extractor failed; %s', options.onExtractorError)
-      if (options.onExtractorError === 'anonymous') return null
-      const unauthorized = options.onExtractorError === 'unauthorized'
-      reply.code(unauthorized ? 401 : 500)
-      reply.send({
-        statusCode: unauthorized ? 401 : 500,
-        error: unauthorized ? 'Unauthorized' : 'Internal Server Error',
-        code: 'FST_MAESTRO_RL_EXTRACTOR_FAILED',
-        message: unauthorized ? 'Could not identify the caller' : 'Could not identify the caller, retry later'
-      })
-      return false
+      return this.extractorFailed(err, request, reply)
     }
   }
 
-  private recordAdmission (decision: Decision, tenant: string, tier: string, endpoint: string): void {
-    const { metrics } = this
-    metrics.request('allowed', tenant, tier, endpoint)
-    const share = metrics.nearLimitRatio
+  private extractorFailed (err: unknown, request: FastifyRequest, reply: FastifyReply): null | false {
+    const { options } = this
+    request.log.warn({ err }, 'rate limiting: tenant extractor failed; %s', options.onExtractorError)
+    if (options.onExtractorError === 'anonymous') return null
+    const unauthorized = options.onExtractorError === 'unauthorized'
+    reply.code(unauthorized ? 401 : 500)
+    reply.send({
+      statusCode: unauthorized ? 401 : 500,
+      error: unauthorized ? 'Unauthorized' : 'Internal Server Error',
+      code: 'FST_MAESTRO_RL_EXTRACTOR_FAILED',
+      message: unauthorized ? 'Could not identify the caller' : 'Could not identify the caller, retry later'
+    })
+    return false
+  }
+
+  private recordAdmission (decision: Decision, series: RequestSeries): void {
+    series.request('allowed')
+    const share = this.metrics.nearLimitRatio
     const { minute, hour, month } = decision
-    if (minute.limit !== Infinity && minute.limit - minute.remaining >= share * minute.limit) metrics.nearLimit('minute', tenant, tier, endpoint)
-    if (hour.limit !== Infinity && hour.limit - hour.remaining >= share * hour.limit) metrics.nearLimit('hour', tenant, tier, endpoint)
+    if (minute.limit !== Infinity && minute.limit - minute.remaining >= share * minute.limit) series.nearLimit('minute')
+    if (hour.limit !== Infinity && hour.limit - hour.remaining >= share * hour.limit) series.nearLimit('hour')
     if (month.limit !== Infinity) {
       const used = month.limit === 0 ? 1 : (month.limit - month.remaining) / month.limit
-      if (used >= share) metrics.nearLimit('month', tenant, tier, endpoint)
-      metrics.quotaUsed(tenant, tier, used)
+      if (used >= share) series.nearLimit('month')
+      series.quotaUsed(used)
     }
   }
 
@@ -226,11 +237,14 @@ export class Limiter {
   }
 }
 
-function checkIdentity (identity: TenantIdentity): void {
-  if (typeof identity !== 'object' || identity === null || typeof identity.tenantId !== 'string' ||
+/** The extractor's answer when it is well formed (null: anonymous); throws otherwise. */
+function checkIdentity (identity: TenantIdentity | null | undefined): TenantIdentity | null {
+  if (identity === null || identity === undefined) return null
+  if (typeof identity !== 'object' || typeof identity.tenantId !== 'string' ||
       (identity.tier !== undefined && identity.tier !== null && typeof identity.tier !== 'string')) {
     throw new TypeError('tenantExtractor must return { tenantId: string, tier?: string } or null')
   }
+  return identity
 }
 
 function isThenable<T> (value: T | Promise<T>): value is Promise<T> {

@@ -35,33 +35,43 @@ export type NearLimitWindow = 'minute' | 'hour' | 'month'
 export interface LimiterMetrics {
   readonly enabled: boolean
   readonly nearLimitRatio: number
-  /** The tenant label for a subject: `anonymous`, the tenant id, `other` past the cap, or '' in tier mode. */
-  tenantLabel (subject: string, anonymous: boolean): string
-  request (status: RequestStatus, tenant: string, tier: string, endpoint: string): void
-  rejection (reason: RejectionReason, tenant: string, tier: string, endpoint: string): void
+  /** The metrics of one endpoint (a route pattern); the limiter resolves it once per route. */
+  endpoint (endpoint: string): EndpointMetrics
   decision (seconds: number, store: string): void
   storeError (store: string): void
   failDecision (mode: 'open' | 'closed'): void
   leaseTaken (tier: string): void
   leaseReleased (tier: string): void
-  nearLimit (window: NearLimitWindow, tenant: string, tier: string, endpoint: string): void
-  quotaUsed (tenant: string, tier: string, ratio: number): void
+}
+
+export interface EndpointMetrics {
+  /**
+   * The series of one subject and tier on this endpoint, found with two map lookups. Its tenant
+   * label is `anonymous`, the tenant id, `other` past the cap, or '' in tier mode.
+   */
+  series (subject: string, anonymous: boolean, tier: string): RequestSeries
+}
+
+/** Everything recorded about one request, with the label values already resolved. */
+export interface RequestSeries {
+  request (status: RequestStatus): void
+  rejection (reason: RejectionReason): void
+  nearLimit (window: NearLimitWindow): void
+  quotaUsed (ratio: number): void
 }
 
 const noop = (): void => {}
+const NO_SERIES: RequestSeries = { request: noop, rejection: noop, nearLimit: noop, quotaUsed: noop }
+const NO_ENDPOINT: EndpointMetrics = { series: () => NO_SERIES }
 export const NO_METRICS: LimiterMetrics = {
   enabled: false,
   nearLimitRatio: 1,
-  tenantLabel: () => '',
-  request: noop,
-  rejection: noop,
+  endpoint: () => NO_ENDPOINT,
   decision: noop,
   storeError: noop,
   failDecision: noop,
   leaseTaken: noop,
-  leaseReleased: noop,
-  nearLimit: noop,
-  quotaUsed: noop
+  leaseReleased: noop
 }
 
 /** Endpoint label of requests that matched no route. */
@@ -123,57 +133,127 @@ export async function createMetrics (options: MetricsOptions | false | undefined
   const tierMode = opts.tenantLabel === 'tier'
   const maxTenants = opts.maxTenantLabels ?? 100
   const seenTenants = new Set<string>()
-  // Children by label values: prom-client's labels() hashes its arguments on every call, a lookup
-  // of one joined key is cheaper on the request path.
-  const requestChild = cachedChildren((tenant: string, tier: string, endpoint: string, status: string) => requests.labels(tenant, tier, endpoint, status))
-  const rejectionChild = cachedChildren((tenant: string, tier: string, endpoint: string, reason: string) => rejections.labels(tenant, tier, endpoint, reason))
-  const nearLimitChild = cachedChildren((tenant: string, tier: string, endpoint: string, window: string) => nearLimit.labels(tenant, tier, endpoint, window))
+  const tenantLabel = (subject: string, anonymous: boolean): string => {
+    if (anonymous) return 'anonymous' // never an address: addresses are unbounded
+    if (tierMode) return ''
+    if (seenTenants.has(subject)) return subject
+    if (seenTenants.size >= maxTenants) return 'other'
+    seenTenants.add(subject)
+    return subject
+  }
+  const counters = { requests, rejections, nearLimit, quotaUsed }
+  // Children by label values, resolved once and kept: prom-client's labels() hashes its arguments
+  // on every call.
   const latencyChild = cachedChildren((store: string) => latency.labels(store))
   const inFlightChild = cachedChildren((tier: string) => inFlight.labels(tier))
-  const quotaChild = cachedChildren((tenant: string, tier: string) => ({ gauge: quotaUsed.labels(tenant, tier), setAt: 0 }))
+  const endpoints = new Map<string, EndpointMetrics>()
   const metrics: LimiterMetrics = {
     enabled: true,
     nearLimitRatio: opts.nearLimitRatio ?? 0.8,
-    tenantLabel (subject, anonymous) {
-      if (anonymous) return 'anonymous' // never an address: addresses are unbounded
-      if (tierMode) return ''
-      if (seenTenants.has(subject)) return subject
-      if (seenTenants.size >= maxTenants) return 'other'
-      seenTenants.add(subject)
-      return subject
+    endpoint (endpoint) {
+      let known = endpoints.get(endpoint)
+      if (known === undefined) {
+        known = new EndpointSeries(endpoint, counters, tenantLabel)
+        endpoints.set(endpoint, known)
+      }
+      return known
     },
-    request: (status, tenant, tier, endpoint) => requestChild(tenant, tier, endpoint, status).inc(),
-    rejection: (reason, tenant, tier, endpoint) => rejectionChild(tenant, tier, endpoint, reason).inc(),
     decision: (seconds, store) => latencyChild(store).observe(seconds),
     storeError: (store) => storeErrors.labels(store).inc(),
     failDecision: (mode) => failDecisions.labels(mode).inc(),
     leaseTaken: (tier) => inFlightChild(tier).inc(),
-    leaseReleased: (tier) => inFlightChild(tier).dec(),
-    nearLimit: (window, tenant, tier, endpoint) => nearLimitChild(tenant, tier, endpoint, window).inc(),
-    quotaUsed: (tenant, tier, ratio) => {
-      // A gauge read every scrape: once a second per tenant is fresh enough, and far cheaper.
-      const child = quotaChild(tenant, tier)
-      const now = Date.now()
-      if (now - child.setAt < 1000) return
-      child.setAt = now
-      child.gauge.set(ratio)
-    }
+    leaseReleased: (tier) => inFlightChild(tier).dec()
   }
   return { metrics, registry: registry as unknown as MetricsRegistry }
 }
 
-/** Above this many label combinations a cache starts again (label values are bounded anyway). */
+type Prom = typeof import('prom-client')
+interface SeriesCounters {
+  readonly requests: InstanceType<Prom['Counter']>
+  readonly rejections: InstanceType<Prom['Counter']>
+  readonly nearLimit: InstanceType<Prom['Counter']>
+  readonly quotaUsed: InstanceType<Prom['Gauge']>
+}
+type Child = ReturnType<InstanceType<Prom['Counter']>['labels']>
+
+/** Above this many series per endpoint the cache starts again (label values are bounded anyway). */
+const MAX_CACHED_SERIES = 10_000
+
+class EndpointSeries implements EndpointMetrics {
+  /** By tier, then by tenant label. */
+  private readonly byTier = new Map<string, Map<string, Series>>()
+  private size = 0
+
+  constructor (
+    private readonly endpoint: string,
+    private readonly counters: SeriesCounters,
+    private readonly tenantLabel: (subject: string, anonymous: boolean) => string
+  ) {}
+
+  series (subject: string, anonymous: boolean, tier: string): RequestSeries {
+    const tenant = this.tenantLabel(subject, anonymous)
+    let byTenant = this.byTier.get(tier)
+    if (byTenant === undefined) {
+      byTenant = new Map()
+      this.byTier.set(tier, byTenant)
+    }
+    let series = byTenant.get(tenant)
+    if (series === undefined) {
+      if (this.size >= MAX_CACHED_SERIES) {
+        this.byTier.clear()
+        this.size = 0
+        return this.series(subject, anonymous, tier)
+      }
+      series = new Series(this.counters, tenant, tier, this.endpoint)
+      byTenant.set(tenant, series)
+      this.size++
+    }
+    return series
+  }
+}
+
+/** One tenant label, tier and endpoint: each child is made on first use. */
+class Series implements RequestSeries {
+  private readonly statuses: Partial<Record<RequestStatus, Child>> = {}
+  private readonly reasons: Partial<Record<RejectionReason, Child>> = {}
+  private readonly windows: Partial<Record<NearLimitWindow, Child>> = {}
+  private quotaGauge: ReturnType<SeriesCounters['quotaUsed']['labels']> | undefined
+  private quotaSetAt = 0
+
+  constructor (private readonly counters: SeriesCounters, private readonly tenant: string, private readonly tier: string, private readonly endpoint: string) {}
+
+  request (status: RequestStatus): void {
+    (this.statuses[status] ??= this.counters.requests.labels(this.tenant, this.tier, this.endpoint, status)).inc()
+  }
+
+  rejection (reason: RejectionReason): void {
+    (this.reasons[reason] ??= this.counters.rejections.labels(this.tenant, this.tier, this.endpoint, reason)).inc()
+  }
+
+  nearLimit (window: NearLimitWindow): void {
+    (this.windows[window] ??= this.counters.nearLimit.labels(this.tenant, this.tier, this.endpoint, window)).inc()
+  }
+
+  quotaUsed (ratio: number): void {
+    // A gauge read every scrape: once a second per series is fresh enough, and far cheaper.
+    const now = Date.now()
+    if (now - this.quotaSetAt < 1000) return
+    this.quotaSetAt = now
+    ;(this.quotaGauge ??= this.counters.quotaUsed.labels(this.tenant, this.tier)).set(ratio)
+  }
+}
+
+/** Above this many label values a cache starts again (label values are bounded anyway). */
 const MAX_CACHED_CHILDREN = 10_000
 
-function cachedChildren<A extends string[], C> (make: (...values: A) => C): (...values: A) => C {
+function cachedChildren<C> (make: (value: string) => C): (value: string) => C {
   const cache = new Map<string, C>()
-  return (...values: A): C => {
-    const key = values.length === 1 ? values[0] : values.join('\u0001')
-    let child = cache.get(key)
+  return (value: string): C => {
+    let child = cache.get(value)
     if (child === undefined) {
       if (cache.size >= MAX_CACHED_CHILDREN) cache.clear()
-      child = make(...values)
-      cache.set(key, child)
+      child = make(value)
+      cache.set(value, child)
     }
     return child
   }

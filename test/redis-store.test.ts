@@ -10,7 +10,7 @@ import { commandCalls, privateRedis, REDIS_URL, sharedRedis, uniquePrefix } from
 import { limits } from './helpers/stores.js'
 
 t.test('the admit script is pinned: a change to it is a deliberate change of this SHA', async t => {
-  t.equal(ADMIT_SCRIPT.sha, '2f6be879f3b6cefad2f4c3dfd6fdebc3aa4e8c43')
+  t.equal(ADMIT_SCRIPT.sha, 'b8fddbccacb1f89ea540032ad9fe453243a93f4b')
   t.equal(ADMIT_SCRIPT.numberOfKeys, 2)
   t.match(ADMIT_SCRIPT.source, /^--\[\[\nadmit-2\.lua/)
 })
@@ -114,14 +114,68 @@ t.test('the script trusts the caller\'s clock guesses only where Redis time agre
   const now = Date.UTC(2028, 1, 29, 23, 59, 30) // the last minute of a leap February
   const args = (id: string, hints: Array<string | number>): Array<string | number> => {
     const keys = storeKeys(prefix, 'tenant', id, undefined)
-    return [keys.counters, keys.leases, 1, 5, 50, 100, -1, '', 60_000, 60_000, 3_600_000, 20, now, ...hints]
+    return [keys.counters, keys.leases, JSON.stringify([1, 5, 50, 100, -1, 20, 60_000, ...hints]), '', now]
   }
-  const right = await ADMIT_SCRIPT.run(client, args('right', [Math.floor(now / 3000), Math.floor(now / 180_000), 202802, Date.UTC(2028, 1, 1), Date.UTC(2028, 2, 1)]))
-  const wrong = await ADMIT_SCRIPT.run(client, args('wrong', [Math.floor(now / 3000) + 1, Math.floor(now / 180_000) - 1, 202803, Date.UTC(2028, 2, 1), Date.UTC(2028, 3, 1)]))
+  const guesses = (minute: number, hour: number, month: number, start: number, end: number): Array<string | number> =>
+    [minute, hour, `m${minute}`, `h${hour}`, `q${month}`, start, end]
+  const right = await ADMIT_SCRIPT.run(client, args('right', guesses(Math.floor(now / 3000), Math.floor(now / 180_000), 202802, Date.UTC(2028, 1, 1), Date.UTC(2028, 2, 1))))
+  const wrong = await ADMIT_SCRIPT.run(client, args('wrong', guesses(Math.floor(now / 3000) + 1, Math.floor(now / 180_000) - 1, 202803, Date.UTC(2028, 2, 1), Date.UTC(2028, 3, 1))))
   const none = await ADMIT_SCRIPT.run(client, args('none', []))
   t.same(wrong, right, 'wrong guesses are recomputed from Redis time')
   t.same(none, right, 'and so are missing ones')
-  t.equal((right as number[])[9], Date.UTC(2028, 2, 1), 'the month ends on 1 March')
+  t.equal(right, `0 0 ${now} 1 1 1 0`, 'admitted; one request counted in each window and the month')
   const fields = await client.hkeys(storeKeys(prefix, 'tenant', 'wrong', undefined).counters)
   t.ok(fields.includes('q202802') && fields.includes(`m${Math.floor(now / 3000)}`), 'fields named after Redis time, not the guesses')
+})
+
+t.test('the leases set outlives its newest lease, and its expiry is renewed only when that needs it', async t => {
+  const client = sharedRedis(t)
+  const prefix = uniquePrefix(t, client)
+  let now = Date.UTC(2030, 5, 10, 12, 0, 0)
+  const store = new RedisStore({ client, clock: () => now, leaseTtlMs: 10_000 })
+  t.teardown(() => store.close())
+  const keys = storeKeys(prefix, 'tenant', 'acme', undefined)
+  const admit = async (id: string): Promise<void> => {
+    t.ok((await store.admit({ keys, cost: 1, limits: limits(100, 1000, 10_000, 10), leaseId: id })).allowed, `lease ${id} taken`)
+  }
+  const renewedUntil = async (): Promise<number> => Number(await client.hget(keys.counters, 'lX'))
+
+  await admit('a')
+  t.equal(await renewedUntil(), now + 20_000, 'a new set lives two lifetimes')
+  const ttl = await client.pttl(keys.leases)
+  t.ok(ttl > 10_000 && ttl <= 20_000, `the set expires after its lease (${ttl} ms)`)
+
+  now += 4_000
+  await admit('b')
+  t.equal(await renewedUntil(), now - 4_000 + 20_000, 'not renewed while a new lease still fits')
+
+  now += 7_000 // a lease taken now would outlive the set
+  await admit('c')
+  t.equal(await renewedUntil(), now + 20_000, 'renewed once a new lease would outlive it')
+
+  store.release(keys, 'a')
+  store.release(keys, 'b')
+  store.release(keys, 'c')
+  await store.close() // sends the waiting releases
+  await new Promise(resolve => setTimeout(resolve, 20))
+  t.equal(await client.exists(keys.leases), 0, 'an empty set is gone')
+  now += 1_000
+  await admit('d')
+  const again = await client.pttl(keys.leases)
+  t.ok(again > 10_000, 'a set made again after it emptied gets an expiry at once, whatever lX says')
+})
+
+t.test('renewing a lease never shortens its set\'s expiry', async t => {
+  const client = sharedRedis(t)
+  const prefix = uniquePrefix(t, client)
+  const store = new RedisStore({ client, leaseTtlMs: 60_000 })
+  t.teardown(() => store.close())
+  const keys = storeKeys(prefix, 'tenant', 'acme', undefined)
+  await store.admit({ keys, cost: 1, limits: limits(100, 1000, 10_000, 10), leaseId: 'long' })
+  const before = await client.pttl(keys.leases)
+  t.ok(before > 60_000, 'two lifetimes after the first lease')
+  await store.renewLeases([{ keys, id: 'long' }])
+  const after = await client.pttl(keys.leases)
+  t.ok(after > 60_000 && after <= before, `the renewal left the longer expiry alone (${before} → ${after} ms)`)
+  t.ok(Number((await client.zscore(keys.leases, 'long')) ?? 0) > Date.now() + 50_000, 'the lease itself was extended')
 })

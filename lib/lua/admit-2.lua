@@ -2,71 +2,59 @@
 admit-2.lua: decide one request and, when it is admitted, take everything it needs, atomically.
 
 KEYS[1]  counters hash. Fields: m<bucket> / h<bucket> (minute / hour window buckets), mS / hS (their
-         running sums), mO / hO (the oldest bucket index that may still hold a field), q<yyyymm> (month)
+         running sums), mO / hO (the oldest bucket index that may still hold a field), q<yyyymm>
+         (month), lX (until when the leases set's expiry needs no renewal, ms)
 KEYS[2]  leases sorted set. Member: lease id; score: the lease's expiry in ms since the epoch
-ARGV[1]  cost: how much the request counts against the windows and the month (integer >= 1)
-ARGV[2]  minute limit       (-1: unlimited)
-ARGV[3]  hour limit         (-1: unlimited)
-ARGV[4]  monthly quota      (-1: unlimited)
-ARGV[5]  concurrency limit  (-1: unlimited)
-ARGV[6]  lease id, taken when the concurrency limit is not -1
-ARGV[7]  lease lifetime in ms: a lease that is never released frees itself after this
-ARGV[8]  minute window length in ms
-ARGV[9]  hour window length in ms
-ARGV[10] sub-buckets per window (k)
-ARGV[11] '' to read the time from Redis TIME; a time in ms only for replays and tests
-ARGV[12] the caller's guess of the minute bucket index, ARGV[13] of the hour bucket index, ARGV[14]
-         of the month (yyyymm), ARGV[15] / ARGV[16] the month's start and end in ms. Guesses come
-         from the caller's clock and are used only when Redis's time agrees with them; they spare
-         the script number formatting and calendar arithmetic on nearly every call.
-ARGV[17…] lease ids of KEYS[2] to give back first (releases that waited for this call)
+ARGV[1]  the request's terms and the caller's clock guesses, as one JSON array (one argument, read
+         in C by cjson, instead of a dozen):
+           [cost, minuteLimit, hourLimit, monthlyQuota, concurrencyLimit, k, leaseTtlMs,
+            minuteBucket, hourBucket, "m<minuteBucket>", "h<hourBucket>", "q<yyyymm>", monthStartMs, monthEndMs]
+         cost: how much the request counts against the windows and the month (>= 1); limits are -1
+         when unlimited; k: sub-buckets per window; leaseTtlMs: a lease never released frees itself
+         after this. The guesses (from the caller's clock; optional) are used only where Redis's time
+         agrees with them: they spare the script number formatting and calendar arithmetic
+ARGV[2]  lease id, taken when the concurrency limit is not -1
+ARGV[3]  '' to read the time from Redis TIME; a time in ms only for replays and tests
+ARGV[4…] lease ids of KEYS[2] to give back first (releases that waited for this call)
 
-Returns { allowed (0/1), reason, retryAfterMs, nowMs,
-          minuteRemaining, minuteResetMs, hourRemaining, hourResetMs,
-          monthRemaining, monthResetMs, inFlight }
-  reason: 0 none, 1 rate_limit_exceeded, 2 concurrent_limit_exceeded, 3 quota_exceeded
-  remaining values are -1 for unlimited limits; *ResetMs are absolute times in ms (when everything
-  counted now has left the window; the month's end for the quota).
+Returns 'reason retryAfterMs nowMs minuteUsed hourUsed monthUsed inFlight': seven integers in one string
+  reason: 0 admitted, 1 rate_limit_exceeded, 2 concurrent_limit_exceeded, 3 quota_exceeded
+  *Used: what the window counts after this call (0 for an unlimited one); the caller derives the
+  remaining amounts and reset times from them, `now`, k and the month.
 
 A window of length W is kept as k buckets of W/k. The oldest bucket still overlapping the window
 is counted in full until it has wholly left it, so the counted set always covers the true window:
 no span of length W can ever hold more than the limit. The price: capacity frees up to W/k late.
-Each window keeps a running sum, so a request reads seven fields, not every bucket, and writes them
+Each window keeps a running sum, so a request reads eight fields, not every bucket, and writes them
 back in one HSET; buckets that left the window are subtracted and deleted when the window moves on.
 ]]
 
-local cost = tonumber(ARGV[1])
-local limM = tonumber(ARGV[2])
-local limH = tonumber(ARGV[3])
-local limQ = tonumber(ARGV[4])
-local limC = tonumber(ARGV[5])
-local leaseTtl = tonumber(ARGV[7])
-local k = tonumber(ARGV[10])
+local WIN_M, WIN_H = 60000, 3600000
+local floor, tonumber = math.floor, tonumber
+
+local terms = cjson.decode(ARGV[1])
+local cost, limM, limH, limQ, limC, k, leaseTtl = terms[1], terms[2], terms[3], terms[4], terms[5], terms[6], terms[7]
+if type(leaseTtl) ~= 'number' then return redis.error_reply('ERR admit-2: malformed terms ' .. ARGV[1]) end
 
 local now
-if ARGV[11] ~= '' then
-  now = tonumber(ARGV[11])
+if ARGV[3] ~= '' then
+  now = tonumber(ARGV[3])
 else
   local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 end
 
-local floor = math.floor
-
-local winM, winH = tonumber(ARGV[8]), tonumber(ARGV[9])
-local gM, gH = winM / k, winH / k
+local gM, gH = WIN_M / k, WIN_H / k
 local curM, curH = floor(now / gM), floor(now / gH)
--- Field names from the caller's guesses when Redis's time agrees (no number formatting).
-local nameM = curM == tonumber(ARGV[12]) and 'm' .. ARGV[12] or 'm' .. curM
-local nameH = curH == tonumber(ARGV[13]) and 'h' .. ARGV[13] or 'h' .. curH
-
--- The UTC calendar month of `now`: the caller's guess when `now` lies in it, else computed
--- (civil-from-days arithmetic, proleptic Gregorian).
 local monthField, monthEnd
-local hintStart, hintEnd = tonumber(ARGV[15]), tonumber(ARGV[16])
-if hintStart ~= nil and hintStart <= now and now < hintEnd then
-  monthField, monthEnd = 'q' .. ARGV[14], hintEnd
+-- Field names and the month from the caller's guesses when Redis's time agrees (no number
+-- formatting, no calendar arithmetic).
+local nameM = terms[8] == curM and terms[10] or 'm' .. curM
+local nameH = terms[9] == curH and terms[11] or 'h' .. curH
+if terms[12] and terms[13] <= now and now < terms[14] then
+  monthField, monthEnd = terms[12], terms[14]
 else
+  -- The UTC calendar month of `now` (civil-from-days arithmetic, proleptic Gregorian).
   local z = floor(now / 86400000) + 719468
   local era = floor(z / 146097)
   local doe = z - era * 146097
@@ -83,8 +71,8 @@ else
   monthEnd = (z - 719468 - day + 1 + monthDays) * 86400000
 end
 
--- mS, mO, hS, hO: running sums and oldest live bucket; then this month and the current buckets.
-local head = redis.call('HMGET', KEYS[1], 'mS', 'mO', 'hS', 'hO', monthField, nameM, nameH)
+-- Running sums and oldest live buckets, this month, the current buckets, the leases set's renewal.
+local head = redis.call('HMGET', KEYS[1], 'mS', 'mO', 'hS', 'hO', monthField, nameM, nameH, 'lX')
 local usedQ = tonumber(head[5]) or 0
 
 -- A window's use: its running sum less the buckets that have wholly left it. Every bucket field
@@ -129,14 +117,14 @@ if limQ >= 0 and usedQ + cost > limQ then
 end
 if limH >= 0 and usedH + cost > limH then
   if reason == 0 then reason = 1 end
-  retry = math.max(retry, wait_for('h', curH, gH, usedH + cost - limH, winH))
+  retry = math.max(retry, wait_for('h', curH, gH, usedH + cost - limH, WIN_H))
 end
 if limM >= 0 and usedM + cost > limM then
   if reason == 0 then reason = 1 end
-  retry = math.max(retry, wait_for('m', curM, gM, usedM + cost - limM, winM))
+  retry = math.max(retry, wait_for('m', curM, gM, usedM + cost - limM, WIN_M))
 end
 
-if #ARGV > 16 then redis.call('ZREM', KEYS[2], unpack(ARGV, 17)) end
+if #ARGV > 3 then redis.call('ZREM', KEYS[2], unpack(ARGV, 4)) end
 
 local inFlight = 0
 if limC >= 0 then
@@ -157,9 +145,7 @@ if limC >= 0 then
   end
 end
 
-local allowed = 0
 if reason == 0 then
-  allowed = 1
   -- Every counter this admission changes, written back in one HSET.
   local fields = {}
   local extend = false
@@ -190,6 +176,21 @@ if reason == 0 then
     fields[#fields + 1] = usedQ
     extend = extend or not head[5]
   end
+  if limC >= 0 then
+    redis.call('ZADD', KEYS[2], now + leaseTtl, ARGV[2])
+    -- The set must outlive its newest lease. Its expiry is renewed (to two lifetimes) only when
+    -- the set is new or a lease taken now would outlive it; lX remembers that expiry, and where
+    -- there is no counters hash to hold it the set is renewed on every admission.
+    local setExpiry = tonumber(head[8])
+    if #fields == 0 then
+      redis.call('PEXPIRE', KEYS[2], leaseTtl)
+    elseif inFlight == 0 or not setExpiry or now + leaseTtl > setExpiry then
+      redis.call('PEXPIRE', KEYS[2], 2 * leaseTtl)
+      fields[#fields + 1] = 'lX'
+      fields[#fields + 1] = now + 2 * leaseTtl
+    end
+    inFlight = inFlight + 1
+  end
   if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
   -- The key lives as long as its longest-lived field, including fields other tiers wrote (a
   -- tenant whose tier changed). That only grows when a new bucket or month field appears.
@@ -203,28 +204,7 @@ if reason == 0 then
     -- Relative expiry: right on Redis's clock and on a replay clock alike.
     if keepUntil > now then redis.call('PEXPIRE', KEYS[1], math.ceil(keepUntil - now)) end
   end
-  if limC >= 0 then
-    redis.call('ZADD', KEYS[2], now + leaseTtl, ARGV[6])
-    redis.call('PEXPIRE', KEYS[2], leaseTtl)
-    inFlight = inFlight + 1
-  end
 end
 
-local function remaining (limit, used)
-  if limit < 0 then return -1 end
-  return math.max(0, limit - used)
-end
-
--- When everything counted now has left the window (now, when nothing is counted).
-local function reset_at (limit, used, cur, g)
-  if limit < 0 or used <= 0 then return now end
-  return math.ceil((cur + k + 1) * g)
-end
-
-return {
-  allowed, reason, math.ceil(retry), now,
-  remaining(limM, usedM), reset_at(limM, usedM, curM, gM),
-  remaining(limH, usedH), reset_at(limH, usedH, curH, gH),
-  remaining(limQ, usedQ), monthEnd,
-  inFlight
-}
+-- One status line, not an array: a client reads one string far more cheaply than seven integers.
+return string.format('%d %d %d %d %d %d %d', reason, math.ceil(retry), now, usedM, usedH, usedQ, inFlight)

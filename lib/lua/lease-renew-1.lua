@@ -15,5 +15,6 @@ local renewed = 0
 for i = 2, #ARGV do
   renewed = renewed + redis.call('ZADD', KEYS[1], 'XX', 'CH', expiry, ARGV[i])
 end
-if renewed > 0 then redis.call('PEXPIREAT', KEYS[1], expiry) end
+-- GT: the set may already live longer (admit-2.lua renews it for two lifetimes); never shorten it.
+if renewed > 0 then redis.call('PEXPIREAT', KEYS[1], expiry, 'GT') end
 return renewed

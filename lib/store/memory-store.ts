@@ -37,7 +37,7 @@ export class MemoryStore implements RateLimitStore {
   }
 
   async admit (request: AdmitRequest): Promise<Decision> {
-    return decodeDecision(this.decide(request), request.limits)
+    return decodeDecision(this.decide(request), request.limits, this.settings.bucketsPerWindow, this.months)
   }
 
   release (keys: StoreKeys, leaseId: string): void {
@@ -166,8 +166,6 @@ export class MemoryStore implements RateLimitStore {
       }
       return -1
     }
-    // When everything counted now has left the window (now, when nothing is counted).
-    const resetAt = (used: number, cur: number, g: number): number => used <= 0 ? now : Math.ceil((cur + k + 1) * g)
 
     let reason = 0
     let retry = 0
@@ -205,9 +203,7 @@ export class MemoryStore implements RateLimitStore {
       }
     }
 
-    let allowed = 0
     if (reason === 0) {
-      allowed = 1
       const wrote = limM >= 0 || limH >= 0 || limQ >= 0
       if (wrote && counters === undefined) {
         counters = { fields: new Map(), expiresAt: Infinity }
@@ -248,13 +244,6 @@ export class MemoryStore implements RateLimitStore {
       }
     }
 
-    const remaining = (limit: number, used: number): number => limit < 0 ? -1 : Math.max(0, limit - used)
-    return [
-      allowed, reason, Math.ceil(retry), now,
-      remaining(limM, limM >= 0 ? usedM : 0), limM >= 0 ? resetAt(usedM, curM, gM) : now,
-      remaining(limH, limH >= 0 ? usedH : 0), limH >= 0 ? resetAt(usedH, curH, gH) : now,
-      remaining(limQ, usedQ), monthEnd,
-      inFlight
-    ]
+    return [reason, Math.ceil(retry), now, limM >= 0 ? usedM : 0, limH >= 0 ? usedH : 0, usedQ, inFlight]
   }
 }

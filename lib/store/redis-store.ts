@@ -1,12 +1,13 @@
 // The distributed store: one EVALSHA per admission against a Redis node or Cluster.
 import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
-import { decodeDecision, limitArg, type AdmitReply } from './decision.js'
+import { decodeDecision, limitArg, parseAdmitReply } from './decision.js'
 import type { Redis } from 'ioredis'
 import { CommandBatcher } from './command-batcher.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
 import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { StoreReplyError } from '../errors.js'
+import type { TierLimits } from '../tiers.js'
 
 export const ADMIT_SCRIPT = new LuaScript('admit-2')
 export const USAGE_SCRIPT = new LuaScript('usage-2')
@@ -40,6 +41,8 @@ export class RedisStore implements RateLimitStore {
   private readonly clock: (() => number) | undefined
   private readonly batcher: CommandBatcher | undefined
   private readonly months = new MonthCache()
+  private readonly termsByLimits = new WeakMap<TierLimits, string>()
+  private hints = { minuteBucket: NaN, text: '' }
   /** Releases not sent yet, by leases key: they wait for the next admission of those keys. */
   private readonly unsent = new Map<string, { readonly keys: StoreKeys, readonly ids: string[] }>()
   private releaseTimer: NodeJS.Timeout | undefined
@@ -69,19 +72,7 @@ export class RedisStore implements RateLimitStore {
   async admit (request: AdmitRequest): Promise<Decision> {
     const { keys, limits } = request
     const now = this.clock === undefined ? Date.now() : this.clock()
-    const k = this.settings.bucketsPerWindow
-    const month = this.months.of(now)
-    const args = [
-      keys.counters, keys.leases,
-      request.cost,
-      limitArg(limits.requestsPerMinute), limitArg(limits.requestsPerHour),
-      limitArg(limits.monthlyQuota), limitArg(limits.concurrentRequests),
-      request.leaseId, this.settings.leaseTtlMs,
-      MINUTE_MS, HOUR_MS, k,
-      this.clock === undefined ? '' : now,
-      // Guesses from this clock; the script uses them only where Redis's time agrees.
-      Math.floor(now / (MINUTE_MS / k)), Math.floor(now / (HOUR_MS / k)), month.id, month.start, month.end
-    ]
+    const args = [keys.counters, keys.leases, this.terms(limits, request.cost, now), request.leaseId, this.clock === undefined ? '' : now]
     // Leases given back since the last call for these keys ride along: one command, not two.
     const releasing = this.unsent.get(keys.leases)?.ids
     if (releasing !== undefined) {
@@ -95,9 +86,37 @@ export class RedisStore implements RateLimitStore {
       if (releasing !== undefined) for (const id of releasing) this.keepForLater(keys, id)
       throw err
     }
-    if (!Array.isArray(reply) || reply.length !== 11) throw new StoreReplyError(JSON.stringify(reply))
+    const parsed = parseAdmitReply(reply)
+    if (parsed === undefined) throw new StoreReplyError(JSON.stringify(reply))
     if (this.pendingReleases.length > 0) this.retryReleases()
-    return decodeDecision(reply as unknown as AdmitReply, limits)
+    return decodeDecision(parsed, limits, this.settings.bucketsPerWindow, this.months)
+  }
+
+  /**
+   * The script's first argument: one JSON array of cost, limits, k, lease lifetime and the clock
+   * guesses. The limits part is built once per limits object (policies hand out the same object
+   * for every request of a tier), the guesses once per minute bucket.
+   */
+  private terms (limits: TierLimits, cost: number, now: number): string {
+    let known = this.termsByLimits.get(limits)
+    if (known === undefined) {
+      known = `${limitArg(limits.requestsPerMinute)},${limitArg(limits.requestsPerHour)},${limitArg(limits.monthlyQuota)},` +
+        `${limitArg(limits.concurrentRequests)},${this.settings.bucketsPerWindow},${this.settings.leaseTtlMs}`
+      this.termsByLimits.set(limits, known)
+    }
+    return '[' + cost + ',' + known + ',' + this.hintsFor(now) + ']'
+  }
+
+  /** The clock guesses of admit-2.lua (buckets, field names, month), rebuilt when the minute bucket moves. */
+  private hintsFor (now: number): string {
+    const k = this.settings.bucketsPerWindow
+    const minuteBucket = Math.floor(now / (MINUTE_MS / k))
+    if (minuteBucket !== this.hints.minuteBucket) {
+      const hourBucket = Math.floor(now / (HOUR_MS / k))
+      const month = this.months.of(now)
+      this.hints = { minuteBucket, text: `${minuteBucket},${hourBucket},"m${minuteBucket}","h${hourBucket}","q${month.id}",${month.start},${month.end}` }
+    }
+    return this.hints.text
   }
 
   /** False while the client is not connected: callers fail fast instead of queueing commands. */
