@@ -10,9 +10,9 @@ import { commandCalls, privateRedis, REDIS_URL, sharedRedis, uniquePrefix } from
 import { limits } from './helpers/stores.js'
 
 t.test('the admit script is pinned: a change to it is a deliberate change of this SHA', async t => {
-  t.equal(ADMIT_SCRIPT.sha, 'b8fddbccacb1f89ea540032ad9fe453243a93f4b')
-  t.equal(ADMIT_SCRIPT.numberOfKeys, 2)
-  t.match(ADMIT_SCRIPT.source, /^--\[\[\nadmit-2\.lua/)
+  t.equal(ADMIT_SCRIPT.sha, '577a112169ac4e37705280320ced50221f00fcf2')
+  t.equal(ADMIT_SCRIPT.numberOfKeys, undefined, 'two keys per item of a batch: callers say how many')
+  t.match(ADMIT_SCRIPT.source, /^--\[\[\nadmit-batch\.lua/)
 })
 
 t.test('EVALSHA first, EVAL after SCRIPT FLUSH, then EVALSHA again', async t => {
@@ -54,7 +54,7 @@ t.test('time comes from Redis TIME', async t => {
   t.ok(Math.abs(d.now - Number(seconds) * 1000) < 2000, 'the decision carries the server clock')
 })
 
-t.test('an admitted request costs exactly one script call; unlimited tenants cost none', async t => {
+t.test('a request sent alone costs one script call; unlimited tenants cost none', async t => {
   const server = await privateRedis(t)
   const redis = new Redis(server.url)
   t.teardown(() => redis.disconnect())
@@ -66,7 +66,8 @@ t.test('an admitted request costs exactly one script call; unlimited tenants cos
   for (let i = 0; i < 5; i++) await app.inject({ url: '/', headers: { 'x-tenant': 'root', 'x-tier': 'platform_admin' } })
   await new Promise(resolve => setTimeout(resolve, 50)) // releases are sent without waiting
   const calls = await commandCalls(redis)
-  t.equal(calls.evalsha, 5, 'one EVALSHA per limited request')
+  t.equal(calls.hmget, 5, 'five admissions, all in scripts')
+  t.ok(calls.evalsha >= 5 && calls.evalsha <= 10, `one script call per request sent alone; a release rides along or goes in a call of its own (${calls.evalsha})`)
   t.equal(calls.zrem, 5, 'one lease release per limited request, after the response')
   t.notOk(calls.eval, 'no EVAL')
   t.same(Object.keys(calls).filter(c => !['evalsha', 'zrem', 'config|resetstat', 'info', 'time', 'zremrangebyscore', 'zcard', 'hgetall', 'hmget', 'hset', 'hincrby', 'pexpire', 'pexpireat', 'zadd', 'hdel', 'zrange'].includes(c)), [], 'nothing else on the request path')
@@ -114,13 +115,13 @@ t.test('the script trusts the caller\'s clock guesses only where Redis time agre
   const now = Date.UTC(2028, 1, 29, 23, 59, 30) // the last minute of a leap February
   const args = (id: string, hints: Array<string | number>): Array<string | number> => {
     const keys = storeKeys(prefix, 'tenant', id, undefined)
-    return [keys.counters, keys.leases, JSON.stringify([1, 5, 50, 100, -1, 20, 60_000, ...hints]), '', now]
+    return [keys.counters, keys.leases, JSON.stringify([20, 60_000, now, ...hints]), '[1,5,50,100,-1]', '', '']
   }
   const guesses = (minute: number, hour: number, month: number, start: number, end: number): Array<string | number> =>
     [minute, hour, `m${minute}`, `h${hour}`, `q${month}`, start, end]
-  const right = await ADMIT_SCRIPT.run(client, args('right', guesses(Math.floor(now / 3000), Math.floor(now / 180_000), 202802, Date.UTC(2028, 1, 1), Date.UTC(2028, 2, 1))))
-  const wrong = await ADMIT_SCRIPT.run(client, args('wrong', guesses(Math.floor(now / 3000) + 1, Math.floor(now / 180_000) - 1, 202803, Date.UTC(2028, 2, 1), Date.UTC(2028, 3, 1))))
-  const none = await ADMIT_SCRIPT.run(client, args('none', []))
+  const right = await ADMIT_SCRIPT.run(client, args('right', guesses(Math.floor(now / 3000), Math.floor(now / 180_000), 202802, Date.UTC(2028, 1, 1), Date.UTC(2028, 2, 1))), 2)
+  const wrong = await ADMIT_SCRIPT.run(client, args('wrong', guesses(Math.floor(now / 3000) + 1, Math.floor(now / 180_000) - 1, 202803, Date.UTC(2028, 2, 1), Date.UTC(2028, 3, 1))), 2)
+  const none = await ADMIT_SCRIPT.run(client, args('none', []), 2)
   t.same(wrong, right, 'wrong guesses are recomputed from Redis time')
   t.same(none, right, 'and so are missing ones')
   t.equal(right, `0 0 ${now} 1 1 1 0`, 'admitted; one request counted in each window and the month')
@@ -178,4 +179,41 @@ t.test('renewing a lease never shortens its set\'s expiry', async t => {
   const after = await client.pttl(keys.leases)
   t.ok(after > 60_000 && after <= before, `the renewal left the longer expiry alone (${before} → ${after} ms)`)
   t.ok(Number((await client.zscore(keys.leases, 'long')) ?? 0) > Date.now() + 50_000, 'the lease itself was extended')
+})
+
+t.test('the admissions of one event-loop turn go to Redis as one script call, each answered on its own', async t => {
+  const server = await privateRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.disconnect())
+  const store = new RedisStore({ client })
+  t.teardown(() => store.close())
+  const warm = storeKeys('p', 'tenant', 'warm', undefined)
+  await store.admit({ keys: warm, cost: 1, limits: limits(10), leaseId: '' }) // loads the script
+  await client.config('RESETSTAT')
+
+  const broken = storeKeys('p', 'tenant', 'broken', undefined)
+  await client.set(broken.counters, 'a string where a hash belongs')
+  const tenants = Array.from({ length: 20 }, (_, i) => storeKeys('p', 'tenant', `t${i}`, undefined))
+  const settled = await Promise.allSettled([
+    ...tenants.map(async (keys, i) => await store.admit({ keys, cost: 1, limits: limits(10, 100, 1000, 5), leaseId: `lease-${i}` })),
+    store.admit({ keys: broken, cost: 1, limits: limits(10), leaseId: '' }),
+    store.admit({ keys: tenants[0], cost: 1, limits: limits(1), leaseId: '' }) // over its minute limit: t0 was just counted
+  ])
+  const calls = await commandCalls(client)
+  t.equal(calls.evalsha, 1, 'one script call for 22 admissions')
+  t.equal(calls.hmget, 23, 'every item read its counters, the rejected one once more for its Retry-After')
+  t.ok(settled.slice(0, 20).every(r => r.status === 'fulfilled' && r.value.allowed && r.value.concurrent.inFlight === 1), 'twenty tenants admitted, each with its lease')
+  t.equal(settled[20].status, 'rejected', 'the item with a foreign value under its key fails')
+  t.match((settled[20] as PromiseRejectedResult).reason, { code: 'FST_MAESTRO_RL_STORE_REPLY', message: /WRONGTYPE/ })
+  const last = settled[21]
+  t.ok(last.status === 'fulfilled' && !last.value.allowed && last.value.reason === 'rate_limit_exceeded', 'and alone: a later item of the same batch still sees the earlier ones')
+
+  // Releases that found no admission to ride along with go out as items of their own.
+  await client.config('RESETSTAT')
+  tenants.forEach((keys, i) => store.release(keys, `lease-${i}`))
+  await new Promise(resolve => setTimeout(resolve, 30))
+  const released = await commandCalls(client)
+  t.equal(released.evalsha, 1, 'twenty releases in one script call')
+  t.equal(released.zrem, 20)
+  t.same(await Promise.all(tenants.map(async keys => await client.exists(keys.leases))), tenants.map(() => 0), 'every lease set is empty and gone')
 })

@@ -1,7 +1,7 @@
 --[[
 usage-2.lua: read what one subject has used, without changing anything.
 
-KEYS[1]  counters hash (see admit-2.lua)
+KEYS[1]  counters hash (see admit-batch.lua)
 KEYS[2]  leases sorted set
 ARGV[1]  minute window length in ms
 ARGV[2]  hour window length in ms

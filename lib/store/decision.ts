@@ -6,7 +6,7 @@ import { HOUR_MS, MINUTE_MS, type Decision, type RejectReason } from './types.js
 const REASONS: ReadonlyArray<RejectReason | undefined> =
   [undefined, 'rate_limit_exceeded', 'concurrent_limit_exceeded', 'quota_exceeded']
 
-/** Reply layout: see lib/lua/admit-2.lua. Used amounts are 0 for unlimited windows. */
+/** Reply layout: see lib/lua/admit-batch.lua. Used amounts are 0 for unlimited windows. */
 export type AdmitReply = readonly [
   reason: number, retryAfterMs: number, now: number,
   minuteUsed: number, hourUsed: number, monthUsed: number, inFlight: number

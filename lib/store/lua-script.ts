@@ -9,23 +9,24 @@ export type RedisClient = Redis | Cluster
 export class LuaScript {
   readonly source: string
   readonly sha: string
-  readonly numberOfKeys: number
+  /** Undefined for a script whose callers say how many keys each call has. */
+  readonly numberOfKeys: number | undefined
 
-  /** `name` is a file in lib/lua named `<name>-<numberOfKeys>.lua`. */
+  /** `name` is a file in lib/lua: `<name>-<numberOfKeys>.lua`, or any name for a variable count. */
   constructor (readonly name: string) {
     const match = /-(\d+)$/.exec(name)
-    if (match === null) throw new Error(`Lua script name ${name} must end in -<numberOfKeys>`)
-    this.numberOfKeys = Number(match[1])
+    this.numberOfKeys = match === null ? undefined : Number(match[1])
     this.source = readFileSync(new URL(`../lua/${name}.lua`, import.meta.url), 'utf8')
     this.sha = createHash('sha1').update(this.source).digest('hex')
   }
 
-  async run (client: RedisClient, args: ReadonlyArray<string | number>): Promise<unknown> {
+  async run (client: RedisClient, args: ReadonlyArray<string | number>, numberOfKeys = this.numberOfKeys): Promise<unknown> {
+    if (numberOfKeys === undefined) throw new TypeError(`Lua script ${this.name} needs its number of keys`)
     try {
-      return await client.evalsha(this.sha, this.numberOfKeys, ...args)
+      return await client.evalsha(this.sha, numberOfKeys, ...args)
     } catch (err) {
       if (!isNoScript(err)) throw err
-      return await client.eval(this.source, this.numberOfKeys, ...args)
+      return await client.eval(this.source, numberOfKeys, ...args)
     }
   }
 }

@@ -1,4 +1,4 @@
-// In-process store with the same semantics as the Redis script (lib/lua/admit-2.lua), step for step,
+// In-process store with the same semantics as the Redis script (lib/lua/admit-batch.lua), step for step,
 // so one conformance suite holds both to the same answers. For one process only: counters are not
 // shared between instances.
 import type { StoreKeys } from '../keys.js'
@@ -103,7 +103,7 @@ export class MemoryStore implements RateLimitStore {
     }
   }
 
-  // Mirrors admit-2.lua; keep the two in step.
+  // Mirrors admit-batch.lua; keep the two in step.
   private decide (request: AdmitRequest): AdmitReply {
     const { cost, limits } = request
     const limM = limitArg(limits.requestsPerMinute)

@@ -1,15 +1,16 @@
-// The distributed store: one EVALSHA per admission against a Redis node or Cluster.
+// The distributed store: the admissions of one event-loop turn in one script call, against a Redis
+// node (or one call per admission on a Cluster).
 import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
 import { decodeDecision, limitArg, parseAdmitReply } from './decision.js'
 import type { Redis } from 'ioredis'
-import { CommandBatcher } from './command-batcher.js'
+import { AdmitBatcher } from './admit-batcher.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
 import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { StoreReplyError } from '../errors.js'
 import type { TierLimits } from '../tiers.js'
 
-export const ADMIT_SCRIPT = new LuaScript('admit-2')
+export const ADMIT_SCRIPT = new LuaScript('admit-batch')
 export const USAGE_SCRIPT = new LuaScript('usage-2')
 export const LEASE_RENEW_SCRIPT = new LuaScript('lease-renew-1')
 
@@ -28,18 +29,21 @@ export interface RedisStoreOptions extends Partial<WindowSettings> {
    */
   clock?: () => number
   /**
-   * Send the commands of one event-loop turn as one pipeline (default true on a single Redis; off
-   * for a Cluster, where ioredis's own `enableAutoPipelining` groups commands by slot).
+   * Decide the admissions of one event-loop turn in one script call (default true on a single
+   * Redis; always off on a Cluster, where one call may only touch one slot and ioredis's own
+   * `enableAutoPipelining` groups commands by slot).
    */
   pipeline?: boolean
 }
+
+const noop = (): void => {}
 
 export class RedisStore implements RateLimitStore {
   readonly kind = 'redis' as const
   readonly client: RedisClient
   readonly settings: WindowSettings
   private readonly clock: (() => number) | undefined
-  private readonly batcher: CommandBatcher | undefined
+  private readonly batcher: AdmitBatcher
   private readonly months = new MonthCache()
   private readonly termsByLimits = new WeakMap<TierLimits, string>()
   private hints = { minuteBucket: NaN, text: '' }
@@ -60,7 +64,7 @@ export class RedisStore implements RateLimitStore {
     // pipelines by itself.
     const isCluster = 'nodes' in this.client
     const autoPipelined = (this.client as Redis).options?.enableAutoPipelining === true
-    this.batcher = !isCluster && (options.pipeline ?? !autoPipelined) ? new CommandBatcher(this.client as Redis) : undefined
+    this.batcher = new AdmitBatcher(this.client, ADMIT_SCRIPT, !isCluster && (options.pipeline ?? !autoPipelined), this.sharedTerms)
     // Releases that failed during an outage go out as soon as the connection is back.
     this.client.on('ready', this.onReady)
   }
@@ -71,43 +75,48 @@ export class RedisStore implements RateLimitStore {
 
   async admit (request: AdmitRequest): Promise<Decision> {
     const { keys, limits } = request
-    const now = this.clock === undefined ? Date.now() : this.clock()
-    const args = [keys.counters, keys.leases, this.terms(limits, request.cost, now), request.leaseId, this.clock === undefined ? '' : now]
-    // Leases given back since the last call for these keys ride along: one command, not two.
+    // Leases given back since the last call for these keys ride along: one item, not two.
     const releasing = this.unsent.get(keys.leases)?.ids
-    if (releasing !== undefined) {
-      this.unsent.delete(keys.leases)
-      for (const id of releasing) args.push(id)
-    }
-    let reply: unknown
+    if (releasing !== undefined) this.unsent.delete(keys.leases)
+    let line: string
     try {
-      reply = this.batcher !== undefined ? await this.batcher.script(ADMIT_SCRIPT, args) : await ADMIT_SCRIPT.run(this.client, args)
+      line = await new Promise<string>((resolve, reject) => this.batcher.send({
+        counters: keys.counters,
+        leases: keys.leases,
+        terms: this.terms(limits, request.cost),
+        leaseId: request.leaseId,
+        releasing: releasing === undefined ? '' : JSON.stringify(releasing),
+        clock: this.clock === undefined ? -1 : this.clock(),
+        resolve,
+        reject
+      }))
     } catch (err) {
       if (releasing !== undefined) for (const id of releasing) this.keepForLater(keys, id)
       throw err
     }
-    const parsed = parseAdmitReply(reply)
-    if (parsed === undefined) throw new StoreReplyError(JSON.stringify(reply))
+    const reply = parseAdmitReply(line)
+    if (reply === undefined) throw new StoreReplyError(line)
     if (this.pendingReleases.length > 0) this.retryReleases()
-    return decodeDecision(parsed, limits, this.settings.bucketsPerWindow, this.months)
+    return decodeDecision(reply, limits, this.settings.bucketsPerWindow, this.months)
   }
 
-  /**
-   * The script's first argument: one JSON array of cost, limits, k, lease lifetime and the clock
-   * guesses. The limits part is built once per limits object (policies hand out the same object
-   * for every request of a tier), the guesses once per minute bucket.
-   */
-  private terms (limits: TierLimits, cost: number, now: number): string {
+  /** An item's terms (`[cost, minute, hour, month, concurrency]`), built once per limits object. */
+  private terms (limits: TierLimits, cost: number): string {
     let known = this.termsByLimits.get(limits)
     if (known === undefined) {
-      known = `${limitArg(limits.requestsPerMinute)},${limitArg(limits.requestsPerHour)},${limitArg(limits.monthlyQuota)},` +
-        `${limitArg(limits.concurrentRequests)},${this.settings.bucketsPerWindow},${this.settings.leaseTtlMs}`
+      known = `${limitArg(limits.requestsPerMinute)},${limitArg(limits.requestsPerHour)},${limitArg(limits.monthlyQuota)},${limitArg(limits.concurrentRequests)}]`
       this.termsByLimits.set(limits, known)
     }
-    return '[' + cost + ',' + known + ',' + this.hintsFor(now) + ']'
+    return cost === 1 ? '[1,' + known : '[' + cost + ',' + known
   }
 
-  /** The clock guesses of admit-2.lua (buckets, field names, month), rebuilt when the minute bucket moves. */
+  /** What a batch shares: k, the lease lifetime, the clock (-1: Redis TIME) and the clock guesses. */
+  private readonly sharedTerms = (clock: number): string => {
+    const now = clock < 0 ? Date.now() : clock
+    return '[' + this.settings.bucketsPerWindow + ',' + this.settings.leaseTtlMs + ',' + clock + ',' + this.hintsFor(now) + ']'
+  }
+
+  /** The clock guesses of the batch script (buckets, field names, month), rebuilt when the minute bucket moves. */
   private hintsFor (now: number): string {
     const k = this.settings.bucketsPerWindow
     const minuteBucket = Math.floor(now / (MINUTE_MS / k))
@@ -126,7 +135,7 @@ export class RedisStore implements RateLimitStore {
 
   /**
    * Gives a lease back. The release waits (at most RELEASE_DELAY_MS) for the next admission of the
-   * same keys and rides along with it; otherwise it goes out as one ZREM per key. A release that
+   * same keys and rides along with it; otherwise it goes out as an item of its own in the next batch. A release that
    * fails (Redis away) is retried once Redis answers again; the lease's expiry is the last resort.
    */
   release (keys: StoreKeys, leaseId: string): void {
@@ -141,9 +150,18 @@ export class RedisStore implements RateLimitStore {
 
   private readonly sendReleases = (): void => {
     this.releaseTimer = undefined
+    const clock = this.clock === undefined ? -1 : this.clock()
     for (const { keys, ids } of this.unsent.values()) {
-      const sent = this.batcher !== undefined ? this.batcher.zrem(keys.leases, ids) : this.client.zrem(keys.leases, ...ids)
-      sent.catch(() => { for (const id of ids) this.keepForLater(keys, id) })
+      this.batcher.send({
+        counters: keys.counters,
+        leases: keys.leases,
+        terms: '',
+        leaseId: '',
+        releasing: JSON.stringify(ids),
+        clock,
+        resolve: noop,
+        reject: () => { for (const id of ids) this.keepForLater(keys, id) }
+      })
     }
     this.unsent.clear()
   }

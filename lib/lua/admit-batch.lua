@@ -1,0 +1,242 @@
+--[[
+admit-batch.lua: decide a batch of requests, one after another, and for each one admitted take
+everything it needs; the whole batch runs atomically, at one instant of Redis's clock. A batch of
+one is the same as a single call; on a Redis Cluster every batch is one item (its keys share a slot).
+
+For item i (i = 1…n, n = (#ARGV - 1) / 3):
+KEYS[2i-1]  counters hash. Fields: m<bucket> / h<bucket> (minute / hour window buckets), mS / hS
+            (their running sums), mO / hO (the oldest bucket index that may still hold a field),
+            q<yyyymm> (month), lX (the leases set's expiry as last set, ms)
+KEYS[2i]    leases sorted set. Member: lease id; score: the lease's expiry in ms since the epoch
+ARGV[3i-1]  the request's terms, a JSON array [cost, minuteLimit, hourLimit, monthlyQuota,
+            concurrencyLimit] (limits -1 when unlimited; cost >= 1), or '' for an item that only
+            gives leases back
+ARGV[3i]    lease id, taken when the concurrency limit is not -1
+ARGV[3i+1]  '' or a JSON array of lease ids of KEYS[2i] to give back first
+
+ARGV[1]     what the batch shares, a JSON array:
+              [k, leaseTtlMs, clockMs, minuteBucket, hourBucket, "m<minuteBucket>",
+               "h<hourBucket>", "q<yyyymm>", monthStartMs, monthEndMs]
+            k: sub-buckets per window; leaseTtlMs: a lease never released frees itself after this;
+            clockMs: -1 to read the time from Redis TIME (always, but for replays and tests). The
+            rest are the caller's guesses from its own clock (optional), used only where Redis's
+            time agrees with them: they spare the script number formatting and calendar arithmetic.
+
+Returns one string with a line per item:
+  'reason retryAfterMs nowMs minuteUsed hourUsed monthUsed inFlight' (seven integers)
+    reason: 0 admitted, 1 rate_limit_exceeded, 2 concurrent_limit_exceeded, 3 quota_exceeded;
+    *Used: what the window counts after this item (0 for an unlimited one); the caller derives the
+    remaining amounts and reset times from them, `now`, k and the month
+  'R' for an item that only gave leases back
+  'E <message>' for an item that failed (a foreign value under its keys): the others still count
+
+A window of length W is kept as k buckets of W/k. The oldest bucket still overlapping the window
+is counted in full until it has wholly left it, so the counted set always covers the true window:
+no span of length W can ever hold more than the limit. The price: capacity frees up to W/k late.
+Each window keeps a running sum, so a request reads eight fields, not every bucket, and writes them
+back in one HSET; buckets that left the window are subtracted and deleted when the window moves on.
+]]
+
+local WIN_M, WIN_H = 60000, 3600000
+local floor, tonumber, max, min, unpack = math.floor, tonumber, math.max, math.min, unpack
+
+local shared = cjson.decode(ARGV[1])
+local k, leaseTtl, clock = shared[1], shared[2], shared[3]
+if type(k) ~= 'number' or type(leaseTtl) ~= 'number' or type(clock) ~= 'number' then
+  return redis.error_reply('ERR admit-batch: malformed shared terms ' .. ARGV[1])
+end
+
+local now
+if clock >= 0 then
+  now = clock
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+end
+
+local gM, gH = WIN_M / k, WIN_H / k
+local curM, curH = floor(now / gM), floor(now / gH)
+-- Field names and the month from the caller's guesses when Redis's time agrees (no number
+-- formatting, no calendar arithmetic).
+local nameM = shared[4] == curM and shared[6] or 'm' .. curM
+local nameH = shared[5] == curH and shared[7] or 'h' .. curH
+local monthField, monthEnd
+if shared[8] and shared[9] <= now and now < shared[10] then
+  monthField, monthEnd = shared[8], shared[10]
+else
+  -- The UTC calendar month of `now` (civil-from-days arithmetic, proleptic Gregorian).
+  local z = floor(now / 86400000) + 719468
+  local era = floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
+  local mp = floor((5 * doy + 2) / 153)
+  local day = doy - floor((153 * mp + 2) / 5) + 1
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400
+  if month <= 2 then year = year + 1 end
+  local monthDays = ({ 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 })[month]
+  if month == 2 and year % 4 == 0 and (year % 100 ~= 0 or year % 400 == 0) then monthDays = 29 end
+  monthField = 'q' .. (year * 100 + month)
+  monthEnd = (z - 719468 - day + 1 + monthDays) * 86400000
+end
+
+-- A window's use: its running sum less the buckets that have wholly left it. Every bucket field
+-- lies in [oldest, oldest + k], so at most k + 1 names are looked at, and only when the window has
+-- moved on since the last write. Returns the use and the names of the buckets that left.
+local function window (counters, prefix, sum, oldest, cur)
+  local used = tonumber(sum) or 0
+  local o = tonumber(oldest)
+  if o == nil or o >= cur - k then return used, nil end
+  local names = {}
+  for idx = o, min(cur - k - 1, o + k) do names[#names + 1] = prefix .. idx end
+  local values = redis.call('HMGET', counters, unpack(names))
+  for i = 1, #names do
+    if values[i] then used = used - tonumber(values[i]) end
+  end
+  return used, names
+end
+
+-- Time (ms from now) until `need` units have left a window; the window's length if never.
+local function wait_for (counters, prefix, cur, g, need, length)
+  local names = {}
+  for idx = cur - k, cur do names[#names + 1] = prefix .. idx end
+  local values = redis.call('HMGET', counters, unpack(names))
+  local freed = 0
+  for i = 1, #names do
+    if values[i] then
+      freed = freed + tonumber(values[i])
+      if freed >= need then return (cur - k + i + k) * g - now end
+    end
+  end
+  return length
+end
+
+-- Terms decoded once per distinct string in this batch (a batch is mostly a few tiers).
+local decoded = {}
+
+local function admit (counters, leases, termsText, leaseId, releasing)
+  if releasing ~= '' then redis.call('ZREM', leases, unpack(cjson.decode(releasing))) end
+  if termsText == '' then return 'R' end
+  local terms = decoded[termsText]
+  if terms == nil then
+    terms = cjson.decode(termsText)
+    decoded[termsText] = terms
+  end
+  local cost, limM, limH, limQ, limC = terms[1], terms[2], terms[3], terms[4], terms[5]
+
+  -- Running sums and oldest live buckets, this month, the current buckets, the leases set's expiry.
+  local head = redis.call('HMGET', counters, 'mS', 'mO', 'hS', 'hO', monthField, nameM, nameH, 'lX')
+  local usedQ = tonumber(head[5]) or 0
+  local usedM, staleM, usedH, staleH = 0, nil, 0, nil
+  if limM >= 0 then usedM, staleM = window(counters, 'm', head[1], head[2], curM) end
+  if limH >= 0 then usedH, staleH = window(counters, 'h', head[3], head[4], curH) end
+
+  local reason, retry = 0, 0
+  if limQ >= 0 and usedQ + cost > limQ then
+    reason = 3
+    retry = monthEnd - now
+  end
+  if limH >= 0 and usedH + cost > limH then
+    if reason == 0 then reason = 1 end
+    retry = max(retry, wait_for(counters, 'h', curH, gH, usedH + cost - limH, WIN_H))
+  end
+  if limM >= 0 and usedM + cost > limM then
+    if reason == 0 then reason = 1 end
+    retry = max(retry, wait_for(counters, 'm', curM, gM, usedM + cost - limM, WIN_M))
+  end
+
+  local inFlight = 0
+  if limC >= 0 then
+    inFlight = redis.call('ZCARD', leases)
+    if inFlight + 1 > limC then
+      -- Only a full set needs its expired leases (crashed processes) dropped.
+      redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
+      inFlight = redis.call('ZCARD', leases)
+    end
+    if inFlight + 1 > limC then
+      if reason == 0 then reason = 2 end
+      -- Slots free as soon as requests finish; a second is a fair hint, and the oldest lease's
+      -- expiry is the latest a slot can take to free.
+      local w = 1000
+      local oldest = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
+      if oldest[2] ~= nil then w = min(w, tonumber(oldest[2]) - now) end
+      retry = max(retry, w)
+    end
+  end
+
+  if reason == 0 then
+    -- Every counter this admission changes, written back in one HSET.
+    local fields, n = {}, 0
+    local extend = false
+    if limM >= 0 then
+      fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = nameM, (tonumber(head[6]) or 0) + cost, 'mS', usedM + cost
+      n = n + 4
+      if staleM ~= nil or not head[2] then
+        fields[n + 1], fields[n + 2] = 'mO', curM - k
+        n = n + 2
+      end
+      if staleM ~= nil then redis.call('HDEL', counters, unpack(staleM)) end
+      extend = not head[6]
+      usedM = usedM + cost
+    end
+    if limH >= 0 then
+      fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = nameH, (tonumber(head[7]) or 0) + cost, 'hS', usedH + cost
+      n = n + 4
+      if staleH ~= nil or not head[4] then
+        fields[n + 1], fields[n + 2] = 'hO', curH - k
+        n = n + 2
+      end
+      if staleH ~= nil then redis.call('HDEL', counters, unpack(staleH)) end
+      extend = extend or not head[7]
+      usedH = usedH + cost
+    end
+    if limQ >= 0 then
+      usedQ = usedQ + cost
+      fields[n + 1], fields[n + 2] = monthField, usedQ
+      n = n + 2
+      extend = extend or not head[5]
+    end
+    if limC >= 0 then
+      redis.call('ZADD', leases, now + leaseTtl, leaseId)
+      -- The set must outlive its newest lease. Its expiry is renewed (to two lifetimes) only when
+      -- the set is new or a lease taken now would outlive it; lX remembers that expiry, and where
+      -- there is no counters hash to hold it the set is renewed on every admission.
+      local setExpiry = tonumber(head[8])
+      if n == 0 then
+        redis.call('PEXPIRE', leases, leaseTtl)
+      elseif inFlight == 0 or not setExpiry or now + leaseTtl > setExpiry then
+        redis.call('PEXPIRE', leases, 2 * leaseTtl)
+        fields[n + 1], fields[n + 2] = 'lX', now + 2 * leaseTtl
+        n = n + 2
+      end
+      inFlight = inFlight + 1
+    end
+    if n > 0 then redis.call('HSET', counters, unpack(fields)) end
+    -- The key lives as long as its longest-lived field, including fields other tiers wrote (a
+    -- tenant whose tier changed). That only grows when a new bucket or month field appears.
+    if extend then
+      local keepUntil = 0
+      if limM >= 0 then keepUntil = (curM + k + 1) * gM end
+      if limH >= 0 then keepUntil = max(keepUntil, (curH + k + 1) * gH) end
+      if limQ >= 0 or head[5] then keepUntil = max(keepUntil, monthEnd) end
+      if head[2] then keepUntil = max(keepUntil, (tonumber(head[2]) + 2 * k + 1) * gM) end
+      if head[4] then keepUntil = max(keepUntil, (tonumber(head[4]) + 2 * k + 1) * gH) end
+      -- Relative expiry: right on Redis's clock and on a replay clock alike.
+      if keepUntil > now then redis.call('PEXPIRE', counters, math.ceil(keepUntil - now)) end
+    end
+  end
+
+  return string.format('%d %d %d %d %d %d %d', reason, math.ceil(retry), now, usedM, usedH, usedQ, inFlight)
+end
+
+-- Each item on its own: one that fails (a foreign value under its keys) fails alone.
+local lines = {}
+for i = 1, (#ARGV - 1) / 3 do
+  local ok, line = pcall(admit, KEYS[2 * i - 1], KEYS[2 * i], ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1])
+  if not ok then
+    line = 'E ' .. (type(line) == 'table' and tostring(line.err) or tostring(line)):gsub('\n', ' ')
+  end
+  lines[i] = line
+end
+return table.concat(lines, '\n')
