@@ -9,32 +9,37 @@ for (const kind of STORE_KINDS) {
   t.test(`${kind} store`, async t => { conformanceSuite(t, (t, settings) => makeStore(t, kind, settings)) })
 }
 
-t.test('the memory store answers exactly as the Lua script on random traces', async t => {
-  const mem = makeStore(t, 'memory', { leaseTtlMs: 10_000 })
-  const red = makeStore(t, 'redis', { leaseTtlMs: 10_000 })
-  const l = limits(7, 40, 120, 3)
-  const times = randomTrace(400, 3 * HOUR, 7)
-  let rng = 99
-  const next = (): number => { rng = (rng * 1103515245 + 12345) % 2147483648; return rng / 2147483648 }
-  mem.clock.now = red.clock.now = Date.UTC(2026, 10, 30, 22, 0, 0) // crosses into December
-  const start = mem.clock.now
-  let compared = 0
-  const mismatches: string[] = []
-  for (const [i, offset] of times.entries()) {
-    mem.clock.now = red.clock.now = start + offset
-    const cost = next() < 0.2 ? 3 : 1
-    const id = next() < 0.3 ? 'globex' : 'acme'
-    const [a, b] = await Promise.all([
-      mem.store.admit({ keys: mem.keys(id), cost, limits: l, leaseId: 'l' + i }),
-      red.store.admit({ keys: red.keys(id), cost, limits: l, leaseId: 'l' + i })
-    ])
-    if (next() < 0.6) { mem.store.release(mem.keys(id), 'l' + i); red.store.release(red.keys(id), 'l' + i) }
-    if (JSON.stringify(a) !== JSON.stringify(b)) mismatches.push(`#${i}: memory ${JSON.stringify(a)} redis ${JSON.stringify(b)}`)
-    compared++
-  }
-  t.equal(compared, times.length)
-  t.same(mismatches, [], `all ${compared} decisions identical`)
-})
+// Tier changes (a window unlimited for some requests, limited for others) are part of the traces.
+const TIERS = [limits(7, 40, 120, 3), limits(Infinity, 30, 100, 2), limits(5, Infinity, Infinity, Infinity), limits(9, 50, Infinity, 4)]
+
+for (const [name, tiers] of [['one tier', TIERS.slice(0, 1)], ['tiers changing between requests', TIERS]] as const) {
+  t.test(`the memory store answers exactly as the Lua script on random traces (${name})`, async t => {
+    const mem = makeStore(t, 'memory', { leaseTtlMs: 10_000 })
+    const red = makeStore(t, 'redis', { leaseTtlMs: 10_000 })
+    const times = randomTrace(400, 3 * HOUR, 7)
+    let rng = 99
+    const next = (): number => { rng = (rng * 1103515245 + 12345) % 2147483648; return rng / 2147483648 }
+    mem.clock.now = red.clock.now = Date.UTC(2026, 10, 30, 22, 0, 0) // crosses into December
+    const start = mem.clock.now
+    let compared = 0
+    const mismatches: string[] = []
+    for (const [i, offset] of times.entries()) {
+      mem.clock.now = red.clock.now = start + offset
+      const cost = next() < 0.2 ? 3 : 1
+      const id = next() < 0.3 ? 'globex' : 'acme'
+      const l = tiers[Math.floor(next() * tiers.length)]
+      const [a, b] = await Promise.all([
+        mem.store.admit({ keys: mem.keys(id), cost, limits: l, leaseId: 'l' + i }),
+        red.store.admit({ keys: red.keys(id), cost, limits: l, leaseId: 'l' + i })
+      ])
+      if (next() < 0.6) { mem.store.release(mem.keys(id), 'l' + i); red.store.release(red.keys(id), 'l' + i) }
+      if (JSON.stringify(a) !== JSON.stringify(b)) mismatches.push(`#${i}: memory ${JSON.stringify(a)} redis ${JSON.stringify(b)}`)
+      compared++
+    }
+    t.equal(compared, times.length)
+    t.same(mismatches, [], `all ${compared} decisions identical`)
+  })
+}
 
 t.test('the memory store forgets expired entries', async t => {
   const s = makeStore(t, 'memory', { leaseTtlMs: 1000 })

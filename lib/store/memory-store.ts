@@ -13,7 +13,69 @@ export interface MemoryStoreOptions extends Partial<WindowSettings> {
   sweepIntervalMs?: number
 }
 
-interface Counters { readonly fields: Map<string, number>, expiresAt: number }
+/**
+ * One window's buckets and their running sum, as the script keeps them: reading the use costs one
+ * number, and buckets that left the window are dropped when it has moved on.
+ */
+class WindowCounts {
+  readonly buckets = new Map<number, number>()
+  sum = 0
+  /** Every bucket index is at least this (the oldest bucket still counted at the last write). */
+  oldest = Infinity
+  /** The newest bucket ever written. */
+  newest = -Infinity
+
+  /** The use at bucket `cur`: the sum, less the buckets that have wholly left the window. */
+  used (cur: number, k: number): number {
+    const first = cur - k
+    if (this.oldest < first) {
+      for (const [idx, n] of this.buckets) {
+        if (idx < first) {
+          this.buckets.delete(idx)
+          this.sum -= n
+        }
+      }
+      this.oldest = first
+    }
+    return this.sum
+  }
+
+  add (cur: number, k: number, cost: number): number {
+    const n = (this.buckets.get(cur) ?? 0) + cost
+    this.buckets.set(cur, n)
+    this.sum += cost
+    if (this.oldest > cur - k) this.oldest = cur - k
+    if (this.newest < cur) this.newest = cur
+    return n
+  }
+
+  /** Time (ms from `now`) until `need` units have left the window; -1 if never. */
+  waitFor (cur: number, k: number, g: number, need: number, now: number): number {
+    let freed = 0
+    for (let idx = cur - k; idx <= cur; idx++) {
+      const n = this.buckets.get(idx)
+      if (n !== undefined) {
+        freed += n
+        if (freed >= need) return (idx + k + 1) * g - now
+      }
+    }
+    return -1
+  }
+
+  /** Unix ms until which its newest bucket counts (0 when there is none). */
+  liveUntil (k: number, g: number): number {
+    return this.newest === -Infinity ? 0 : (this.newest + k + 1) * g
+  }
+}
+
+interface Counters {
+  readonly minute: WindowCounts
+  readonly hour: WindowCounts
+  /** The month's count and which month it is (yyyymm); an older month counts as nothing. */
+  monthId: number
+  month: number
+  expiresAt: number
+}
 interface Leases { readonly members: Map<string, number>, expiresAt: number }
 
 export class MemoryStore implements RateLimitStore {
@@ -57,20 +119,15 @@ export class MemoryStore implements RateLimitStore {
   async usage (keys: StoreKeys): Promise<Usage> {
     const now = this.clock()
     const k = this.settings.bucketsPerWindow
-    const oldestM = Math.floor(now / (MINUTE_MS / k)) - k
-    const oldestH = Math.floor(now / (HOUR_MS / k)) - k
     const { id: monthId, end: monthResetAt } = this.months.of(now)
     let minute = 0
     let hour = 0
     let month = 0
     const counters = this.counters.get(keys.counters)
     if (counters !== undefined && counters.expiresAt > now) {
-      for (const [field, n] of counters.fields) {
-        const idx = Number(field.slice(1))
-        if (field[0] === 'm' && idx >= oldestM) minute += n
-        else if (field[0] === 'h' && idx >= oldestH) hour += n
-        else if (field[0] === 'q' && idx === monthId) month = n
-      }
+      minute = counters.minute.used(Math.floor(now / (MINUTE_MS / k)), k)
+      hour = counters.hour.used(Math.floor(now / (HOUR_MS / k)), k)
+      if (counters.monthId === monthId) month = counters.month
     }
     let inFlight = 0
     for (const expiry of this.leases.get(keys.leases)?.members.values() ?? []) if (expiry > now) inFlight++
@@ -118,54 +175,15 @@ export class MemoryStore implements RateLimitStore {
     const gH = HOUR_MS / k
     const curM = Math.floor(now / gM)
     const curH = Math.floor(now / gH)
-    const oldestM = curM - k
-    const oldestH = curH - k
 
     let counters = this.counters.get(request.keys.counters)
     if (counters !== undefined && counters.expiresAt <= now) {
       this.counters.delete(request.keys.counters)
       counters = undefined
     }
-
-    let usedM = 0
-    let usedH = 0
-    let usedQ = 0
-    const byM = new Map<number, number>()
-    const byH = new Map<number, number>()
-    const stale: string[] = []
-    let keepUntil = 0
-    if (counters !== undefined) {
-      for (const [field, n] of counters.fields) {
-        const kind = field[0]
-        const idx = Number(field.slice(1))
-        if (kind === 'm' && idx >= oldestM) {
-          usedM += n
-          byM.set(idx, n)
-          keepUntil = Math.max(keepUntil, (idx + k + 1) * gM)
-        } else if (kind === 'h' && idx >= oldestH) {
-          usedH += n
-          byH.set(idx, n)
-          keepUntil = Math.max(keepUntil, (idx + k + 1) * gH)
-        } else if (kind === 'q' && idx === monthId) {
-          usedQ = n
-          keepUntil = Math.max(keepUntil, monthEnd)
-        } else {
-          stale.push(field)
-        }
-      }
-    }
-
-    const waitFor = (byIdx: Map<number, number>, oldest: number, cur: number, need: number, g: number): number => {
-      let freed = 0
-      for (let idx = oldest; idx <= cur; idx++) {
-        const n = byIdx.get(idx)
-        if (n !== undefined) {
-          freed += n
-          if (freed >= need) return (idx + k + 1) * g - now
-        }
-      }
-      return -1
-    }
+    const usedM = counters === undefined || limM < 0 ? 0 : counters.minute.used(curM, k)
+    const usedH = counters === undefined || limH < 0 ? 0 : counters.hour.used(curH, k)
+    let usedQ = counters !== undefined && counters.monthId === monthId ? counters.month : 0
 
     let reason = 0
     let retry = 0
@@ -174,13 +192,13 @@ export class MemoryStore implements RateLimitStore {
       retry = monthEnd - now
     }
     if (limH >= 0 && usedH + cost > limH) {
-      let w = waitFor(byH, oldestH, curH, usedH + cost - limH, gH)
+      let w = counters === undefined ? -1 : counters.hour.waitFor(curH, k, gH, usedH + cost - limH, now)
       if (w < 0) w = HOUR_MS
       if (reason === 0) reason = 1
       retry = Math.max(retry, w)
     }
     if (limM >= 0 && usedM + cost > limM) {
-      let w = waitFor(byM, oldestM, curM, usedM + cost - limM, gM)
+      let w = counters === undefined ? -1 : counters.minute.waitFor(curM, k, gM, usedM + cost - limM, now)
       if (w < 0) w = MINUTE_MS
       if (reason === 0) reason = 1
       retry = Math.max(retry, w)
@@ -204,34 +222,20 @@ export class MemoryStore implements RateLimitStore {
     }
 
     if (reason === 0) {
-      const wrote = limM >= 0 || limH >= 0 || limQ >= 0
-      if (wrote && counters === undefined) {
-        counters = { fields: new Map(), expiresAt: Infinity }
-        this.counters.set(request.keys.counters, counters)
-      }
-      if (counters !== undefined) {
-        const fields = counters.fields
-        if (limM >= 0) {
-          const n = (fields.get('m' + curM) ?? 0) + cost
-          fields.set('m' + curM, n)
-          byM.set(curM, n)
-          usedM += cost
-          keepUntil = Math.max(keepUntil, (curM + k + 1) * gM)
+      if (limM >= 0 || limH >= 0 || limQ >= 0) {
+        if (counters === undefined) {
+          counters = { minute: new WindowCounts(), hour: new WindowCounts(), monthId, month: 0, expiresAt: 0 }
+          this.counters.set(request.keys.counters, counters)
         }
-        if (limH >= 0) {
-          const n = (fields.get('h' + curH) ?? 0) + cost
-          fields.set('h' + curH, n)
-          byH.set(curH, n)
-          usedH += cost
-          keepUntil = Math.max(keepUntil, (curH + k + 1) * gH)
-        }
+        if (limM >= 0) counters.minute.add(curM, k, cost)
+        if (limH >= 0) counters.hour.add(curH, k, cost)
         if (limQ >= 0) {
-          usedQ = (fields.get('q' + monthId) ?? 0) + cost
-          fields.set('q' + monthId, usedQ)
-          keepUntil = Math.max(keepUntil, monthEnd)
+          usedQ += cost
+          counters.monthId = monthId
+          counters.month = usedQ
         }
-        for (const field of stale) fields.delete(field)
-        if (wrote) counters.expiresAt = Math.ceil(keepUntil)
+        // The entry lives as long as its longest-lived count.
+        counters.expiresAt = Math.ceil(Math.max(counters.minute.liveUntil(k, gM), counters.hour.liveUntil(k, gH), counters.month > 0 ? monthEnd : 0))
       }
       if (limC >= 0) {
         if (leases === undefined) {
@@ -244,6 +248,6 @@ export class MemoryStore implements RateLimitStore {
       }
     }
 
-    return [reason, Math.ceil(retry), now, limM >= 0 ? usedM : 0, limH >= 0 ? usedH : 0, usedQ, inFlight]
+    return [reason, Math.ceil(retry), now, limM >= 0 ? usedM + (reason === 0 ? cost : 0) : 0, limH >= 0 ? usedH + (reason === 0 ? cost : 0) : 0, usedQ, inFlight]
   }
 }
