@@ -40,8 +40,8 @@ export function storeKeys (prefix: string, kind: SubjectKind, id: string, bucket
   return { counters: base + ':n', leases: base + ':l' }
 }
 
-/** Above this many subjects a key cache starts again. */
-const MAX_CACHED_KEYS = 10_000
+/** Above this many subjects a key cache starts again (about 10 MB of keys at most). */
+const MAX_CACHED_KEYS = 50_000
 
 /**
  * storeKeys, remembered per subject and bucket: the request path finds a subject's keys with two

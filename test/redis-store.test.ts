@@ -10,7 +10,7 @@ import { commandCalls, privateRedis, REDIS_URL, sharedRedis, uniquePrefix } from
 import { limits } from './helpers/stores.js'
 
 t.test('the admit script is pinned: a change to it is a deliberate change of this SHA', async t => {
-  t.equal(ADMIT_SCRIPT.sha, '577a112169ac4e37705280320ced50221f00fcf2')
+  t.equal(ADMIT_SCRIPT.sha, '63ed81a3473bb67d6548a957d39eee4f5a4c19ac')
   t.equal(ADMIT_SCRIPT.numberOfKeys, undefined, 'two keys per item of a batch: callers say how many')
   t.match(ADMIT_SCRIPT.source, /^--\[\[\nadmit-batch\.lua/)
 })
@@ -216,4 +216,21 @@ t.test('the admissions of one event-loop turn go to Redis as one script call, ea
   t.equal(released.evalsha, 1, 'twenty releases in one script call')
   t.equal(released.zrem, 20)
   t.same(await Promise.all(tenants.map(async keys => await client.exists(keys.leases))), tenants.map(() => 0), 'every lease set is empty and gone')
+})
+
+t.test('any lease id is given back: one alone, several together, and ids that look like JSON', async t => {
+  const client = sharedRedis(t)
+  const prefix = uniquePrefix(t, client)
+  const store = new RedisStore({ client })
+  t.teardown(() => store.close())
+  const keys = storeKeys(prefix, 'tenant', 'acme', undefined)
+  const ids = ['[odd', '["x"]', 'plain', 'with space', '']
+  for (const id of ids) t.ok((await store.admit({ keys, cost: 1, limits: limits(100, 1000, 10_000, 10), leaseId: id })).allowed)
+  t.equal(await client.zcard(keys.leases), ids.length, 'five leases held')
+  store.release(keys, '[odd') // alone: sent as a JSON array, since it starts like one
+  await new Promise(resolve => setTimeout(resolve, 20))
+  t.same((await client.zrange(keys.leases, '0', '-1')).sort(), ['', '["x"]', 'plain', 'with space'].sort())
+  for (const id of ids.slice(1)) store.release(keys, id) // together
+  await new Promise(resolve => setTimeout(resolve, 20))
+  t.equal(await client.exists(keys.leases), 0, 'all given back')
 })

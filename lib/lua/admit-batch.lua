@@ -12,7 +12,8 @@ ARGV[3i-1]  the request's terms, a JSON array [cost, minuteLimit, hourLimit, mon
             concurrencyLimit] (limits -1 when unlimited; cost >= 1), or '' for an item that only
             gives leases back
 ARGV[3i]    lease id, taken when the concurrency limit is not -1
-ARGV[3i+1]  '' or a JSON array of lease ids of KEYS[2i] to give back first
+ARGV[3i+1]  lease ids of KEYS[2i] to give back first: '', one id (not starting with '['), or a JSON
+            array of ids
 
 ARGV[1]     what the batch shares, a JSON array:
               [k, leaseTtlMs, clockMs, minuteBucket, hourBucket, "m<minuteBucket>",
@@ -116,7 +117,13 @@ end
 local decoded = {}
 
 local function admit (counters, leases, termsText, leaseId, releasing)
-  if releasing ~= '' then redis.call('ZREM', leases, unpack(cjson.decode(releasing))) end
+  if releasing ~= '' then
+    if string.byte(releasing) == 91 then -- '[': several ids
+      redis.call('ZREM', leases, unpack(cjson.decode(releasing)))
+    else
+      redis.call('ZREM', leases, releasing)
+    end
+  end
   if termsText == '' then return 'R' end
   local terms = decoded[termsText]
   if terms == nil then

@@ -12,7 +12,7 @@ export interface BatchItem {
   /** JSON `[cost, minute, hour, month, concurrency]`, or '' to only give leases back. */
   readonly terms: string
   readonly leaseId: string
-  /** '' or a JSON array of lease ids to give back first. */
+  /** Lease ids to give back first: '', one id (not starting with '['), or a JSON array of ids. */
   readonly releasing: string
   /** The store's clock in ms, or -1 for Redis TIME: a batch holds items of one clock only. */
   readonly clock: number

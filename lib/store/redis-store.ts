@@ -38,6 +38,11 @@ export interface RedisStoreOptions extends Partial<WindowSettings> {
 
 const noop = (): void => {}
 
+/** Lease ids to give back, as the batch script takes them: one id alone, several as a JSON array. */
+function releasingArg (ids: readonly string[]): string {
+  return ids.length === 1 && ids[0] !== '' && !ids[0].startsWith('[') ? ids[0] : JSON.stringify(ids)
+}
+
 export class RedisStore implements RateLimitStore {
   readonly kind = 'redis' as const
   readonly client: RedisClient
@@ -85,7 +90,7 @@ export class RedisStore implements RateLimitStore {
         leases: keys.leases,
         terms: this.terms(limits, request.cost),
         leaseId: request.leaseId,
-        releasing: releasing === undefined ? '' : JSON.stringify(releasing),
+        releasing: releasing === undefined ? '' : releasingArg(releasing),
         clock: this.clock === undefined ? -1 : this.clock(),
         resolve,
         reject
@@ -157,7 +162,7 @@ export class RedisStore implements RateLimitStore {
         leases: keys.leases,
         terms: '',
         leaseId: '',
-        releasing: JSON.stringify(ids),
+        releasing: releasingArg(ids),
         clock,
         resolve: noop,
         reject: () => { for (const id of ids) this.keepForLater(keys, id) }
