@@ -25,7 +25,7 @@ export type SubjectKind = 'tenant' | 'anonymous'
 export interface StoreKeys {
   /** Hash of window buckets and the month's count. */
   readonly counters: string
-  /** Sorted set of concurrency leases scored by expiry (ms). */
+  /** Hash of concurrency leases: lease id → expiry (ms). */
   readonly leases: string
 }
 
@@ -37,7 +37,7 @@ export function subjectBase (prefix: string, kind: SubjectKind, id: string): str
 /** Where one subject's counters live for one bucket (`undefined` = the subject's shared counters). */
 export function storeKeys (prefix: string, kind: SubjectKind, id: string, bucket: string | undefined): StoreKeys {
   const base = subjectBase(prefix, kind, id) + (bucket === undefined ? 'all' : 'b.' + encodeId(bucket))
-  return { counters: base + ':n', leases: base + ':l' }
+  return { counters: base + ':n', leases: base + ':c' }
 }
 
 /** Above this many subjects a key cache starts again (about 10 MB of keys at most). */

@@ -431,11 +431,11 @@ async function leasesLeft (client) {
   let keys = 0
   let cursor = '0'
   do {
-    const [next, found] = await client.scan(cursor, 'MATCH', '*:l', 'COUNT', 500)
+    const [next, found] = await client.scan(cursor, 'MATCH', '*:c', 'COUNT', 500)
     cursor = next
     for (const key of found) {
       keys++
-      total += await client.zcard(key)
+      total += await client.hlen(key)
     }
   } while (cursor !== '0')
   return { total, keys }

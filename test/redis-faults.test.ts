@@ -45,9 +45,9 @@ async function appOn (t: Parameters<typeof buildApp>[0], server: PrivateRedis, o
 }
 
 async function leaseCount (redis: Redis): Promise<number> {
-  const keys = await redis.keys('*:l')
+  const keys = await redis.keys('*:c')
   let total = 0
-  for (const key of keys) total += await redis.zcard(key)
+  for (const key of keys) total += await redis.hlen(key)
   return total
 }
 

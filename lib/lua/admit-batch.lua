@@ -6,8 +6,9 @@ one is the same as a single call; on a Redis Cluster every batch is one item (it
 For item i (i = 1…n, n = (#ARGV - 1) / 3):
 KEYS[2i-1]  counters hash. Fields: m<bucket> / h<bucket> (minute / hour window buckets), mS / hS
             (their running sums), mO / hO (the oldest bucket index that may still hold a field),
-            q<yyyymm> (month), lX (the leases set's expiry as last set, ms)
-KEYS[2i]    leases sorted set. Member: lease id; score: the lease's expiry in ms since the epoch
+            q<yyyymm> (month), lX (the leases hash's expiry as last set, ms)
+KEYS[2i]    leases hash. Field: lease id; value: the lease's expiry in ms since the epoch (a hash, not
+            a sorted set: taking a lease is then one field appended, not an ordered insert)
 ARGV[3i-1]  the request's terms, a JSON array [cost, minuteLimit, hourLimit, monthlyQuota,
             concurrencyLimit] (limits -1 when unlimited; cost >= 1), or '' for an item that only
             gives leases back
@@ -113,15 +114,20 @@ local function wait_for (counters, prefix, cur, g, need, length)
   return length
 end
 
+-- Deletes fields in chunks: unpack has a stack limit, and a full leases hash may be large.
+local function hdel_all (key, fields)
+  for i = 1, #fields, 1000 do redis.call('HDEL', key, unpack(fields, i, min(i + 999, #fields))) end
+end
+
 -- Terms decoded once per distinct string in this batch (a batch is mostly a few tiers).
 local decoded = {}
 
 local function admit (counters, leases, termsText, leaseId, releasing)
   if releasing ~= '' then
     if string.byte(releasing) == 91 then -- '[': several ids
-      redis.call('ZREM', leases, unpack(cjson.decode(releasing)))
+      hdel_all(leases, cjson.decode(releasing))
     else
-      redis.call('ZREM', leases, releasing)
+      redis.call('HDEL', leases, releasing)
     end
   end
   if termsText == '' then return 'R' end
@@ -132,7 +138,7 @@ local function admit (counters, leases, termsText, leaseId, releasing)
   end
   local cost, limM, limH, limQ, limC = terms[1], terms[2], terms[3], terms[4], terms[5]
 
-  -- Running sums and oldest live buckets, this month, the current buckets, the leases set's expiry.
+  -- Running sums and oldest live buckets, this month, the current buckets, the leases hash's expiry.
   local head = redis.call('HMGET', counters, 'mS', 'mO', 'hS', 'hO', monthField, nameM, nameH, 'lX')
   local usedQ = tonumber(head[5]) or 0
   local usedM, staleM, usedH, staleH = 0, nil, 0, nil
@@ -155,20 +161,29 @@ local function admit (counters, leases, termsText, leaseId, releasing)
 
   local inFlight = 0
   if limC >= 0 then
-    inFlight = redis.call('ZCARD', leases)
+    inFlight = redis.call('HLEN', leases)
     if inFlight + 1 > limC then
-      -- Only a full set needs its expired leases (crashed processes) dropped.
-      redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
-      inFlight = redis.call('ZCARD', leases)
-    end
-    if inFlight + 1 > limC then
-      if reason == 0 then reason = 2 end
-      -- Slots free as soon as requests finish; a second is a fair hint, and the oldest lease's
-      -- expiry is the latest a slot can take to free.
-      local w = 1000
-      local oldest = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
-      if oldest[2] ~= nil then w = min(w, tonumber(oldest[2]) - now) end
-      retry = max(retry, w)
+      -- Only a full hash needs its expired leases (crashed processes) dropped.
+      local all = redis.call('HGETALL', leases)
+      local expired, oldest = {}, nil
+      for i = 1, #all, 2 do
+        local expiry = tonumber(all[i + 1])
+        if expiry <= now then
+          expired[#expired + 1] = all[i]
+        elseif oldest == nil or expiry < oldest then
+          oldest = expiry
+        end
+      end
+      hdel_all(leases, expired)
+      inFlight = inFlight - #expired
+      if inFlight + 1 > limC then
+        if reason == 0 then reason = 2 end
+        -- Slots free as soon as requests finish; a second is a fair hint, and the oldest lease's
+        -- expiry is the latest a slot can take to free.
+        local w = 1000
+        if oldest ~= nil then w = min(w, oldest - now) end
+        retry = max(retry, w)
+      end
     end
   end
 
@@ -205,10 +220,10 @@ local function admit (counters, leases, termsText, leaseId, releasing)
       extend = extend or not head[5]
     end
     if limC >= 0 then
-      redis.call('ZADD', leases, now + leaseTtl, leaseId)
-      -- The set must outlive its newest lease. Its expiry is renewed (to two lifetimes) only when
-      -- the set is new or a lease taken now would outlive it; lX remembers that expiry, and where
-      -- there is no counters hash to hold it the set is renewed on every admission.
+      redis.call('HSET', leases, leaseId, now + leaseTtl)
+      -- The leases hash must outlive its newest lease. Its expiry is renewed (to two lifetimes) only
+      -- when the hash is new or a lease taken now would outlive it; lX remembers that expiry, and
+      -- where there is no counters hash to hold it the leases are renewed on every admission.
       local setExpiry = tonumber(head[8])
       if n == 0 then
         redis.call('PEXPIRE', leases, leaseTtl)

@@ -2,7 +2,7 @@
 lease-renew-1.lua: extend the leases of requests still running, so long requests (streams, uploads)
 keep their concurrency slot; a lease already given back or expired is not brought back.
 
-KEYS[1]  leases sorted set (see admit-batch.lua)
+KEYS[1]  leases hash (see admit-batch.lua)
 ARGV[1]  lease lifetime in ms, counted from now (Redis TIME)
 ARGV[2…] lease ids
 
@@ -13,8 +13,11 @@ local t = redis.call('TIME')
 local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
 local renewed = 0
 for i = 2, #ARGV do
-  renewed = renewed + redis.call('ZADD', KEYS[1], 'XX', 'CH', expiry, ARGV[i])
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[1], ARGV[i], expiry)
+    renewed = renewed + 1
+  end
 end
--- GT: the set may already live longer (admit-batch.lua renews it for two lifetimes); never shorten it.
+-- GT: the hash may already live longer (admit-batch.lua renews it for two lifetimes); never shorten it.
 if renewed > 0 then redis.call('PEXPIREAT', KEYS[1], expiry, 'GT') end
 return renewed

@@ -2,7 +2,7 @@
 usage-2.lua: read what one subject has used, without changing anything.
 
 KEYS[1]  counters hash (see admit-batch.lua)
-KEYS[2]  leases sorted set
+KEYS[2]  leases hash (lease id → expiry in ms)
 ARGV[1]  minute window length in ms
 ARGV[2]  hour window length in ms
 ARGV[3]  sub-buckets per window (k)
@@ -64,5 +64,8 @@ for i = 1, #fields, 2 do
   elseif kind == 'q' and idx == monthId then usedQ = n
   end
 end
-local inFlight = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')
+local inFlight = 0
+for _, expiry in ipairs(redis.call('HVALS', KEYS[2])) do
+  if tonumber(expiry) > now then inFlight = inFlight + 1 end
+end
 return { now, usedM, usedH, usedQ, inFlight, monthEnd }

@@ -173,7 +173,7 @@ export async function memoryPerTenant (redis, keyPrefix) {
         rejected,
         keys: found.length,
         fields: await redis.hlen(keys.counters),
-        leases: await redis.zcard(keys.leases),
+        leases: await redis.hlen(keys.leases),
         bytes
       })
     }
