@@ -78,31 +78,30 @@ export class RedisStore implements RateLimitStore {
     if (this.pendingReleases.length > 0) this.retryReleases()
   }
 
-  async admit (request: AdmitRequest): Promise<Decision> {
+  // Not async: on the request path every promise layer costs.
+  admit (request: AdmitRequest): Promise<Decision> {
     const { keys, limits } = request
     // Leases given back since the last call for these keys ride along: one item, not two.
     const releasing = this.unsent.get(keys.leases)?.ids
     if (releasing !== undefined) this.unsent.delete(keys.leases)
-    let line: string
-    try {
-      line = await new Promise<string>((resolve, reject) => this.batcher.send({
-        counters: keys.counters,
-        leases: keys.leases,
-        terms: this.terms(limits, request.cost),
-        leaseId: request.leaseId,
-        releasing: releasing === undefined ? '' : releasingArg(releasing),
-        clock: this.clock === undefined ? -1 : this.clock(),
-        resolve,
-        reject
-      }))
-    } catch (err) {
+    return new Promise<string>((resolve, reject) => this.batcher.send({
+      counters: keys.counters,
+      leases: keys.leases,
+      terms: this.terms(limits, request.cost),
+      leaseId: request.leaseId,
+      releasing: releasing === undefined ? '' : releasingArg(releasing),
+      clock: this.clock === undefined ? -1 : this.clock(),
+      resolve,
+      reject
+    })).then(line => {
+      const reply = parseAdmitReply(line)
+      if (reply === undefined) throw new StoreReplyError(line)
+      if (this.pendingReleases.length > 0) this.retryReleases()
+      return decodeDecision(reply, limits, this.settings.bucketsPerWindow, this.months)
+    }, (err: unknown) => {
       if (releasing !== undefined) for (const id of releasing) this.keepForLater(keys, id)
       throw err
-    }
-    const reply = parseAdmitReply(line)
-    if (reply === undefined) throw new StoreReplyError(line)
-    if (this.pendingReleases.length > 0) this.retryReleases()
-    return decodeDecision(reply, limits, this.settings.bucketsPerWindow, this.months)
+    })
   }
 
   /** An item's terms (`[cost, minute, hour, month, concurrency]`), built once per limits object. */

@@ -28,8 +28,22 @@ export interface ResilienceOptions {
 
 type BreakerState = 'closed' | 'open' | 'half-open'
 
-/** A decision waiting for the store, and what to do when its deadline passes. */
-interface Waiter { readonly deadline: number, readonly expire: () => void }
+/** A decision waiting for the store: sent when made, settled by the store's answer or its deadline. */
+class Waiter {
+  readonly deadline: number
+  readonly pending: Promise<Decision>
+
+  constructor (
+    owner: ResilientStore,
+    readonly request: AdmitRequest,
+    readonly resolve: (decision: Decision) => void,
+    readonly reject: (err: unknown) => void
+  ) {
+    this.deadline = Date.now() + owner.timeoutMs
+    this.pending = owner.inner.admit(request)
+    this.pending.then(decision => owner.answered(this, decision), (err: unknown) => owner.refused(this, err))
+  }
+}
 
 /** Deadlines are checked this often: a decision waits at most timeoutMs plus this. */
 const DEADLINE_RESOLUTION_MS = 5
@@ -51,22 +65,29 @@ export class ResilientStore implements RateLimitStore {
     this.fallback = options.fallbackShare === undefined ? undefined : new MemoryStore(options.fallbackSettings)
   }
 
+  /** Longest a decision may wait for the store, in ms. */
+  get timeoutMs (): number {
+    return this.options.timeoutMs
+  }
+
   /** Whether the breaker is open (decisions skip the store). */
   get circuitOpen (): boolean {
     return this.state !== 'closed'
   }
 
-  async admit (request: AdmitRequest): Promise<Decision> {
-    try {
-      return await this.admitFromStore(request)
-    } catch (err) {
-      if (this.fallback === undefined) throw err
-      // Roughly enforced while the store is away: each instance holds its share of every limit.
-      const limits = applyMultiplier(request.limits, this.options.fallbackShare as number)
-      const decision = await this.fallback.admit({ ...request, limits })
-      if (decision.allowed && request.leaseId !== '') this.fallbackLeases.add(request.leaseId)
-      return { ...decision, degraded: true }
-    }
+  // Not async, like admitFromStore: on the request path every promise layer costs.
+  admit (request: AdmitRequest): Promise<Decision> {
+    const fromStore = this.admitFromStore(request)
+    return this.fallback === undefined ? fromStore : fromStore.catch(async () => await this.admitLocally(request))
+  }
+
+  /** Roughly enforced while the store is away: each instance holds its share of every limit. */
+  private async admitLocally (request: AdmitRequest): Promise<Decision> {
+    const fallback = this.fallback as MemoryStore
+    const limits = applyMultiplier(request.limits, this.options.fallbackShare as number)
+    const decision = await fallback.admit({ ...request, limits })
+    if (decision.allowed && request.leaseId !== '') this.fallbackLeases.add(request.leaseId)
+    return { ...decision, degraded: true }
   }
 
   release (keys: StoreKeys, leaseId: string): void {
@@ -93,35 +114,34 @@ export class ResilientStore implements RateLimitStore {
     await this.inner.close()
   }
 
-  private async admitFromStore (request: AdmitRequest): Promise<Decision> {
+  private admitFromStore (request: AdmitRequest): Promise<Decision> {
     if (this.state === 'open') {
-      if (Date.now() - this.openedAt < this.options.breakerCooldownMs) throw new StoreUnavailableError('circuit-open')
+      if (Date.now() - this.openedAt < this.options.breakerCooldownMs) return Promise.reject(new StoreUnavailableError('circuit-open'))
       this.state = 'half-open' // this request is the probe
     } else if (this.state === 'half-open') {
-      throw new StoreUnavailableError('circuit-open') // one probe at a time
+      return Promise.reject(new StoreUnavailableError('circuit-open')) // one probe at a time
     }
-    if (this.inner.ready === false) throw this.failed(new StoreUnavailableError('not-connected'))
+    if (this.inner.ready === false) return Promise.reject(this.failed(new StoreUnavailableError('not-connected')))
+    return new Promise<Decision>((resolve, reject) => this.watch(new Waiter(this, request, resolve, reject)))
+  }
 
-    const pending = this.inner.admit(request)
-    return await new Promise<Decision>((resolve, reject) => {
-      const waiter: Waiter = {
-        deadline: Date.now() + this.options.timeoutMs,
-        expire: () => {
-          // The store may still answer: a lease it grants then is given straight back.
-          pending.then(late => { if (late.allowed && request.leaseId !== '') this.inner.release(request.keys, request.leaseId) }, () => {})
-          reject(this.failed(new StoreUnavailableError('timeout')))
-        }
-      }
-      this.watch(waiter)
-      pending.then(decision => {
-        if (!this.unwatch(waiter)) return // already timed out
-        this.succeeded()
-        resolve(decision)
-      }, (err: unknown) => {
-        if (!this.unwatch(waiter)) return
-        reject(this.failed(err))
-      })
-    })
+  /** The store answered a waiter still watched: its decision stands. */
+  answered (waiter: Waiter, decision: Decision): void {
+    if (!this.waiters.delete(waiter)) return // already timed out
+    this.succeeded()
+    waiter.resolve(decision)
+  }
+
+  /** The store failed a waiter still watched. */
+  refused (waiter: Waiter, err: unknown): void {
+    if (!this.waiters.delete(waiter)) return
+    waiter.reject(this.failed(err))
+  }
+
+  /** A waiter's deadline passed: it fails now, and a lease the store grants it later goes straight back. */
+  private expire (waiter: Waiter): void {
+    waiter.pending.then(late => { if (late.allowed && waiter.request.leaseId !== '') this.inner.release(waiter.request.keys, waiter.request.leaseId) }, () => {})
+    waiter.reject(this.failed(new StoreUnavailableError('timeout')))
   }
 
   // One shared timer checks every deadline, instead of a timer per request.
@@ -131,11 +151,6 @@ export class ResilientStore implements RateLimitStore {
       this.deadlineTimer = setInterval(() => this.expireOverdue(), DEADLINE_RESOLUTION_MS)
       this.deadlineTimer.unref()
     }
-  }
-
-  /** False when the waiter had already expired. */
-  private unwatch (waiter: Waiter): boolean {
-    return this.waiters.delete(waiter)
   }
 
   private expireOverdue (): void {
@@ -150,7 +165,7 @@ export class ResilientStore implements RateLimitStore {
     for (const waiter of this.waiters) {
       if (waiter.deadline > now) continue
       this.waiters.delete(waiter)
-      waiter.expire()
+      this.expire(waiter)
     }
   }
 
