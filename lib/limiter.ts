@@ -32,31 +32,6 @@ const MESSAGES: Record<RejectReason, string> = {
   quota_exceeded: 'Monthly quota exceeded'
 }
 
-/** Above this many reason and Retry-After pairs the cache of 429 bodies starts again. */
-const MAX_CACHED_BODIES = 1000
-
-/** The default 429 body, serialised once per reason and Retry-After: a flood of 429s is mostly the same few. */
-class RejectionBodies {
-  private readonly bodies = new Map<string, string>()
-
-  get (reason: RejectReason, retryAfter: number): string {
-    const key = reason + retryAfter
-    let body = this.bodies.get(key)
-    if (body === undefined) {
-      if (this.bodies.size >= MAX_CACHED_BODIES) this.bodies.clear()
-      body = JSON.stringify({
-        statusCode: 429,
-        error: 'Too Many Requests',
-        code: RATE_LIMITED_CODE,
-        reason,
-        message: `${MESSAGES[reason]}, retry in ${retryAfter} second${retryAfter === 1 ? '' : 's'}`
-      })
-      this.bodies.set(key, body)
-    }
-    return body
-  }
-}
-
 type Hook = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 
@@ -65,7 +40,6 @@ export class Limiter {
   private readonly leasePrefix = randomBytes(9).toString('base64url') + ':'
   private leaseSeq = 0
   private readonly rejections = new RejectionCache()
-  private readonly rejectionBodies = new RejectionBodies()
   private readonly keys: KeyCache
 
   constructor (
@@ -222,8 +196,16 @@ export class Limiter {
     reply.header('retry-after', retryAfter)
     reply.header('x-ratelimit-error', reason)
     this.options.onExceeded?.(request, reply, context)
-    if (this.options.errorResponseBuilder !== undefined) return reply.send(this.options.errorResponseBuilder(request, context))
-    return reply.type('application/json; charset=utf-8').send(this.rejectionBodies.get(reason, retryAfter))
+    const body = this.options.errorResponseBuilder !== undefined
+      ? this.options.errorResponseBuilder(request, context)
+      : {
+          statusCode: 429,
+          error: 'Too Many Requests',
+          code: RATE_LIMITED_CODE,
+          reason,
+          message: `${MESSAGES[reason]}, retry in ${retryAfter} second${retryAfter === 1 ? '' : 's'}`
+        }
+    return reply.send(body)
   }
 
   private blocked (reply: FastifyReply, reason: string | undefined): FastifyReply {

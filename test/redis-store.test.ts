@@ -10,7 +10,7 @@ import { commandCalls, privateRedis, REDIS_URL, sharedRedis, uniquePrefix } from
 import { limits } from './helpers/stores.js'
 
 t.test('the admit script is pinned: a change to it is a deliberate change of this SHA', async t => {
-  t.equal(ADMIT_SCRIPT.sha, '73c930481df5606ec2e38d5cfdaf9837cb34d651')
+  t.equal(ADMIT_SCRIPT.sha, '36f0a1a5ba526cd8f5e467832a9c76024da883e8')
   t.equal(ADMIT_SCRIPT.numberOfKeys, undefined, 'two keys per item of a batch: callers say how many')
   t.match(ADMIT_SCRIPT.source, /^--\[\[\nadmit-batch\.lua/)
 })
@@ -165,6 +165,21 @@ t.test('the leases set outlives its newest lease, and its expiry is renewed only
   await admit('d')
   const again = await client.pttl(keys.leases)
   t.ok(again > 10_000, 'a set made again after it emptied gets an expiry at once, whatever lX says')
+})
+
+t.test('a lease taken without window limits never shortens the expiry the counters remember', async t => {
+  const client = sharedRedis(t)
+  const prefix = uniquePrefix(t, client)
+  const store = new RedisStore({ client, leaseTtlMs: 10_000 })
+  t.teardown(() => store.close())
+  const keys = storeKeys(prefix, 'tenant', 'acme', undefined)
+  await store.admit({ keys, cost: 1, limits: limits(100, 1000, 10_000, 10), leaseId: 'windows' })
+  // The same keys under limits with no window (a route or tier with concurrency only).
+  await store.admit({ keys, cost: 1, limits: limits(Infinity, Infinity, Infinity, 10), leaseId: 'concurrency-only' })
+  const ttl = await client.pttl(keys.leases)
+  t.ok(ttl > 15_000, `still about two lifetimes (${ttl} ms), not one`)
+  await store.admit({ keys, cost: 1, limits: limits(100, 1000, 10_000, 10), leaseId: 'windows-again' })
+  t.ok(await client.pttl(keys.leases) > 15_000, 'and the next admission, trusting lX, leaves it so')
 })
 
 t.test('renewing a lease never shortens its set\'s expiry', async t => {

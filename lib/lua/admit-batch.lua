@@ -163,19 +163,26 @@ local function admit (counters, leases, termsText, leaseId, releasing)
   if limC >= 0 then
     inFlight = redis.call('HLEN', leases)
     if inFlight + 1 > limC then
-      -- Only a full hash needs its expired leases (crashed processes) dropped.
-      local all = redis.call('HGETALL', leases)
-      local expired, oldest = {}, nil
-      for i = 1, #all, 2 do
-        local expiry = tonumber(all[i + 1])
+      -- Only a full hash needs its expired leases (crashed processes) dropped, and its earliest
+      -- expiry for the hint. Values first: their names are read only when some lease has expired.
+      -- (This costs time in proportion to the requests in flight, on rejections at the limit.)
+      local oldest, stale = nil, 0
+      for _, value in ipairs(redis.call('HVALS', leases)) do
+        local expiry = tonumber(value)
         if expiry <= now then
-          expired[#expired + 1] = all[i]
+          stale = stale + 1
         elseif oldest == nil or expiry < oldest then
           oldest = expiry
         end
       end
-      hdel_all(leases, expired)
-      inFlight = inFlight - #expired
+      if stale > 0 then
+        local all, expired = redis.call('HGETALL', leases), {}
+        for i = 1, #all, 2 do
+          if tonumber(all[i + 1]) <= now then expired[#expired + 1] = all[i] end
+        end
+        hdel_all(leases, expired)
+        inFlight = inFlight - #expired
+      end
       if inFlight + 1 > limC then
         if reason == 0 then reason = 2 end
         -- Slots free as soon as requests finish; a second is a fair hint, and the oldest lease's
@@ -223,10 +230,11 @@ local function admit (counters, leases, termsText, leaseId, releasing)
       redis.call('HSET', leases, leaseId, now + leaseTtl)
       -- The leases hash must outlive its newest lease. Its expiry is renewed (to two lifetimes) only
       -- when the hash is new or a lease taken now would outlive it; lX remembers that expiry, and
-      -- where there is no counters hash to hold it the leases are renewed on every admission.
+      -- where there is no counters hash to hold it the leases are renewed on every admission. Two
+      -- lifetimes from now is never shorter than an expiry set before (lX, or a renewal's).
       local setExpiry = tonumber(head[8])
       if n == 0 then
-        redis.call('PEXPIRE', leases, leaseTtl)
+        redis.call('PEXPIRE', leases, 2 * leaseTtl)
       elseif inFlight == 0 or not setExpiry or now + leaseTtl > setExpiry then
         redis.call('PEXPIRE', leases, 2 * leaseTtl)
         fields[n + 1], fields[n + 2] = 'lX', now + 2 * leaseTtl
@@ -249,7 +257,8 @@ local function admit (counters, leases, termsText, leaseId, releasing)
     end
   end
 
-  return string.format('%d %d %d %d %d %d %d', reason, math.ceil(retry), now, usedM, usedH, usedQ, inFlight)
+  -- %.0f, not %d: exact for every integer a double holds, whatever the size of a C long.
+  return string.format('%.0f %.0f %.0f %.0f %.0f %.0f %.0f', reason, math.ceil(retry), now, usedM, usedH, usedQ, inFlight)
 end
 
 -- Each item on its own: one that fails (a foreign value under its keys) fails alone.

@@ -3,7 +3,6 @@
 import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
 import { decodeDecision, limitArg, parseAdmitReply } from './decision.js'
-import type { Redis } from 'ioredis'
 import { AdmitBatcher } from './admit-batcher.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
 import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
@@ -30,8 +29,8 @@ export interface RedisStoreOptions extends Partial<WindowSettings> {
   clock?: () => number
   /**
    * Decide the admissions of one event-loop turn in one script call (default true on a single
-   * Redis; always off on a Cluster, where one call may only touch one slot and ioredis's own
-   * `enableAutoPipelining` groups commands by slot).
+   * Redis, with or without ioredis's `enableAutoPipelining`; always off on a Cluster, where one call
+   * may only touch one slot). Turn it off behind a proxy that checks slots per command.
    */
   pipeline?: boolean
 }
@@ -65,11 +64,9 @@ export class RedisStore implements RateLimitStore {
       leaseTtlMs: options.leaseTtlMs ?? 60_000
     }
     this.clock = options.clock
-    // Never on a Cluster (a pipeline must stay on one slot); by default not where ioredis already
-    // pipelines by itself.
+    // Never on a Cluster: one call may only touch one slot.
     const isCluster = 'nodes' in this.client
-    const autoPipelined = (this.client as Redis).options?.enableAutoPipelining === true
-    this.batcher = new AdmitBatcher(this.client, ADMIT_SCRIPT, !isCluster && (options.pipeline ?? !autoPipelined), this.sharedTerms)
+    this.batcher = new AdmitBatcher(this.client, ADMIT_SCRIPT, !isCluster && (options.pipeline ?? true), this.sharedTerms)
     // Releases that failed during an outage go out as soon as the connection is back.
     this.client.on('ready', this.onReady)
   }
@@ -99,7 +96,9 @@ export class RedisStore implements RateLimitStore {
       if (this.pendingReleases.length > 0) this.retryReleases()
       return decodeDecision(reply, limits, this.settings.bucketsPerWindow, this.months)
     }, (err: unknown) => {
-      if (releasing !== undefined) for (const id of releasing) this.keepForLater(keys, id)
+      // A call that failed as a whole sent nothing: its releases wait for Redis. An item refused on
+      // its own may have given them back already, and would be refused again.
+      if (releasing !== undefined && !(err instanceof StoreReplyError)) for (const id of releasing) this.keepForLater(keys, id)
       throw err
     })
   }
@@ -164,7 +163,9 @@ export class RedisStore implements RateLimitStore {
         releasing: releasingArg(ids),
         clock,
         resolve: noop,
-        reject: () => { for (const id of ids) this.keepForLater(keys, id) }
+        // Only a call that failed as a whole (Redis away) is worth retrying: an item refused on
+        // its own (a foreign value under its key) would be refused again.
+        reject: (err: unknown) => { if (!(err instanceof StoreReplyError)) for (const id of ids) this.keepForLater(keys, id) }
       })
     }
     this.unsent.clear()
