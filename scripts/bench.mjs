@@ -20,11 +20,13 @@
 // Exit status 1 when a server fails, a request errors, a scenario that must never be limited answers
 // anything but 2xx, or the over-limit scenario answers anything but 200 and 429 (or never 429).
 import { fork } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { load } from './bench/load.mjs'
+import { cpuPerRequest, processCpuMicros, sampleCpu } from './bench/cpu.mjs'
 import { countCommands, countKeys, deleteKeys, memoryPerTenant, otherClients, startPrivateRedis } from './bench/redis-stats.mjs'
 import { buildReport } from './bench/report.mjs'
 import { COMMAND_COUNT_SCENARIOS, OPEN_TIER, PEER_MAX, ROUTE, SCENARIOS, TENANT_HEADER, scenarioPrefix } from './bench/scenarios.mjs'
@@ -86,7 +88,9 @@ async function main () {
       console.error(`bench: no Redis at ${redactUrl(REDIS_URL)} (${(connectError ?? err).message}); start one or set REDIS_URL`)
       return 1
     }
-    const redisVersion = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? 'unknown'
+    const serverInfo = await redis.info('server')
+    const redisVersion = /redis_version:(\S+)/.exec(serverInfo)?.[1] ?? 'unknown'
+    const redisPid = localRedisPid(serverInfo)
     const othersBefore = await otherClients(redis, 1)
 
     for (const scenario of scenarios) {
@@ -111,7 +115,9 @@ async function main () {
       // Rotate the order so that no scenario always runs first or last in a round.
       const order = children.map((_, i) => children[(i + round) % children.length])
       for (const child of order) {
+        const before = sampleCpu(child.process.pid, redisPid)
         const m = await load(child, { duration: settings.duration, connections: settings.connections, tenants: child.scenario.tenants })
+        m.cpu = cpuPerRequest(before, sampleCpu(child.process.pid, redisPid), m.requests)
         results[child.scenario.name].push(m)
         log(`round ${round + 1}/${settings.rounds} ${child.scenario.name}: ${Math.round(m.rps)} req/s, ` +
           `p50 ${m.p50.toFixed(2)} ms, p99 ${m.p99.toFixed(2)} ms, statuses ${JSON.stringify(m.statusCodes)}, errors ${m.errors}`)
@@ -171,6 +177,18 @@ async function main () {
     return 1
   }
   return 0
+}
+
+/** The pid of the Redis under test when it runs on this machine (so its CPU time can be read), else null. */
+function localRedisPid (serverInfo) {
+  const pid = Number(/process_id:(\d+)/.exec(serverInfo)?.[1])
+  const host = new URL(REDIS_URL).hostname
+  if (!Number.isInteger(pid) || !['127.0.0.1', 'localhost', '[::1]', '::1'].includes(host)) return null
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('redis') && processCpuMicros(pid) !== null ? pid : null
+  } catch {
+    return null
+  }
 }
 
 function envInteger (name, fallback, min, max) {

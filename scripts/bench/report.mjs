@@ -37,6 +37,35 @@ function share429 (runs) {
   return all === 0 ? 0 : rejected / all
 }
 
+/** Where each request's CPU time lands: the server under test, Redis, the load generator (medians over rounds). */
+function cpuTable (scenarios, results) {
+  const cell = (runs, key) => {
+    const values = runs.map((m) => m.cpu?.[key]).filter((v) => typeof v === 'number')
+    return values.length === 0 ? undefined : median(values)
+  }
+  const rows = []
+  for (const scenario of scenarios) {
+    const runs = results[scenario.name]
+    const server = cell(runs, 'server')
+    if (server === undefined) continue
+    const redis = cell(runs, 'redis')
+    const loadgen = cell(runs, 'loadgen')
+    const total = server + (redis ?? 0) + loadgen
+    rows.push(`| ${scenario.label} | ${server.toFixed(1)} | ${redis === undefined ? '–' : redis.toFixed(1)} | ${loadgen.toFixed(1)} | ${total.toFixed(1)} |`)
+  }
+  if (rows.length === 0) return []
+  return [
+    '', '### CPU time per request', '',
+    'User and system CPU time of each process during the measured runs, divided by the requests served (µs, median ' +
+      'over rounds; from /proc, so Linux only; Redis only when it runs on this machine). The three share the machine: ' +
+      'time one of them spends is time the others do not get.',
+    '',
+    '| scenario | server (µs) | Redis (µs) | load generator (µs) | total (µs) |',
+    '|---|---:|---:|---:|---:|',
+    ...rows
+  ]
+}
+
 export function buildReport ({ scenarios, results, settings, env, commands, memory }) {
   const lines = []
   const cpu = env.cpus
@@ -69,6 +98,8 @@ export function buildReport ({ scenarios, results, settings, env, commands, memo
   lines.push('')
   for (const { label, reason } of NOT_MEASURED) lines.push(`${label} is not measured: ${reason}.`)
 
+  lines.push(...cpuTable(scenarios, results))
+
   const pairs = PAIRS.filter(([a, b]) => results[a] !== undefined && results[b] !== undefined)
   if (pairs.length > 0) {
     lines.push('', '### Same-round comparisons', '', '| comparison | req/s ratio | p99 difference (ms) |', '|---|---:|---:|')
@@ -83,9 +114,10 @@ export function buildReport ({ scenarios, results, settings, env, commands, memo
       '', '### Redis commands per request', '',
       `A dedicated run of ${int(settings.cmdRequests)} requests per scenario, ${env.commandsOn}, between ` +
         '`CONFIG RESETSTAT` and `INFO commandstats`: every command Redis executed, including those a script runs, ' +
-        'divided by the requests served. This plugin\'s count includes giving the concurrency lease back (ZREM) ' +
-        'after the response. µs in scripts: the time Redis reports for running the scripts (the commands inside ' +
-        'included), per request.',
+        'divided by the requests served. This plugin\'s count includes giving the concurrency lease back (HDEL) ' +
+        'after the response; it sends the admissions of one event-loop turn as one script call, so its script calls ' +
+        'per request are below one. µs in scripts: the time Redis reports for running the scripts (the commands ' +
+        'inside included), per request.',
       '',
       '| scenario | requests | commands / request | script calls / request | µs in scripts / request | by command (calls / request) |',
       '|---|---:|---:|---:|---:|---|'
