@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { withDeadline } from './deadline.js'
 import { BLOCKED_CODE, RATE_LIMITED_CODE } from './errors.js'
-import { retryAfterSeconds, setIetfHeaders, setRateLimitHeaders } from './headers.js'
+import { retryAfterSeconds, setCompactRateLimitHeaders, setIetfHeaders, setRateLimitHeaders } from './headers.js'
 import { KeyCache, type StoreKeys } from './keys.js'
 import type { LeaseKeeper } from './lease-keeper.js'
 import type { EndpointMetrics, LimiterMetrics, RequestSeries } from './metrics.js'
@@ -114,7 +114,8 @@ export class Limiter {
     if (metrics.enabled) metrics.decision((performance.now() - started) / 1000, this.store.kind)
 
     context.decision = decision
-    if (options.headers) setRateLimitHeaders(reply, decision)
+    if (options.headers === 'compact') setCompactRateLimitHeaders(reply, decision)
+    else if (options.headers) setRateLimitHeaders(reply, decision)
     if (options.ietfHeaders) setIetfHeaders(reply, decision)
     if (decision.degraded === true) reply.header('x-ratelimit-status', 'degraded')
     if (decision.allowed) {

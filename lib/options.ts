@@ -63,8 +63,12 @@ export interface RateLimitingOptions {
   global?: boolean
   /** The hook the limiter runs in. Default `onRequest`. */
   hook?: HookName
-  /** Send X-RateLimit-* headers. Default true. */
-  headers?: boolean
+  /**
+   * X-RateLimit-* headers: `true` (default) one pair per window and for concurrency, plus the reset;
+   * `'compact'` only X-RateLimit-Limit / -Remaining / -Reset of the window closest to its limit;
+   * `false` none.
+   */
+  headers?: boolean | 'compact'
   /** Also send the IETF `RateLimit-Policy` / `RateLimit` fields. Default false. */
   ietfHeaders?: boolean
   /** Sub-buckets per sliding window; capacity frees at most window/k late. Default 20. */
@@ -128,7 +132,7 @@ const OptionsSchema = Type.Object({
   anonymousKey: Type.Optional(AnyFunction),
   global: Type.Optional(Type.Boolean()),
   hook: Type.Optional(Type.Union([Type.Literal('onRequest'), Type.Literal('preParsing'), Type.Literal('preValidation'), Type.Literal('preHandler')])),
-  headers: Type.Optional(Type.Boolean()),
+  headers: Type.Optional(Type.Union([Type.Boolean(), Type.Literal('compact')])),
   ietfHeaders: Type.Optional(Type.Boolean()),
   bucketsPerWindow: Type.Optional(Type.Integer({ minimum: 1, maximum: 60 })),
   leaseTtlSeconds: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 86_400 })),
@@ -172,7 +176,7 @@ export interface ResolvedOptions {
   readonly anonymousKey: (request: FastifyRequest) => string
   readonly global: boolean
   readonly hook: HookName
-  readonly headers: boolean
+  readonly headers: boolean | 'compact'
   readonly ietfHeaders: boolean
   readonly bucketsPerWindow: number
   readonly leaseTtlMs: number

@@ -118,6 +118,43 @@ for (const kind of STORE_KINDS) {
       t.notOk((await plain.inject({ url: '/' })).headers['ratelimit-policy'], 'off by default')
     })
 
+    t.test('compact headers: limit, remaining and reset of the window with the least left', async t => {
+      const app = await buildApp(t, {
+        kind,
+        options: {
+          headers: 'compact',
+          tenantExtractor: headerTenant,
+          tiers: {
+            hourly: { requestsPerMinute: 100, requestsPerHour: 3, concurrentRequests: 10, monthlyQuota: 1000 },
+            inflight: { requestsPerMinute: null, requestsPerHour: null, concurrentRequests: 4, monthlyQuota: null }
+          }
+        }
+      })
+      const anonymous = await app.inject({ url: '/' })
+      t.same(
+        [anonymous.headers['x-ratelimit-limit'], anonymous.headers['x-ratelimit-remaining']], ['5', '4'],
+        'anonymous: the minute window (4 left of 5, against 49 of 50 and 999 of 1,000)')
+      t.ok(Math.abs(Number(anonymous.headers['x-ratelimit-reset']) - Date.now() / 1000 - 63) < 5, 'reset: when the minute window is wholly free')
+      t.notOk(anonymous.headers['x-ratelimit-limit-minute'], 'no per-window headers')
+      t.notOk(anonymous.headers['x-ratelimit-concurrent-limit'])
+
+      const headers = { 'x-tenant': 'h', 'x-tier': 'hourly' }
+      const first = await app.inject({ url: '/', headers })
+      t.same([first.headers['x-ratelimit-limit'], first.headers['x-ratelimit-remaining']], ['3', '2'], 'the hour window binds')
+      await app.inject({ url: '/', headers })
+      await app.inject({ url: '/', headers })
+      const refused = await app.inject({ url: '/', headers })
+      t.equal(refused.statusCode, 429)
+      t.equal(refused.headers['x-ratelimit-remaining'], '0')
+      const admittedAt = Date.now() / 1000 + Number(refused.headers['retry-after'])
+      t.ok(Math.abs(Number(refused.headers['x-ratelimit-reset']) - admittedAt) <= 1.5, 'on a rejection, reset is when it would be admitted')
+
+      const concurrencyOnly = await app.inject({ url: '/', headers: { 'x-tenant': 'c', 'x-tier': 'inflight' } })
+      t.same(
+        [concurrencyOnly.headers['x-ratelimit-limit'], concurrencyOnly.headers['x-ratelimit-remaining'], concurrencyOnly.headers['x-ratelimit-reset']],
+        ['4', '3', undefined], 'no window limited: concurrency, with no reset')
+    })
+
     t.test('errorResponseBuilder and onExceeded shape the rejection', async t => {
       const seen: string[] = []
       const app = await buildApp(t, {

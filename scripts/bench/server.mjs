@@ -26,6 +26,7 @@ const SETUP = {
       keyPrefix: prefix,
       tiers: { bench: OPEN_TIER, 'bench-over': OVER_LIMIT_TIER },
       metrics: scenario.metrics === false ? false : undefined, // default: on (prom-client is installed)
+      headers: scenario.headers, // undefined: the default set
       tenantExtractor: scenario.tenants === undefined
         ? () => hot
         : (request) => ({ tenantId: request.headers[TENANT_HEADER] ?? HOT_TENANT, tier })
