@@ -36,6 +36,7 @@ export const SCENARIOS = Object.freeze([
   { name: 'redis-over-limit', label: 'this plugin, Redis, tenant over its minute limit', kind: 'plugin', store: 'redis', tier: 'bench-over', expect: 'reject' },
   { name: 'redis-10k-tenants', label: 'this plugin, Redis, 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT },
   { name: 'redis-no-metrics', label: 'this plugin, Redis, `metrics: false`', kind: 'plugin', store: 'redis', metrics: false },
+  { name: 'redis-no-headers', label: 'this plugin, Redis, `headers: false`', kind: 'plugin', store: 'redis', headers: false },
   { name: 'redis-compact-headers', label: 'this plugin, Redis, `headers: \'compact\'`', kind: 'plugin', store: 'redis', headers: 'compact' },
   { name: 'frl-memory', label: '@fastify/rate-limit, memory', kind: 'frl', store: 'memory' },
   { name: 'frl-redis', label: '@fastify/rate-limit, Redis', kind: 'frl', store: 'redis' },
@@ -48,6 +49,7 @@ export const SCENARIOS = Object.freeze([
 export const PAIRS = Object.freeze([
   ['redis-10k-tenants', 'redis', '10,000 tenants ÷ one hot tenant'],
   ['redis-no-metrics', 'redis', '`metrics: false` ÷ metrics on'],
+  ['redis-no-headers', 'redis', '`headers: false` (no rate-limit headers) ÷ the default'],
   ['redis-compact-headers', 'redis', '`headers: \'compact\'` (3 rate-limit headers) ÷ the default (up to 9)'],
   ['redis-compact-headers', 'frl-redis', '`headers: \'compact\'` ÷ @fastify/rate-limit, Redis (3 headers each)'],
   ['redis', 'rlf-redis', 'this plugin, Redis ÷ rate-limiter-flexible'],
