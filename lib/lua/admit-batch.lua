@@ -108,10 +108,24 @@ local function wait_for (counters, prefix, cur, g, need, length)
   for i = 1, #names do
     if values[i] then
       freed = freed + tonumber(values[i])
-      if freed >= need then return (cur - k + i + k) * g - now end
+      if freed >= need then return (cur + i) * g - now end -- bucket cur - k + i - 1 leaves then
     end
   end
   return length
+end
+
+-- One window's part of an admission's write: its bucket, its running sum, and its oldest bucket
+-- when that moves (the buckets that left are deleted). Returns the new field count and whether the
+-- bucket is new (the key's expiry may then have to grow).
+local function take (counters, fields, n, name, bucket, prefix, used, cost, oldest, stale, first)
+  fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = name, (tonumber(bucket) or 0) + cost, prefix .. 'S', used + cost
+  n = n + 4
+  if stale ~= nil or not oldest then
+    fields[n + 1], fields[n + 2] = prefix .. 'O', first
+    n = n + 2
+  end
+  if stale ~= nil then redis.call('HDEL', counters, unpack(stale)) end
+  return n, not bucket
 end
 
 -- Deletes fields in chunks: unpack has a stack limit, and a full leases hash may be large.
@@ -199,25 +213,13 @@ local function admit (counters, leases, termsText, leaseId, releasing)
     local fields, n = {}, 0
     local extend = false
     if limM >= 0 then
-      fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = nameM, (tonumber(head[6]) or 0) + cost, 'mS', usedM + cost
-      n = n + 4
-      if staleM ~= nil or not head[2] then
-        fields[n + 1], fields[n + 2] = 'mO', curM - k
-        n = n + 2
-      end
-      if staleM ~= nil then redis.call('HDEL', counters, unpack(staleM)) end
-      extend = not head[6]
+      n, extend = take(counters, fields, n, nameM, head[6], 'm', usedM, cost, head[2], staleM, curM - k)
       usedM = usedM + cost
     end
     if limH >= 0 then
-      fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = nameH, (tonumber(head[7]) or 0) + cost, 'hS', usedH + cost
-      n = n + 4
-      if staleH ~= nil or not head[4] then
-        fields[n + 1], fields[n + 2] = 'hO', curH - k
-        n = n + 2
-      end
-      if staleH ~= nil then redis.call('HDEL', counters, unpack(staleH)) end
-      extend = extend or not head[7]
+      local newBucket
+      n, newBucket = take(counters, fields, n, nameH, head[7], 'h', usedH, cost, head[4], staleH, curH - k)
+      extend = extend or newBucket
       usedH = usedH + cost
     end
     if limQ >= 0 then
@@ -233,12 +235,12 @@ local function admit (counters, leases, termsText, leaseId, releasing)
       -- where there is no counters hash to hold it the leases are renewed on every admission. Two
       -- lifetimes from now is never shorter than an expiry set before (lX, or a renewal's).
       local setExpiry = tonumber(head[8])
-      if n == 0 then
+      if n == 0 or inFlight == 0 or not setExpiry or now + leaseTtl > setExpiry then
         redis.call('PEXPIRE', leases, 2 * leaseTtl)
-      elseif inFlight == 0 or not setExpiry or now + leaseTtl > setExpiry then
-        redis.call('PEXPIRE', leases, 2 * leaseTtl)
-        fields[n + 1], fields[n + 2] = 'lX', now + 2 * leaseTtl
-        n = n + 2
+        if n > 0 then
+          fields[n + 1], fields[n + 2] = 'lX', now + 2 * leaseTtl
+          n = n + 2
+        end
       end
       inFlight = inFlight + 1
     end
