@@ -2,6 +2,7 @@
 // touches one Redis Cluster slot. Ids are encoded so that no id can inject a brace, collide with
 // another id, or make a key longer than a fixed bound.
 import { createHash } from 'node:crypto'
+import { TwoKeyCache } from './bounded-cache.js'
 
 /** Ids made only of these characters (and at most 64 of them) are used as they are. */
 const PLAIN_ID = /^[A-Za-z0-9_.:@-]{1,64}$/
@@ -48,29 +49,17 @@ const MAX_CACHED_KEYS = 50_000
  * map lookups instead of encoding and joining them again.
  */
 export class KeyCache {
-  private readonly byBucket = new Map<string, Map<string, StoreKeys>>()
-  private size = 0
+  private readonly cache = new TwoKeyCache<StoreKeys>(MAX_CACHED_KEYS)
 
   constructor (private readonly prefix: string) {}
 
   get (kind: SubjectKind, id: string, bucket: string | undefined): StoreKeys {
     // The kind takes two characters, so no two kinds and buckets share a scope.
     const scope = (kind === 'tenant' ? ' t' : ' a') + (bucket === undefined ? '' : ' ' + bucket)
-    let bySubject = this.byBucket.get(scope)
-    if (bySubject === undefined) {
-      bySubject = new Map()
-      this.byBucket.set(scope, bySubject)
-    }
-    let keys = bySubject.get(id)
+    let keys = this.cache.get(scope, id)
     if (keys === undefined) {
-      if (this.size >= MAX_CACHED_KEYS) {
-        this.byBucket.clear()
-        this.size = 0
-        return this.get(kind, id, bucket)
-      }
       keys = storeKeys(this.prefix, kind, id, bucket)
-      bySubject.set(id, keys)
-      this.size++
+      this.cache.set(scope, id, keys)
     }
     return keys
   }

@@ -1,6 +1,7 @@
 // Prometheus metrics (prom-client, an optional peer dependency). Without prom-client, or with
 // `metrics: false`, the limiter records nothing and nothing breaks.
 import type { FastifyBaseLogger } from 'fastify'
+import { TwoKeyCache } from './bounded-cache.js'
 
 /** The part of a prom-client Registry this plugin uses (any prom-client Registry fits). */
 export interface MetricsRegistry {
@@ -181,8 +182,7 @@ const MAX_CACHED_SERIES = 10_000
 
 class EndpointSeries implements EndpointMetrics {
   /** By tier, then by tenant label. */
-  private readonly byTier = new Map<string, Map<string, Series>>()
-  private size = 0
+  private readonly byTier = new TwoKeyCache<Series>(MAX_CACHED_SERIES)
 
   constructor (
     private readonly endpoint: string,
@@ -192,21 +192,10 @@ class EndpointSeries implements EndpointMetrics {
 
   series (subject: string, anonymous: boolean, tier: string): RequestSeries {
     const tenant = this.tenantLabel(subject, anonymous)
-    let byTenant = this.byTier.get(tier)
-    if (byTenant === undefined) {
-      byTenant = new Map()
-      this.byTier.set(tier, byTenant)
-    }
-    let series = byTenant.get(tenant)
+    let series = this.byTier.get(tier, tenant)
     if (series === undefined) {
-      if (this.size >= MAX_CACHED_SERIES) {
-        this.byTier.clear()
-        this.size = 0
-        return this.series(subject, anonymous, tier)
-      }
       series = new Series(this.counters, tenant, tier, this.endpoint)
-      byTenant.set(tenant, series)
-      this.size++
+      this.byTier.set(tier, tenant, series)
     }
     return series
   }
