@@ -3,7 +3,7 @@
 // (draft-ietf-httpapi-ratelimit-headers-10, structured-field lists). Unlimited dimensions are omitted.
 import type { FastifyReply } from 'fastify'
 import { utcMonth } from './store/calendar.js'
-import type { Decision } from './store/types.js'
+import type { Decision, WindowState } from './store/types.js'
 
 const seconds = (ms: number): number => Math.max(0, Math.ceil(ms / 1000))
 
@@ -12,13 +12,20 @@ export function retryAfterSeconds (decision: Decision): number {
   return Math.max(1, seconds(decision.retryAfterMs))
 }
 
-/** Unix seconds: on rejection, when the request would be admitted; else when the minute window (else the hour, else the month) is wholly free again. */
-export function resetAt (decision: Decision): number {
+/**
+ * Unix seconds: on rejection, when the request would be admitted; else when `window` (by default
+ * the minute window, else the hour, else the month) is wholly free again.
+ */
+export function resetAt (decision: Decision, window: WindowState = firstLimited(decision)): number {
   if (!decision.allowed) return Math.ceil((decision.now + decision.retryAfterMs) / 1000)
-  const { minute, hour, month } = decision
-  const window = minute.limit !== Infinity ? minute : hour.limit !== Infinity ? hour : month
   return Math.ceil(Math.max(window.resetAt, decision.now) / 1000)
 }
+
+function firstLimited ({ minute, hour, month }: Decision): WindowState {
+  return minute.limit !== Infinity ? minute : hour.limit !== Infinity ? hour : month
+}
+
+const concurrentRemaining = ({ concurrent }: Decision): number => Math.max(0, concurrent.limit - concurrent.inFlight)
 
 export function setRateLimitHeaders (reply: FastifyReply, decision: Decision): void {
   const { minute, hour, month, concurrent } = decision
@@ -36,7 +43,7 @@ export function setRateLimitHeaders (reply: FastifyReply, decision: Decision): v
   }
   if (concurrent.limit !== Infinity) {
     reply.header('x-ratelimit-concurrent-limit', concurrent.limit)
-    reply.header('x-ratelimit-concurrent-remaining', Math.max(0, concurrent.limit - concurrent.inFlight))
+    reply.header('x-ratelimit-concurrent-remaining', concurrentRemaining(decision))
   }
   reply.header('x-ratelimit-reset', resetAt(decision))
 }
@@ -54,13 +61,12 @@ export function setCompactRateLimitHeaders (reply: FastifyReply, decision: Decis
   if (window === undefined) {
     if (concurrent.limit === Infinity) return
     reply.header('x-ratelimit-limit', concurrent.limit)
-    reply.header('x-ratelimit-remaining', Math.max(0, concurrent.limit - concurrent.inFlight))
+    reply.header('x-ratelimit-remaining', concurrentRemaining(decision))
     return
   }
   reply.header('x-ratelimit-limit', window.limit)
   reply.header('x-ratelimit-remaining', window.remaining)
-  const reset = decision.allowed ? Math.max(window.resetAt, decision.now) : decision.now + decision.retryAfterMs
-  reply.header('x-ratelimit-reset', Math.ceil(reset / 1000))
+  reply.header('x-ratelimit-reset', resetAt(decision, window))
 }
 
 /** `"minute";q=10;w=60, "hour";q=100;w=3600, "month";q=10000;w=2592000` and the matching RateLimit. */
