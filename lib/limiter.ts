@@ -152,8 +152,8 @@ export class Limiter {
       // Only an asynchronous answer needs a deadline.
       if (isThenable(identity)) {
         return withDeadline(identity, this.options.extractorTimeoutMs, 'tenantExtractor')
-          .then(checkIdentity, (err: unknown) => this.extractorFailed(err, request, reply))
-          .then(undefined, (err: unknown) => this.extractorFailed(err, request, reply))
+          .then(checkIdentity)
+          .catch((err: unknown) => this.extractorFailed(err, request, reply))
       }
       return checkIdentity(identity)
     } catch (err) {

@@ -40,17 +40,15 @@ class WindowCounts {
     return this.sum
   }
 
-  add (cur: number, k: number, cost: number): number {
-    const n = (this.buckets.get(cur) ?? 0) + cost
-    this.buckets.set(cur, n)
+  add (cur: number, k: number, cost: number): void {
+    this.buckets.set(cur, (this.buckets.get(cur) ?? 0) + cost)
     this.sum += cost
     if (this.oldest > cur - k) this.oldest = cur - k
     if (this.newest < cur) this.newest = cur
-    return n
   }
 
-  /** Time (ms from `now`) until `need` units have left the window; -1 if never. */
-  waitFor (cur: number, k: number, g: number, need: number, now: number): number {
+  /** Time (ms from `now`) until `need` units have left the window; the window's length if never. */
+  waitFor (cur: number, k: number, g: number, need: number, now: number, length: number): number {
     let freed = 0
     for (let idx = cur - k; idx <= cur; idx++) {
       const n = this.buckets.get(idx)
@@ -59,7 +57,7 @@ class WindowCounts {
         if (freed >= need) return (idx + k + 1) * g - now
       }
     }
-    return -1
+    return length
   }
 
   /** Unix ms until which its newest bucket counts (0 when there is none). */
@@ -192,16 +190,12 @@ export class MemoryStore implements RateLimitStore {
       retry = monthEnd - now
     }
     if (limH >= 0 && usedH + cost > limH) {
-      let w = counters === undefined ? -1 : counters.hour.waitFor(curH, k, gH, usedH + cost - limH, now)
-      if (w < 0) w = HOUR_MS
       if (reason === 0) reason = 1
-      retry = Math.max(retry, w)
+      retry = Math.max(retry, counters === undefined ? HOUR_MS : counters.hour.waitFor(curH, k, gH, usedH + cost - limH, now, HOUR_MS))
     }
     if (limM >= 0 && usedM + cost > limM) {
-      let w = counters === undefined ? -1 : counters.minute.waitFor(curM, k, gM, usedM + cost - limM, now)
-      if (w < 0) w = MINUTE_MS
       if (reason === 0) reason = 1
-      retry = Math.max(retry, w)
+      retry = Math.max(retry, counters === undefined ? MINUTE_MS : counters.minute.waitFor(curM, k, gM, usedM + cost - limM, now, MINUTE_MS))
     }
 
     let inFlight = 0

@@ -87,7 +87,7 @@ export class RedisStore implements RateLimitStore {
       terms: this.terms(limits, request.cost),
       leaseId: request.leaseId,
       releasing: releasing === undefined ? '' : releasingArg(releasing),
-      clock: this.clock === undefined ? -1 : this.clock(),
+      clock: this.batchClock(),
       resolve,
       reject
     })).then(line => {
@@ -96,9 +96,7 @@ export class RedisStore implements RateLimitStore {
       if (this.pendingReleases.length > 0) this.retryReleases()
       return decodeDecision(reply, limits, this.settings.bucketsPerWindow, this.months)
     }, (err: unknown) => {
-      // A call that failed as a whole sent nothing: its releases wait for Redis. An item refused on
-      // its own may have given them back already, and would be refused again.
-      if (releasing !== undefined && !(err instanceof StoreReplyError)) for (const id of releasing) this.keepForLater(keys, id)
+      if (releasing !== undefined) this.releasesFailed(keys, releasing, err)
       throw err
     })
   }
@@ -138,8 +136,9 @@ export class RedisStore implements RateLimitStore {
 
   /**
    * Gives a lease back. The release waits (at most RELEASE_DELAY_MS) for the next admission of the
-   * same keys and rides along with it; otherwise it goes out as an item of its own in the next batch. A release that
-   * fails (Redis away) is retried once Redis answers again; the lease's expiry is the last resort.
+   * same keys and rides along with it; otherwise it goes out as an item of its own in the next
+   * batch. A release that fails (Redis away) is retried once Redis answers again; the lease's expiry
+   * is the last resort.
    */
   release (keys: StoreKeys, leaseId: string): void {
     const waiting = this.unsent.get(keys.leases)
@@ -153,7 +152,7 @@ export class RedisStore implements RateLimitStore {
 
   private readonly sendReleases = (): void => {
     this.releaseTimer = undefined
-    const clock = this.clock === undefined ? -1 : this.clock()
+    const clock = this.batchClock()
     for (const { keys, ids } of this.unsent.values()) {
       this.batcher.send({
         counters: keys.counters,
@@ -163,9 +162,7 @@ export class RedisStore implements RateLimitStore {
         releasing: releasingArg(ids),
         clock,
         resolve: noop,
-        // Only a call that failed as a whole (Redis away) is worth retrying: an item refused on
-        // its own (a foreign value under its key) would be refused again.
-        reject: (err: unknown) => { if (!(err instanceof StoreReplyError)) for (const id of ids) this.keepForLater(keys, id) }
+        reject: (err: unknown) => this.releasesFailed(keys, ids, err)
       })
     }
     this.unsent.clear()
@@ -184,6 +181,20 @@ export class RedisStore implements RateLimitStore {
   /** Releases waiting for Redis to come back. */
   get pendingReleaseCount (): number {
     return this.pendingReleases.length
+  }
+
+  /** The clock a batch item carries: -1 for Redis TIME, else the replay clock. */
+  private batchClock (): number {
+    return this.clock === undefined ? -1 : this.clock()
+  }
+
+  /**
+   * Releases whose call failed. Only a call that failed as a whole (Redis away) sent nothing and is
+   * worth retrying; an item refused on its own (a foreign value under its key) may have given them
+   * back already, and would be refused again.
+   */
+  private releasesFailed (keys: StoreKeys, ids: readonly string[], err: unknown): void {
+    if (!(err instanceof StoreReplyError)) for (const id of ids) this.keepForLater(keys, id)
   }
 
   private keepForLater (keys: StoreKeys, id: string): void {
