@@ -3,8 +3,8 @@
 import fastifyRedis from '@fastify/redis'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
-import t from 'tap'
-import rateLimiting, { ADMIT_SCRIPT, RedisStore, storeKeys } from '../dist/index.js'
+import t, { type Test } from 'tap'
+import rateLimiting, { ADMIT_SCRIPT, RedisStore, storeKeys, type StoreKeys } from '../dist/index.js'
 import { buildApp, headerTenant } from './helpers/app.js'
 import { commandCalls, privateRedis, REDIS_URL, sharedRedis, uniquePrefix } from './helpers/redis.js'
 import { limits } from './helpers/stores.js'
@@ -130,22 +130,29 @@ t.test('the script trusts the caller\'s clock guesses only where Redis time agre
   t.ok(fields.includes('q202802') && fields.includes(`m${Math.floor(now / 3000)}`), 'fields named after Redis time, not the guesses')
 })
 
-t.test('the leases set outlives its newest lease, and its expiry is renewed only when that needs it', async t => {
+/** Limits with every window and a concurrency limit: admissions write counters and take leases. */
+const WINDOWS_AND_LEASES = limits(100, 1000, 10_000, 10)
+
+/** A store on the shared Redis with the given lease lifetime (and clock), and one tenant's keys. */
+function leaseStore (t: Test, leaseTtlMs: number, clock?: () => number): { client: Redis, store: RedisStore, keys: StoreKeys } {
   const client = sharedRedis(t)
-  const prefix = uniquePrefix(t, client)
-  let now = Date.UTC(2030, 5, 10, 12, 0, 0)
-  const store = new RedisStore({ client, clock: () => now, leaseTtlMs: 10_000 })
+  const store = new RedisStore({ client, clock, leaseTtlMs })
   t.teardown(() => store.close())
-  const keys = storeKeys(prefix, 'tenant', 'acme', undefined)
+  return { client, store, keys: storeKeys(uniquePrefix(t, client), 'tenant', 'acme', undefined) }
+}
+
+t.test('the leases hash outlives its newest lease, and its expiry is renewed only when that needs it', async t => {
+  let now = Date.UTC(2030, 5, 10, 12, 0, 0)
+  const { client, store, keys } = leaseStore(t, 10_000, () => now)
   const admit = async (id: string): Promise<void> => {
-    t.ok((await store.admit({ keys, cost: 1, limits: limits(100, 1000, 10_000, 10), leaseId: id })).allowed, `lease ${id} taken`)
+    t.ok((await store.admit({ keys, cost: 1, limits: WINDOWS_AND_LEASES, leaseId: id })).allowed, `lease ${id} taken`)
   }
   const renewedUntil = async (): Promise<number> => Number(await client.hget(keys.counters, 'lX'))
 
   await admit('a')
-  t.equal(await renewedUntil(), now + 20_000, 'a new set lives two lifetimes')
+  t.equal(await renewedUntil(), now + 20_000, 'a new leases hash lives two lifetimes')
   const ttl = await client.pttl(keys.leases)
-  t.ok(ttl > 10_000 && ttl <= 20_000, `the set expires after its lease (${ttl} ms)`)
+  t.ok(ttl > 10_000 && ttl <= 20_000, `the hash expires after its lease (${ttl} ms)`)
 
   now += 4_000
   await admit('b')
@@ -160,35 +167,27 @@ t.test('the leases set outlives its newest lease, and its expiry is renewed only
   store.release(keys, 'c')
   await store.close() // sends the waiting releases
   await new Promise(resolve => setTimeout(resolve, 20))
-  t.equal(await client.exists(keys.leases), 0, 'an empty set is gone')
+  t.equal(await client.exists(keys.leases), 0, 'an empty hash is gone')
   now += 1_000
   await admit('d')
   const again = await client.pttl(keys.leases)
-  t.ok(again > 10_000, 'a set made again after it emptied gets an expiry at once, whatever lX says')
+  t.ok(again > 10_000, 'a hash made again after it emptied gets an expiry at once, whatever lX says')
 })
 
 t.test('a lease taken without window limits never shortens the expiry the counters remember', async t => {
-  const client = sharedRedis(t)
-  const prefix = uniquePrefix(t, client)
-  const store = new RedisStore({ client, leaseTtlMs: 10_000 })
-  t.teardown(() => store.close())
-  const keys = storeKeys(prefix, 'tenant', 'acme', undefined)
-  await store.admit({ keys, cost: 1, limits: limits(100, 1000, 10_000, 10), leaseId: 'windows' })
+  const { client, store, keys } = leaseStore(t, 10_000)
+  await store.admit({ keys, cost: 1, limits: WINDOWS_AND_LEASES, leaseId: 'windows' })
   // The same keys under limits with no window (a route or tier with concurrency only).
   await store.admit({ keys, cost: 1, limits: limits(Infinity, Infinity, Infinity, 10), leaseId: 'concurrency-only' })
   const ttl = await client.pttl(keys.leases)
   t.ok(ttl > 15_000, `still about two lifetimes (${ttl} ms), not one`)
-  await store.admit({ keys, cost: 1, limits: limits(100, 1000, 10_000, 10), leaseId: 'windows-again' })
+  await store.admit({ keys, cost: 1, limits: WINDOWS_AND_LEASES, leaseId: 'windows-again' })
   t.ok(await client.pttl(keys.leases) > 15_000, 'and the next admission, trusting lX, leaves it so')
 })
 
-t.test('renewing a lease never shortens its set\'s expiry', async t => {
-  const client = sharedRedis(t)
-  const prefix = uniquePrefix(t, client)
-  const store = new RedisStore({ client, leaseTtlMs: 60_000 })
-  t.teardown(() => store.close())
-  const keys = storeKeys(prefix, 'tenant', 'acme', undefined)
-  await store.admit({ keys, cost: 1, limits: limits(100, 1000, 10_000, 10), leaseId: 'long' })
+t.test('renewing a lease never shortens the leases hash\'s expiry', async t => {
+  const { client, store, keys } = leaseStore(t, 60_000)
+  await store.admit({ keys, cost: 1, limits: WINDOWS_AND_LEASES, leaseId: 'long' })
   const before = await client.pttl(keys.leases)
   t.ok(before > 60_000, 'two lifetimes after the first lease')
   await store.renewLeases([{ keys, id: 'long' }])
@@ -241,7 +240,7 @@ t.test('any lease id is given back: one alone, several together, and ids that lo
   t.teardown(() => store.close())
   const keys = storeKeys(prefix, 'tenant', 'acme', undefined)
   const ids = ['[odd', '["x"]', 'plain', 'with space', '']
-  for (const id of ids) t.ok((await store.admit({ keys, cost: 1, limits: limits(100, 1000, 10_000, 10), leaseId: id })).allowed)
+  for (const id of ids) t.ok((await store.admit({ keys, cost: 1, limits: WINDOWS_AND_LEASES, leaseId: id })).allowed)
   t.equal(await client.hlen(keys.leases), ids.length, 'five leases held')
   store.release(keys, '[odd') // alone: sent as a JSON array, since it starts like one
   await new Promise(resolve => setTimeout(resolve, 20))
