@@ -18,7 +18,6 @@
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import http from 'node:http'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
@@ -28,6 +27,7 @@ import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import { Registry } from 'prom-client'
 import rateLimiting from '../dist/index.js'
+import { freePort, waitForRedis } from './loopback-redis.mjs'
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -106,21 +106,6 @@ process.on('uncaughtException', (err) => {
 // ---------------------------------------------------------------------------------------------
 // A private redis-server: ours alone, on a free loopback port, never 6379
 
-async function freePort () {
-  for (;;) {
-    const port = await new Promise((resolve, reject) => {
-      const server = createServer()
-      server.unref()
-      server.on('error', reject)
-      server.listen(0, HOST, () => {
-        const { port } = server.address()
-        server.close(() => resolve(port))
-      })
-    })
-    if (port !== 6379) return port
-  }
-}
-
 class PrivateRedis {
   constructor (port, dir) {
     this.port = port
@@ -142,7 +127,7 @@ class PrivateRedis {
     this.paused = false
     const failed = new Promise((resolve, reject) => child.once('error', reject))
     this.exited = new Promise(resolve => child.once('exit', () => resolve()))
-    await Promise.race([failed, this.waitForPing(child)])
+    await Promise.race([failed, waitForRedis(this.port, child)])
   }
 
   /** SIGKILL, as a crash would; resolves once the process is gone. */
@@ -182,23 +167,6 @@ class PrivateRedis {
     const client = new Redis(this.port, HOST, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
     client.on('error', () => {})
     return client
-  }
-
-  async waitForPing (child) {
-    for (let attempt = 0; ; attempt++) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`redis-server exited at start (port ${this.port} taken?)`)
-      const client = this.probe()
-      try {
-        await client.connect()
-        await client.ping()
-        return
-      } catch (err) {
-        if (attempt > 100) throw err
-        await sleep(50)
-      } finally {
-        client.disconnect()
-      }
-    }
   }
 }
 

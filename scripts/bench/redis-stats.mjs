@@ -1,9 +1,9 @@
 // What the limiters cost Redis: commands per request (INFO commandstats) and memory per tenant.
 import { spawn } from 'node:child_process'
-import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { DEFAULT_TIERS, RedisStore, storeKeys } from '../../dist/index.js'
+import { freePort, waitForRedis } from '../loopback-redis.mjs'
 
 // ---------------------------------------------------------------------------------------------
 // Commands per request
@@ -40,9 +40,8 @@ export async function startPrivateRedis () {
     proc.once('exit', () => resolve(true))
   })
   const url = `redis://127.0.0.1:${port}`
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const done = await Promise.race([failed, sleep(100, false)])
-    if (done) return undefined
+  const ready = await Promise.race([failed.then(() => false), waitForRedis(port, proc).then(() => true, () => false)])
+  if (ready) {
     const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null })
     client.on('error', () => {})
     try {
@@ -67,18 +66,6 @@ export async function startPrivateRedis () {
   }
   proc.kill('SIGKILL')
   return undefined
-}
-
-async function freePort () {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 /** Clients connected to Redis other than the given connection count (ours). */

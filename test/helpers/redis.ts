@@ -2,9 +2,8 @@
 // test, or a private redis-server on a free loopback port for tests that must own their server.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { createServer } from 'node:net'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis, type RedisOptions } from 'ioredis'
+import { freePort, waitForRedis } from '../../scripts/loopback-redis.mjs'
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
@@ -30,17 +29,7 @@ export function uniquePrefix (t: Teardown, client?: Redis): string {
   return prefix
 }
 
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0))
-    })
-  })
-}
+export { freePort }
 
 export interface PrivateRedis {
   readonly port: number
@@ -64,7 +53,7 @@ export async function privateRedis (t: Teardown, extraArgs: string[] = [], fixed
   const launch = async (): Promise<void> => {
     child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs], { stdio: 'ignore' })
     exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
-    await waitForPing(port)
+    await waitForRedis(port, child)
   }
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -83,23 +72,6 @@ export async function privateRedis (t: Teardown, extraArgs: string[] = [], fixed
     restart: async () => { await stop(); await launch() },
     pause: () => { child.kill('SIGSTOP') },
     resume: () => { child.kill('SIGCONT') }
-  }
-}
-
-async function waitForPing (port: number): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
-    probe.on('error', () => {})
-    try {
-      await probe.connect()
-      await probe.ping()
-      return
-    } catch (err) {
-      if (attempt > 100) throw err
-      await sleep(50)
-    } finally {
-      probe.disconnect()
-    }
   }
 }
 
