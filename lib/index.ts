@@ -2,10 +2,10 @@
 //
 // Reading order: options → store → policies → metrics → limiter → decorators → per-route hooks
 // → unmatched routes → metrics route → onClose.
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import type { FastifyInstance, FastifyPluginAsync, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { AlreadyRegisteredError } from './errors.js'
-import { kLease, Limiter } from './limiter.js'
+import { doneOf, kLease, Limiter, type LimitHook } from './limiter.js'
 import { createMetrics, UNMATCHED_ENDPOINT } from './metrics.js'
 import { resolveOptions, type RateLimitContext, type RateLimitingOptions } from './options.js'
 import { PolicyManager } from './policies/policy-manager.js'
@@ -75,9 +75,11 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   // 7. Requests that match no route are held to the shared limits too (scanners, probes).
   if (options.limitNotFound && options.global) {
     const limitUnmatched = limiter.hookFor(sharedLimiter, UNMATCHED_ENDPOINT)
-    fastify.addHook(options.hook as 'onRequest', async (request, reply) => {
-      if (request.is404) return await limitUnmatched(request, reply)
-    })
+    const limitIfUnmatched: LimitHook = (request, reply, doneOrPayload, preParsingDone) => {
+      if (request.is404) limitUnmatched(request, reply, doneOrPayload, preParsingDone)
+      else doneOf(doneOrPayload, preParsingDone)()
+    }
+    fastify.addHook(options.hook as 'onRequest', limitIfUnmatched as unknown as onRequestHookHandler)
   }
 
   // 8. GET /metrics, when asked for.

@@ -12,7 +12,7 @@ import type { RateLimitContext, ResolvedOptions, TenantIdentity } from './option
 import type { PolicyManager } from './policies/policy-manager.js'
 import { RejectionCache } from './rejection-cache.js'
 import type { RouteLimiter } from './route-config.js'
-import type { Decision, RateLimitStore, RejectReason } from './store/types.js'
+import { isDirect, type Decision, type DecisionSink, type RateLimitStore, type RejectReason } from './store/types.js'
 import { isUnlimited } from './tiers.js'
 
 /** The concurrency lease a request holds until its response is sent or it is aborted. */
@@ -32,8 +32,44 @@ const MESSAGES: Record<RejectReason, string> = {
   quota_exceeded: 'Monthly quota exceeded'
 }
 
-type Hook = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
+/** Fastify's continuation: onRequest, preValidation and preHandler pass it third; preParsing fourth, after the payload. */
+type Done = (err?: Error) => void
+
+/**
+ * A route's limiter hook, in Fastify's callback style: a request decided without waiting (no limit,
+ * a cached rejection, the memory store) costs no promise, and one that waits for Redis costs one.
+ */
+export type LimitHook = (request: FastifyRequest, reply: FastifyReply, doneOrPayload: unknown, preParsingDone?: Done) => void
+
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
+
+/** The continuation among a LimitHook's arguments (a payload stream is never a function). */
+export function doneOf (doneOrPayload: unknown, preParsingDone: Done | undefined): Done {
+  return (typeof doneOrPayload === 'function' ? doneOrPayload : preParsingDone) as Done
+}
+
+/** One request waiting for the store: what its answer needs, and the sink the store answers. */
+class PendingDecision implements DecisionSink {
+  constructor (
+    private readonly limiter: Limiter,
+    readonly request: FastifyRequest,
+    readonly reply: FastifyReply,
+    readonly done: Done,
+    readonly context: Mutable<RateLimitContext>,
+    readonly series: RequestSeries,
+    readonly keys: StoreKeys,
+    readonly leaseId: string,
+    readonly started: number
+  ) {}
+
+  decided (decision: Decision): void {
+    this.limiter.settle(this, decision)
+  }
+
+  failed (err: unknown): void {
+    this.limiter.storeFailed(this, err)
+  }
+}
 
 export class Limiter {
   // Lease ids: unique per process and request without a random call per request.
@@ -53,11 +89,17 @@ export class Limiter {
   }
 
   /** The hook that limits one route; `endpoint` is its pattern, as metrics label it. */
-  hookFor (route: RouteLimiter, endpoint: string): Hook {
+  hookFor (route: RouteLimiter, endpoint: string): LimitHook {
     const endpointMetrics = this.metrics.endpoint(endpoint)
-    return async (request, reply) => {
-      if (request.rateLimit !== null) return // once per request, whatever calls us again
-      return await this.limit(route, endpointMetrics, request, reply)
+    return (request, reply, doneOrPayload, preParsingDone) => {
+      const done = doneOf(doneOrPayload, preParsingDone)
+      if (request.rateLimit !== null) return done() // once per request, whatever calls us again
+      const found = this.options.tenantExtractor === undefined ? null : this.identify(request, reply)
+      if (found instanceof Promise) {
+        found.then(identity => this.guard(route, endpointMetrics, request, reply, done, identity), done)
+      } else {
+        this.limit(route, endpointMetrics, request, reply, done, found)
+      }
     }
   }
 
@@ -71,11 +113,19 @@ export class Limiter {
     this.metrics.leaseReleased(lease.tier)
   }
 
-  private async limit (route: RouteLimiter, endpointMetrics: EndpointMetrics, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+  /** `limit`, from a callback where a throw would be lost: it goes to Fastify instead. */
+  private guard (route: RouteLimiter, endpointMetrics: EndpointMetrics, request: FastifyRequest, reply: FastifyReply, done: Done, identity: TenantIdentity | null | false): void {
+    try {
+      this.limit(route, endpointMetrics, request, reply, done, identity)
+    } catch (err) {
+      done(err as Error)
+    }
+  }
+
+  /** Everything up to the store call; answers at once when no call is needed. */
+  private limit (route: RouteLimiter, endpointMetrics: EndpointMetrics, request: FastifyRequest, reply: FastifyReply, done: Done, identity: TenantIdentity | null | false): void {
+    if (identity === false) return // answered: the extractor failed and the option says so
     const { options, metrics } = this
-    const found = options.tenantExtractor === undefined ? null : this.identify(request, reply)
-    const identity = found instanceof Promise ? await found : found
-    if (identity === false) return reply // answered: the extractor failed and the option says so
     const anonymous = identity === null
     const started = metrics.enabled ? performance.now() : 0
     const subject = anonymous ? options.anonymousKey(request) : identity.tenantId
@@ -90,28 +140,43 @@ export class Limiter {
     if (policy.block !== undefined) {
       series.request('rejected')
       series.rejection('blocked')
-      return this.blocked(reply, policy.block.reason)
+      this.blocked(reply, policy.block.reason)
+      return
     }
     if (isUnlimited(limits)) {
       series.request('bypassed')
+      done()
       return
     }
 
     const keys = this.keys.get(anonymous ? 'anonymous' : 'tenant', subject, bucket)
     const leaseId = limits.concurrentRequests === Infinity ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
-    let decision: Decision | undefined = this.rejections.get(keys.counters, cost, this.policies.generation)
-    try {
-      if (decision === undefined) {
-        decision = await this.store.admit({ keys, cost, limits, leaseId })
-        if (!decision.allowed) this.rejections.set(keys.counters, cost, decision, this.policies.generation)
-      }
-    } catch (err) {
-      metrics.storeError(this.store.kind)
-      metrics.failDecision(options.failMode)
-      series.request('error')
-      return this.storeFailed(err, request, reply)
+    const pending = new PendingDecision(this, request, reply, done, context, series, keys, leaseId, started)
+    const cached = this.rejections.get(keys.counters, cost, this.policies.generation)
+    if (cached !== undefined) {
+      this.apply(pending, cached)
+      return
     }
-    if (metrics.enabled) metrics.decision((performance.now() - started) / 1000, this.store.kind)
+    const admission = { keys, cost, limits, leaseId }
+    if (isDirect(this.store)) this.store.admitTo(admission, pending)
+    else this.store.admit(admission).then(decision => pending.decided(decision), (err: unknown) => pending.failed(err))
+  }
+
+  /** The store's answer for a pending request (called by PendingDecision). */
+  settle (pending: PendingDecision, decision: Decision): void {
+    if (!decision.allowed) this.rejections.set(pending.keys.counters, pending.context.cost, decision, this.policies.generation)
+    try {
+      this.apply(pending, decision)
+    } catch (err) {
+      pending.done(err as Error)
+    }
+  }
+
+  /** Headers, the lease, metrics; then the request goes on, or is answered 429. */
+  private apply (pending: PendingDecision, decision: Decision): void {
+    const { options, metrics } = this
+    const { request, reply, context, series, leaseId } = pending
+    if (metrics.enabled) metrics.decision((performance.now() - pending.started) / 1000, this.store.kind)
 
     context.decision = decision
     if (options.headers === 'compact') setCompactRateLimitHeaders(reply, decision)
@@ -120,25 +185,27 @@ export class Limiter {
     if (decision.degraded === true) reply.header('x-ratelimit-status', 'degraded')
     if (decision.allowed) {
       if (leaseId !== '') {
-        const lease = { keys, id: leaseId, tier }
+        const lease = { keys: pending.keys, id: leaseId, tier: context.tier }
         request[kLease] = lease
         this.leases.add(lease)
-        metrics.leaseTaken(tier)
+        metrics.leaseTaken(context.tier)
       }
       if (metrics.enabled) this.recordAdmission(decision, series)
+      pending.done()
       return
     }
     const reason = decision.reason as RejectReason
-    if (shadow) {
+    if (context.shadow) {
       // Dry run: report what enforcement would have done, then let the request through.
       reply.header('x-ratelimit-shadow', reason)
-      request.log.info({ tenant: subject, tier, reason }, 'rate limiting (shadow): would reject')
+      request.log.info({ tenant: context.subject, tier: context.tier, reason }, 'rate limiting (shadow): would reject')
       series.request('shadow')
+      pending.done()
       return
     }
     series.request('rejected')
     series.rejection(reason)
-    return this.reject(request, reply, context as RateLimitContext & { decision: Decision })
+    this.reject(request, reply, context as RateLimitContext & { decision: Decision })
   }
 
   /**
@@ -221,15 +288,22 @@ export class Limiter {
     })
   }
 
-  private storeFailed (err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
-    request.log.error({ err }, 'rate limiting: store failed, %s', this.options.failMode === 'open' ? 'admitting' : 'refusing')
-    if (this.options.failMode === 'open') {
+  /** The store failed this request (called by PendingDecision): fail open or closed, as the options say. */
+  storeFailed (pending: PendingDecision, err: unknown): void {
+    const { options, metrics } = this
+    const { request, reply } = pending
+    metrics.storeError(this.store.kind)
+    metrics.failDecision(options.failMode)
+    pending.series.request('error')
+    request.log.error({ err }, 'rate limiting: store failed, %s', options.failMode === 'open' ? 'admitting' : 'refusing')
+    if (options.failMode === 'open') {
       reply.header('x-ratelimit-status', 'degraded')
-      return undefined
+      pending.done()
+      return
     }
     reply.code(503)
     reply.header('retry-after', 1)
-    return reply.send({
+    reply.send({
       statusCode: 503,
       error: 'Service Unavailable',
       code: 'FST_MAESTRO_RL_STORE_UNAVAILABLE',

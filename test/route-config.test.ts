@@ -88,6 +88,52 @@ for (const kind of STORE_KINDS) {
       await app.inject({ url: '/' })
       t.same(order, ['preValidation', 'handler:limited'])
     })
+
+    for (const hook of ['onRequest', 'preParsing', 'preValidation', 'preHandler'] as const) {
+      t.test(`hook: '${hook}' limits, keeps the body, and answers 429 past the limit`, async t => {
+        const app = await buildApp(t, { kind, options: { hook } }, app => {
+          app.post('/echo', async (request) => request.body)
+        })
+        for (let i = 0; i < 5; i++) {
+          const res = await app.inject({ method: 'POST', url: '/echo', payload: { n: i } })
+          t.equal(res.statusCode, 200)
+          t.same(res.json(), { n: i }, 'the handler got the body')
+          t.equal(res.headers['x-ratelimit-remaining-minute'], String(4 - i))
+        }
+        const refused = await app.inject({ method: 'POST', url: '/echo', payload: { n: 5 } })
+        t.equal(refused.statusCode, 429)
+        t.equal(refused.json().code, 'FST_MAESTRO_RL_RATE_LIMITED')
+      })
+    }
+
+    // Fastify's error handler answers, keeping the 429 already set: the request never hangs.
+    t.test('a throwing onExceeded or errorResponseBuilder reaches Fastify\'s error handler', async t => {
+      for (const [options, message] of [
+        [{ onExceeded: () => { throw new Error('listener broke') } }, 'listener broke'],
+        [{ errorResponseBuilder: () => { throw new Error('builder broke') } }, 'builder broke']
+      ] as const) {
+        const app = await buildApp(t, { kind, options })
+        for (let i = 0; i < 5; i++) t.equal((await app.inject({ url: '/' })).statusCode, 200)
+        // The first rejection comes from the store, the next ones from the rejection cache.
+        for (let i = 0; i < 3; i++) {
+          const res = await app.inject({ url: '/' })
+          t.equal(res.statusCode, 429)
+          t.equal(res.json().message, message)
+        }
+      }
+    })
+
+    t.test('so does a throwing onExceeded after an asynchronous extractor', async t => {
+      const app = await buildApp(t, {
+        kind,
+        options: {
+          tenantExtractor: async () => ({ tenantId: 'async-tenant', tier: 'anonymous' }),
+          onExceeded: () => { throw new Error('listener broke') }
+        }
+      })
+      for (let i = 0; i < 5; i++) t.equal((await app.inject({ url: '/' })).statusCode, 200)
+      for (let i = 0; i < 2; i++) t.equal((await app.inject({ url: '/' })).json().message, 'listener broke')
+    })
   })
 }
 

@@ -4,7 +4,7 @@
 import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
 import { decodeDecision, limitArg, type AdmitReply } from './decision.js'
-import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
+import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 
 export interface MemoryStoreOptions extends Partial<WindowSettings> {
   /** Time source in Unix ms (tests and replays); defaults to `Date.now`. */
@@ -76,7 +76,7 @@ interface Counters {
 }
 interface Leases { readonly members: Map<string, number>, expiresAt: number }
 
-export class MemoryStore implements RateLimitStore {
+export class MemoryStore implements RateLimitStore, DirectAdmit {
   readonly kind = 'memory' as const
   readonly settings: WindowSettings
   private readonly clock: () => number
@@ -97,6 +97,22 @@ export class MemoryStore implements RateLimitStore {
   }
 
   async admit (request: AdmitRequest): Promise<Decision> {
+    return this.decision(request)
+  }
+
+  /** `admit` without a promise: `sink` hears the decision before this returns. */
+  admitTo (request: AdmitRequest, sink: DecisionSink): void {
+    let decision: Decision
+    try {
+      decision = this.decision(request)
+    } catch (err) {
+      sink.failed(err)
+      return
+    }
+    sink.decided(decision)
+  }
+
+  private decision (request: AdmitRequest): Decision {
     return decodeDecision(this.decide(request), request.limits, this.settings.bucketsPerWindow, this.months)
   }
 

@@ -3,9 +3,9 @@
 import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
 import { decodeDecision, limitArg, parseAdmitReply } from './decision.js'
-import { AdmitBatcher } from './admit-batcher.js'
+import { AdmitBatcher, type BatchItem } from './admit-batcher.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
-import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
+import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { StoreReplyError } from '../errors.js'
 import type { TierLimits } from '../tiers.js'
 
@@ -42,7 +42,43 @@ function releasingArg (ids: readonly string[]): string {
   return ids.length === 1 && ids[0] !== '' && !ids[0].startsWith('[') ? ids[0] : JSON.stringify(ids)
 }
 
-export class RedisStore implements RateLimitStore {
+interface ItemAnswers {
+  line: (item: AdmitItem, line: string) => void
+  error: (item: AdmitItem, err: unknown) => void
+}
+
+/** One admission in a batch: what the script needs, and where its answer goes. */
+class AdmitItem implements BatchItem {
+  readonly counters: string
+  readonly leases: string
+  readonly leaseId: string
+  readonly releasing: string
+
+  constructor (
+    private readonly answers: ItemAnswers,
+    readonly request: AdmitRequest,
+    readonly terms: string,
+    /** The lease ids this item gives back (they ride along), if any. */
+    readonly released: string[] | undefined,
+    readonly clock: number,
+    readonly sink: DecisionSink
+  ) {
+    this.counters = request.keys.counters
+    this.leases = request.keys.leases
+    this.leaseId = request.leaseId
+    this.releasing = released === undefined ? '' : releasingArg(released)
+  }
+
+  resolve (line: string): void {
+    this.answers.line(this, line)
+  }
+
+  reject (err: unknown): void {
+    this.answers.error(this, err)
+  }
+}
+
+export class RedisStore implements RateLimitStore, DirectAdmit {
   readonly kind = 'redis' as const
   readonly client: RedisClient
   readonly settings: WindowSettings
@@ -75,30 +111,34 @@ export class RedisStore implements RateLimitStore {
     if (this.pendingReleases.length > 0) this.retryReleases()
   }
 
-  // Not async: on the request path every promise layer costs.
   admit (request: AdmitRequest): Promise<Decision> {
-    const { keys, limits } = request
+    return new Promise<Decision>((resolve, reject) => this.admitTo(request, { decided: resolve, failed: reject }))
+  }
+
+  /** `admit` without a promise: the batch's answer goes straight to `sink`. */
+  admitTo (request: AdmitRequest, sink: DecisionSink): void {
+    const { keys } = request
     // Leases given back since the last call for these keys ride along: one item, not two.
     const releasing = this.unsent.get(keys.leases)?.ids
     if (releasing !== undefined) this.unsent.delete(keys.leases)
-    return new Promise<string>((resolve, reject) => this.batcher.send({
-      counters: keys.counters,
-      leases: keys.leases,
-      terms: this.terms(limits, request.cost),
-      leaseId: request.leaseId,
-      releasing: releasing === undefined ? '' : releasingArg(releasing),
-      clock: this.batchClock(),
-      resolve,
-      reject
-    })).then(line => {
+    this.batcher.send(new AdmitItem(this.answers, request, this.terms(request.limits, request.cost), releasing, this.batchClock(), sink))
+  }
+
+  /** What every admission item does with its answer: one pair of functions per store, none per request. */
+  private readonly answers: ItemAnswers = {
+    line: (item, line) => {
       const reply = parseAdmitReply(line)
-      if (reply === undefined) throw new StoreReplyError(line)
+      if (reply === undefined) {
+        item.sink.failed(new StoreReplyError(line))
+        return
+      }
       if (this.pendingReleases.length > 0) this.retryReleases()
-      return decodeDecision(reply, limits, this.settings.bucketsPerWindow, this.months)
-    }, (err: unknown) => {
-      if (releasing !== undefined) this.releasesFailed(keys, releasing, err)
-      throw err
-    })
+      item.sink.decided(decodeDecision(reply, item.request.limits, this.settings.bucketsPerWindow, this.months))
+    },
+    error: (item, err) => {
+      if (item.released !== undefined) this.releasesFailed(item.request.keys, item.released, err)
+      item.sink.failed(err)
+    }
   }
 
   /** An item's terms (`[cost, minute, hour, month, concurrency]`), built once per limits object. */

@@ -2,7 +2,7 @@
 // breaker that stops calling a failing store for a while, and an optional local fallback limiter.
 import type { StoreKeys } from '../keys.js'
 import { MemoryStore } from './memory-store.js'
-import type { AdmitRequest, Decision, RateLimitStore, Usage, WindowSettings } from './types.js'
+import { isDirect, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { applyMultiplier } from '../tiers.js'
 
 /** Raised for decisions the store did not make in time, or not at all while the breaker is open. */
@@ -28,20 +28,36 @@ export interface ResilienceOptions {
 
 type BreakerState = 'closed' | 'open' | 'half-open'
 
-/** A decision waiting for the store: sent when made, settled by the store's answer or its deadline. */
-class Waiter {
-  readonly deadline: number
-  readonly pending: Promise<Decision>
-
+/**
+ * A decision waiting for the store, settled once: by the store's answer or by its deadline,
+ * whichever comes first. It is the store's sink itself, so no closure or promise is made for it.
+ */
+class Waiter implements DecisionSink {
   constructor (
-    owner: ResilientStore,
+    private readonly owner: ResilientStore,
     readonly request: AdmitRequest,
-    readonly resolve: (decision: Decision) => void,
-    readonly reject: (err: unknown) => void
-  ) {
-    this.deadline = Date.now() + owner.timeoutMs
-    this.pending = owner.inner.admit(request)
-    this.pending.then(decision => owner.answered(this, decision), (err: unknown) => owner.refused(this, err))
+    /** performance.now() time: monotonic, so a clock step never reorders deadlines. */
+    readonly deadline: number,
+    /**
+     * Who hears the outcome; undefined once settled. Dropped at once, not when the waiter leaves the
+     * queue: the sink holds the request, which should not outlive its response.
+     */
+    public sink: DecisionSink | undefined
+  ) {}
+
+  decided (decision: Decision): void {
+    this.owner.answered(this, decision)
+  }
+
+  failed (err: unknown): void {
+    this.owner.refused(this, err)
+  }
+
+  /** The sink, now and never again. */
+  settle (): DecisionSink | undefined {
+    const sink = this.sink
+    this.sink = undefined
+    return sink
   }
 }
 
@@ -49,7 +65,7 @@ class Waiter {
 const DEADLINE_RESOLUTION_MS = 5
 
 /** Wraps a store; decisions it cannot get in time are errors (or fallback decisions). */
-export class ResilientStore implements RateLimitStore {
+export class ResilientStore implements RateLimitStore, DirectAdmit {
   readonly kind: 'redis' | 'memory'
   private state: BreakerState = 'closed'
   private failures = 0
@@ -57,7 +73,9 @@ export class ResilientStore implements RateLimitStore {
   private readonly fallback: MemoryStore | undefined
   /** Leases the fallback granted (given back to it, not to the store). */
   private readonly fallbackLeases = new Set<string>()
-  private readonly waiters = new Set<Waiter>()
+  /** Waiters in deadline order (every deadline is now + timeoutMs); settled ones leave from the head. */
+  private waiters: Waiter[] = []
+  private firstWaiter = 0
   private deadlineTimer: NodeJS.Timeout | undefined
 
   constructor (readonly inner: RateLimitStore & { readonly ready?: boolean }, private readonly options: ResilienceOptions & { fallbackSettings?: WindowSettings }) {
@@ -75,10 +93,29 @@ export class ResilientStore implements RateLimitStore {
     return this.state !== 'closed'
   }
 
-  // Not async, like admitFromStore: on the request path every promise layer costs.
   admit (request: AdmitRequest): Promise<Decision> {
-    const fromStore = this.admitFromStore(request)
-    return this.fallback === undefined ? fromStore : fromStore.catch(async () => await this.admitLocally(request))
+    return new Promise<Decision>((resolve, reject) => this.admitTo(request, { decided: resolve, failed: reject }))
+  }
+
+  /** `admit` without a promise (the limiter's path): the outcome goes to `sink`. */
+  admitTo (request: AdmitRequest, sink: DecisionSink): void {
+    if (this.state === 'open') {
+      if (Date.now() - this.openedAt < this.options.breakerCooldownMs) return this.withoutStore(request, sink, new StoreUnavailableError('circuit-open'))
+      this.state = 'half-open' // this request is the probe
+    } else if (this.state === 'half-open') {
+      return this.withoutStore(request, sink, new StoreUnavailableError('circuit-open')) // one probe at a time
+    }
+    if (this.inner.ready === false) return this.withoutStore(request, sink, this.failed(new StoreUnavailableError('not-connected')))
+    const waiter = new Waiter(this, request, performance.now() + this.options.timeoutMs, sink)
+    this.watch(waiter)
+    if (isDirect(this.inner)) this.inner.admitTo(request, waiter)
+    else this.inner.admit(request).then(decision => waiter.decided(decision), (err: unknown) => waiter.failed(err))
+  }
+
+  /** The store could not decide: the local fallback does, when there is one; else the error stands. */
+  private withoutStore (request: AdmitRequest, sink: DecisionSink, err: unknown): void {
+    if (this.fallback === undefined) sink.failed(err)
+    else this.admitLocally(request).then(decision => sink.decided(decision), (fallbackErr: unknown) => sink.failed(fallbackErr))
   }
 
   /** Roughly enforced while the store is away: each instance holds its share of every limit. */
@@ -114,58 +151,56 @@ export class ResilientStore implements RateLimitStore {
     await this.inner.close()
   }
 
-  private admitFromStore (request: AdmitRequest): Promise<Decision> {
-    if (this.state === 'open') {
-      if (Date.now() - this.openedAt < this.options.breakerCooldownMs) return Promise.reject(new StoreUnavailableError('circuit-open'))
-      this.state = 'half-open' // this request is the probe
-    } else if (this.state === 'half-open') {
-      return Promise.reject(new StoreUnavailableError('circuit-open')) // one probe at a time
-    }
-    if (this.inner.ready === false) return Promise.reject(this.failed(new StoreUnavailableError('not-connected')))
-    return new Promise<Decision>((resolve, reject) => this.watch(new Waiter(this, request, resolve, reject)))
-  }
-
-  /** The store answered a waiter still watched: its decision stands. */
+  /** The store answered. A waiter whose deadline passed has failed already: a lease granted late goes straight back. */
   answered (waiter: Waiter, decision: Decision): void {
-    if (!this.waiters.delete(waiter)) return // already timed out
+    const sink = waiter.settle()
+    if (sink === undefined) {
+      if (decision.allowed && waiter.request.leaseId !== '') this.inner.release(waiter.request.keys, waiter.request.leaseId)
+      return
+    }
     this.succeeded()
-    waiter.resolve(decision)
+    sink.decided(decision)
   }
 
-  /** The store failed a waiter still watched. */
+  /** The store failed a waiter (ignored once its deadline has passed). */
   refused (waiter: Waiter, err: unknown): void {
-    if (!this.waiters.delete(waiter)) return
-    waiter.reject(this.failed(err))
+    const sink = waiter.settle()
+    if (sink !== undefined) this.withoutStore(waiter.request, sink, this.failed(err))
   }
 
-  /** A waiter's deadline passed: it fails now, and a lease the store grants it later goes straight back. */
-  private expire (waiter: Waiter): void {
-    waiter.pending.then(late => { if (late.allowed && waiter.request.leaseId !== '') this.inner.release(waiter.request.keys, waiter.request.leaseId) }, () => {})
-    waiter.reject(this.failed(new StoreUnavailableError('timeout')))
-  }
-
-  // One shared timer checks every deadline, instead of a timer per request.
+  // One shared timer checks the deadlines, instead of a timer per request.
   private watch (waiter: Waiter): void {
-    this.waiters.add(waiter)
+    this.waiters.push(waiter)
     if (this.deadlineTimer === undefined) {
       this.deadlineTimer = setInterval(() => this.expireOverdue(), DEADLINE_RESOLUTION_MS)
       this.deadlineTimer.unref()
     }
   }
 
+  /**
+   * Fails the waiters whose deadline has passed. Deadlines come in the order waiters were made, so
+   * only the head of the queue is looked at, and answered waiters leave from there too.
+   */
   private expireOverdue (): void {
-    // The timer stops itself once idle, not on every answer: a quiet store does not pay a timer
-    // per request.
-    if (this.waiters.size === 0) {
+    const now = performance.now()
+    const waiters = this.waiters
+    let first = this.firstWaiter
+    while (first < waiters.length && (waiters[first].sink === undefined || waiters[first].deadline <= now)) {
+      const waiter = waiters[first++]
+      const sink = waiter.settle()
+      if (sink !== undefined) this.withoutStore(waiter.request, sink, this.failed(new StoreUnavailableError('timeout')))
+    }
+    if (first === waiters.length) {
+      // The timer stops itself once idle, not on every answer: a busy store pays no timer per request.
+      this.waiters = []
+      this.firstWaiter = 0
       clearInterval(this.deadlineTimer)
       this.deadlineTimer = undefined
-      return
-    }
-    const now = Date.now()
-    for (const waiter of this.waiters) {
-      if (waiter.deadline > now) continue
-      this.waiters.delete(waiter)
-      this.expire(waiter)
+    } else if (first > 1024 && first * 2 > waiters.length) {
+      this.waiters = waiters.slice(first)
+      this.firstWaiter = 0
+    } else {
+      this.firstWaiter = first
     }
   }
 

@@ -59,6 +59,21 @@ export interface Usage {
 export const MINUTE_MS = 60_000
 export const HOUR_MS = 3_600_000
 
+/** Where a store delivers one decision when asked without a promise (see DirectAdmit). */
+export interface DecisionSink {
+  decided (decision: Decision): void
+  failed (err: unknown): void
+}
+
+/**
+ * The promise-free form of `admit`, which the built-in stores also offer: the decision goes to
+ * `sink`, exactly once (the memory store calls it before returning). The request path then pays no
+ * promise per layer.
+ */
+export interface DirectAdmit {
+  admitTo (request: AdmitRequest, sink: DecisionSink): void
+}
+
 export interface RateLimitStore {
   readonly kind: 'redis' | 'memory'
   /** Decides and, when admitted, records the request: one atomic step. */
@@ -73,4 +88,9 @@ export interface RateLimitStore {
   resetSubject (subjectBase: string): Promise<void>
   /** Frees what the store created (never a Redis client it was given). */
   close (): Promise<void>
+}
+
+/** Whether a store offers the promise-free `admitTo` (the built-in ones do; a custom store may not). */
+export function isDirect (store: RateLimitStore): store is RateLimitStore & DirectAdmit {
+  return typeof (store as Partial<DirectAdmit>).admitTo === 'function'
 }
