@@ -2,6 +2,7 @@
 // `metrics: false`, the limiter records nothing and nothing breaks.
 import type { FastifyBaseLogger } from 'fastify'
 import { TwoKeyCache } from './bounded-cache.js'
+import { collectTallies, openBook, tallyFor, type Tally } from './metric-tally.js'
 
 /** The part of a prom-client Registry this plugin uses (any prom-client Registry fits). */
 export interface MetricsRegistry {
@@ -102,12 +103,14 @@ export async function createMetrics (options: MetricsOptions | false | undefined
   // Reuse metrics already in the registry (several instances or plugins in one process).
   const reuse = <T>(name: string, make: () => T): T => (registry.getSingleMetric(prefix + name) as T | undefined) ?? make()
   const labels = ['tenant', 'tier', 'endpoint']
-  const requests = reuse('rate_limit_requests_total', () => new prom.Counter({
-    name: prefix + 'rate_limit_requests_total', help: 'Requests seen by the rate limiter, by outcome.', labelNames: [...labels, 'status'], registers: [registry]
-  }))
-  const rejections = reuse('rate_limit_rejections_total', () => new prom.Counter({
-    name: prefix + 'rate_limit_rejections_total', help: 'Requests refused by the rate limiter, by reason.', labelNames: [...labels, 'reason'], registers: [registry]
-  }))
+  // Counted per request, so tallied (lib/metric-tally.ts): handed to prom-client when it is read.
+  const tallied = <T extends object>(metric: T): T => { openBook(metric); return metric }
+  const requests = reuse('rate_limit_requests_total', () => tallied(new prom.Counter({
+    name: prefix + 'rate_limit_requests_total', help: 'Requests seen by the rate limiter, by outcome.', labelNames: [...labels, 'status'], registers: [registry], collect: collectTallies
+  })))
+  const rejections = reuse('rate_limit_rejections_total', () => tallied(new prom.Counter({
+    name: prefix + 'rate_limit_rejections_total', help: 'Requests refused by the rate limiter, by reason.', labelNames: [...labels, 'reason'], registers: [registry], collect: collectTallies
+  })))
   const latency = reuse('rate_limit_decision_duration_seconds', () => new prom.Histogram({
     name: prefix + 'rate_limit_decision_duration_seconds',
     help: 'Time the limiter took to decide one request (policy lookup and the store round trip).',
@@ -121,12 +124,12 @@ export async function createMetrics (options: MetricsOptions | false | undefined
   const failDecisions = reuse('rate_limit_fail_decisions_total', () => new prom.Counter({
     name: prefix + 'rate_limit_fail_decisions_total', help: 'Requests decided without the store: admitted (open) or refused (closed).', labelNames: ['mode'], registers: [registry]
   }))
-  const inFlight = reuse('rate_limit_in_flight_leases', () => new prom.Gauge({
-    name: prefix + 'rate_limit_in_flight_leases', help: 'Concurrency leases held by requests in flight on this instance.', labelNames: ['tier'], registers: [registry]
-  }))
-  const nearLimit = reuse('rate_limit_near_limit_total', () => new prom.Counter({
-    name: prefix + 'rate_limit_near_limit_total', help: 'Admitted requests that left less than the near-limit share of a window or quota.', labelNames: [...labels, 'window'], registers: [registry]
-  }))
+  const inFlight = reuse('rate_limit_in_flight_leases', () => tallied(new prom.Gauge({
+    name: prefix + 'rate_limit_in_flight_leases', help: 'Concurrency leases held by requests in flight on this instance.', labelNames: ['tier'], registers: [registry], collect: collectTallies
+  })))
+  const nearLimit = reuse('rate_limit_near_limit_total', () => tallied(new prom.Counter({
+    name: prefix + 'rate_limit_near_limit_total', help: 'Admitted requests that left less than the near-limit share of a window or quota.', labelNames: [...labels, 'window'], registers: [registry], collect: collectTallies
+  })))
   const quotaUsed = reuse('rate_limit_quota_used_ratio', () => new prom.Gauge({
     name: prefix + 'rate_limit_quota_used_ratio', help: 'Share of the monthly quota used, as of the tenant\'s latest request (updated at most once a second per tenant).', labelNames: ['tenant', 'tier'], registers: [registry]
   }))
@@ -146,7 +149,7 @@ export async function createMetrics (options: MetricsOptions | false | undefined
   // Children by label values, resolved once and kept: prom-client's labels() hashes its arguments
   // on every call.
   const latencyChild = cachedChildren((store: string) => latency.labels(store))
-  const inFlightChild = cachedChildren((tier: string) => inFlight.labels(tier))
+  const inFlightTally = cachedChildren((tier: string) => tallyFor(inFlight, inFlight.labels(tier)))
   const endpoints = new Map<string, EndpointMetrics>()
   const metrics: LimiterMetrics = {
     enabled: true,
@@ -162,8 +165,8 @@ export async function createMetrics (options: MetricsOptions | false | undefined
     decision: (seconds, store) => latencyChild(store).observe(seconds),
     storeError: (store) => storeErrors.labels(store).inc(),
     failDecision: (mode) => failDecisions.labels(mode).inc(),
-    leaseTaken: (tier) => inFlightChild(tier).inc(),
-    leaseReleased: (tier) => inFlightChild(tier).dec()
+    leaseTaken: (tier) => inFlightTally(tier).add(1),
+    leaseReleased: (tier) => inFlightTally(tier).add(-1)
   }
   return { metrics, registry: registry as unknown as MetricsRegistry }
 }
@@ -175,7 +178,6 @@ interface SeriesCounters {
   readonly nearLimit: InstanceType<Prom['Counter']>
   readonly quotaUsed: InstanceType<Prom['Gauge']>
 }
-type Child = ReturnType<InstanceType<Prom['Counter']>['labels']>
 
 /** Above this many series per endpoint the cache starts again (label values are bounded anyway). */
 const MAX_CACHED_SERIES = 10_000
@@ -201,26 +203,29 @@ class EndpointSeries implements EndpointMetrics {
   }
 }
 
-/** One tenant label, tier and endpoint: each child is made on first use. */
+/** One tenant label, tier and endpoint: each tally is made on first use. */
 class Series implements RequestSeries {
-  private readonly statuses: Partial<Record<RequestStatus, Child>> = {}
-  private readonly reasons: Partial<Record<RejectionReason, Child>> = {}
-  private readonly windows: Partial<Record<NearLimitWindow, Child>> = {}
+  private readonly statuses: Partial<Record<RequestStatus, Tally>> = {}
+  private readonly reasons: Partial<Record<RejectionReason, Tally>> = {}
+  private readonly windows: Partial<Record<NearLimitWindow, Tally>> = {}
   private quotaGauge: ReturnType<SeriesCounters['quotaUsed']['labels']> | undefined
   private quotaSetAt = 0
 
   constructor (private readonly counters: SeriesCounters, private readonly tenant: string, private readonly tier: string, private readonly endpoint: string) {}
 
   request (status: RequestStatus): void {
-    (this.statuses[status] ??= this.counters.requests.labels(this.tenant, this.tier, this.endpoint, status)).inc()
+    const { requests } = this.counters
+    ;(this.statuses[status] ??= tallyFor(requests, requests.labels(this.tenant, this.tier, this.endpoint, status))).add(1)
   }
 
   rejection (reason: RejectionReason): void {
-    (this.reasons[reason] ??= this.counters.rejections.labels(this.tenant, this.tier, this.endpoint, reason)).inc()
+    const { rejections } = this.counters
+    ;(this.reasons[reason] ??= tallyFor(rejections, rejections.labels(this.tenant, this.tier, this.endpoint, reason))).add(1)
   }
 
   nearLimit (window: NearLimitWindow): void {
-    (this.windows[window] ??= this.counters.nearLimit.labels(this.tenant, this.tier, this.endpoint, window)).inc()
+    const { nearLimit } = this.counters
+    ;(this.windows[window] ??= tallyFor(nearLimit, nearLimit.labels(this.tenant, this.tier, this.endpoint, window))).add(1)
   }
 
   quotaUsed (ratio: number): void {

@@ -320,10 +320,10 @@ async function stopServer (child) {
   clearTimeout(timer)
 }
 
-async function get (child, headers = {}) {
+async function get (child, headers = {}, status = 200) {
   const response = await fetch(`http://127.0.0.1:${child.port}${ROUTE}`, { headers, signal: AbortSignal.timeout(5000) })
   await response.arrayBuffer()
-  if (response.status !== 200) throw new Error(`${child.scenario.name}: GET ${ROUTE} answered ${response.status}`)
+  if (response.status !== status) throw new Error(`${child.scenario.name}: GET ${ROUTE} answered ${response.status}`)
   return response.headers
 }
 
@@ -332,7 +332,8 @@ async function checkServer (child) {
   const { scenario } = child
   const expectedStore = scenario.kind === 'plugin' ? scenario.store : null
   if (child.store !== expectedStore) throw new Error(`${scenario.name}: expected store ${expectedStore}, server reports ${child.store}`)
-  const headers = await get(child)
+  // The replayed 429 is refused from the first request on.
+  const headers = await get(child, {}, scenario.kind === 'replay429' ? 429 : 200)
   const expect = (name, value) => {
     if (headers.get(name) !== value) throw new Error(`${scenario.name}: ${name} is ${headers.get(name)}, expected ${value}`)
   }
@@ -345,6 +346,7 @@ async function checkServer (child) {
     expect('x-ratelimit-concurrent-limit', null)
   } else if (scenario.kind === 'plugin') expect('x-ratelimit-concurrent-limit', String(OPEN_TIER.concurrentRequests))
   else if (scenario.kind === 'frl' || scenario.kind === 'rlf') expect('x-ratelimit-limit', String(PEER_MAX))
+  else if (scenario.kind === 'replay429') expect('x-ratelimit-error', 'rate_limit_exceeded')
   else expect('x-ratelimit-limit', null)
   if (scenario.tenants !== undefined) {
     // The tenant comes from the header: a tenant never seen before has its whole minute left.

@@ -72,6 +72,29 @@ for (const kind of STORE_KINDS) {
   })
 }
 
+// Per-request counts are tallied in plain numbers and handed to prom-client when it is read.
+t.test('tallied counts are exact whenever they are read, across instances sharing a registry', async t => {
+  const registry = new Registry()
+  const options = { metrics: { registry }, tenantExtractor: headerTenant }
+  const first = await buildApp(t, { kind: 'memory', options })
+  const second = await buildApp(t, { kind: 'memory', options })
+  const requests = registry.getSingleMetric('rate_limit_requests_total')
+  const inFlight = registry.getSingleMetric('rate_limit_in_flight_leases')
+  t.ok(requests !== undefined && inFlight !== undefined)
+  const allowed = async (): Promise<number> => ((await requests?.get())?.values ?? [])
+    .filter(v => v.labels.tenant === 'tally' && v.labels.status === 'allowed')
+    .reduce((sum, v) => sum + v.value, 0)
+  const held = async (): Promise<number> => ((await inFlight?.get())?.values ?? []).reduce((sum, v) => sum + v.value, 0)
+  const headers = { 'x-tenant': 'tally', 'x-tier': 'enterprise' }
+  for (let i = 0; i < 3; i++) await first.inject({ url: '/', headers })
+  t.equal(await allowed(), 3, 'read through the metric itself, not only a scrape')
+  for (let i = 0; i < 4; i++) await second.inject({ url: '/', headers })
+  t.equal(await allowed(), 7, 'both instances count into one series')
+  t.equal(await value(registry, 'rate_limit_requests_total', { tenant: 'tally', status: 'allowed' }), 7, 'a scrape agrees')
+  t.equal(await allowed(), 7, 'reading twice hands nothing over twice')
+  t.equal(await held(), 0, 'every lease taken was given back: the gauge nets to zero')
+})
+
 t.test('store errors and fail-open decisions are counted', async t => {
   const registry = new Registry()
   const server = await privateRedis(t)

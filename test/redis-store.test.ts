@@ -10,7 +10,7 @@ import { commandCalls, privateRedis, REDIS_URL, sharedRedis, uniquePrefix } from
 import { limits } from './helpers/stores.js'
 
 t.test('the admit script is pinned: a change to it is a deliberate change of this SHA', async t => {
-  t.equal(ADMIT_SCRIPT.sha, 'e51220e5a908059fba8d7e84815b78c9bebffe02')
+  t.equal(ADMIT_SCRIPT.sha, '2a29e0d57be5754c1f0830e72d0cab330feb5733')
   t.equal(ADMIT_SCRIPT.numberOfKeys, undefined, 'two keys per item of a batch: callers say how many')
   t.match(ADMIT_SCRIPT.source, /^--\[\[\nadmit-batch\.lua/)
 })

@@ -26,7 +26,8 @@ export const PEER_MAX = 1_000_000_000
 export const PROBE_SCRIPT = 'return 1'
 
 /**
- * kind: bare | plugin (this package) | frl (@fastify/rate-limit) | rlf (rate-limiter-flexible) | probe
+ * kind: bare | plugin (this package) | frl (@fastify/rate-limit) | rlf (rate-limiter-flexible) | probe |
+ * replay429 (bare Fastify answering every request with the plugin's over-limit 429, captured at start)
  * store: null | memory | redis. expect: 'ok' (any non-2xx fails the run) or 'reject' (429s expected).
  */
 export const SCENARIOS = Object.freeze([
@@ -38,6 +39,7 @@ export const SCENARIOS = Object.freeze([
   { name: 'redis-no-metrics', label: 'this plugin, Redis, `metrics: false`', kind: 'plugin', store: 'redis', metrics: false },
   { name: 'redis-no-headers', label: 'this plugin, Redis, `headers: false`', kind: 'plugin', store: 'redis', headers: false },
   { name: 'redis-compact-headers', label: 'this plugin, Redis, `headers: \'compact\'`', kind: 'plugin', store: 'redis', headers: 'compact' },
+  { name: 'bare-429', label: 'reference: bare Fastify sending the over-limit 429 (same headers and body, no limiter)', kind: 'replay429', store: null, expect: 'reject' },
   { name: 'frl-memory', label: '@fastify/rate-limit, memory', kind: 'frl', store: 'memory' },
   { name: 'frl-redis', label: '@fastify/rate-limit, Redis', kind: 'frl', store: 'redis' },
   { name: 'rlf-redis', label: 'rate-limiter-flexible `RateLimiterRedis`', kind: 'rlf', store: 'redis' },
@@ -48,6 +50,8 @@ export const SCENARIOS = Object.freeze([
 /** Same-round ratios worth reading on their own: [numerator, denominator, what it shows]. */
 export const PAIRS = Object.freeze([
   ['redis-10k-tenants', 'redis', '10,000 tenants ÷ one hot tenant'],
+  ['redis-over-limit', 'bare-429', 'over-limit tenant ÷ the same 429 from bare Fastify (what the limiter itself costs a rejection)'],
+  ['bare-429', 'bare', 'the over-limit 429 from bare Fastify ÷ bare Fastify (what the answer itself costs)'],
   ['redis-no-metrics', 'redis', '`metrics: false` ÷ metrics on'],
   ['redis-no-headers', 'redis', '`headers: false` (no rate-limit headers) ÷ the default'],
   ['redis-compact-headers', 'redis', '`headers: \'compact\'` (3 rate-limit headers) ÷ the default (up to 9)'],

@@ -62,6 +62,30 @@ const SETUP = {
     })
   },
 
+  // The over-limit scenario's answer without the limiter: the plugin (memory store, same tier)
+  // answers in-process until it refuses, and that 429's headers and body are sent to every request.
+  async replay429 (app) {
+    const { default: rateLimiting } = await import('../../dist/index.js')
+    const source = Fastify({ logger: false })
+    await source.register(rateLimiting, { tiers: { 'bench-over': OVER_LIMIT_TIER }, tenantExtractor: () => ({ tenantId: HOT_TENANT, tier: 'bench-over' }), metrics: false })
+    source.get(ROUTE, async () => ({ ok: true }))
+    let refused
+    for (let i = 0; i <= OVER_LIMIT_TIER.requestsPerMinute && refused === undefined; i++) {
+      const res = await source.inject({ url: ROUTE })
+      if (res.statusCode === 429) refused = res
+    }
+    await source.close()
+    if (refused === undefined) throw new Error('the plugin never refused')
+    const skip = new Set(['date', 'connection', 'keep-alive', 'content-length', 'transfer-encoding'])
+    const headers = Object.entries(refused.headers).filter(([name]) => !skip.has(name))
+    const body = refused.body
+    app.addHook('onRequest', async (_request, reply) => {
+      reply.code(429)
+      for (const [name, value] of headers) reply.header(name, value)
+      return reply.send(body)
+    })
+  },
+
   async probe (app) {
     const sha = await redis.script('LOAD', PROBE_SCRIPT)
     const key = prefix + ':probe'
