@@ -150,13 +150,13 @@ export class Limiter {
     }
 
     const keys = this.keys.get(anonymous ? 'anonymous' : 'tenant', subject, bucket)
-    const leaseId = limits.concurrentRequests === Infinity ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
-    const pending = new PendingDecision(this, request, reply, done, context, series, keys, leaseId, started)
     const cached = this.rejections.get(keys.counters, cost, this.policies.generation)
     if (cached !== undefined) {
-      this.apply(pending, cached)
+      this.apply(new PendingDecision(this, request, reply, done, context, series, keys, '', started), cached)
       return
     }
+    const leaseId = limits.concurrentRequests === Infinity ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
+    const pending = new PendingDecision(this, request, reply, done, context, series, keys, leaseId, started)
     const admission = { keys, cost, limits, leaseId }
     if (isDirect(this.store)) this.store.admitTo(admission, pending)
     else this.store.admit(admission).then(decision => pending.decided(decision), (err: unknown) => pending.failed(err))
