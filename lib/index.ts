@@ -112,7 +112,7 @@ export type { MetricsOptions, MetricsRegistry } from './metrics.js'
 export { DEFAULT_TIERS, UNLIMITED_TIER, applyMultiplier, type TierLimits, type TierLimitsInput, type LimitInput } from './tiers.js'
 export { MemoryStore, type MemoryStoreOptions } from './store/memory-store.js'
 export { RedisStore, ADMIT_SCRIPT, USAGE_SCRIPT, type RedisStoreOptions } from './store/redis-store.js'
-export type { RateLimitStore, Decision, WindowState, AdmitRequest, RejectReason, WindowSettings, Usage } from './store/types.js'
+export type { RateLimitStore, DirectAdmit, DecisionSink, Decision, WindowState, AdmitRequest, RejectReason, WindowSettings, Usage } from './store/types.js'
 export { storeKeys, encodeId, type StoreKeys } from './keys.js'
 export {
   PolicyManager, type PolicyManagerOptions, type TenantOverride, type ShadowScope,
