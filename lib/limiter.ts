@@ -158,11 +158,16 @@ export class Limiter {
     const leaseId = limits.concurrentRequests === Infinity ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
     const pending = new PendingDecision(this, request, reply, done, context, series, keys, leaseId, started)
     const admission = { keys, cost, limits, leaseId }
-    if (isDirect(this.store)) this.store.admitTo(admission, pending)
-    else this.store.admit(admission).then(decision => pending.decided(decision), (err: unknown) => pending.failed(err))
+    try {
+      if (isDirect(this.store)) this.store.admitTo(admission, pending)
+      // Promise.resolve: a custom store that answers with a plain decision works too.
+      else Promise.resolve(this.store.admit(admission)).then(decision => pending.decided(decision), (err: unknown) => pending.failed(err))
+    } catch (err) {
+      pending.failed(err) // a custom store that throws instead of failing its promise: failMode decides
+    }
   }
 
-  /** The store's answer for a pending request (called by PendingDecision). */
+  /** @internal The store's answer for a pending request (called by PendingDecision). */
   settle (pending: PendingDecision, decision: Decision): void {
     if (!decision.allowed) this.rejections.set(pending.keys.counters, pending.context.cost, decision, this.policies.generation)
     try {
@@ -288,8 +293,16 @@ export class Limiter {
     })
   }
 
-  /** The store failed this request (called by PendingDecision): fail open or closed, as the options say. */
+  /** @internal The store failed this request (called by PendingDecision): fail open or closed, as the options say. */
   storeFailed (pending: PendingDecision, err: unknown): void {
+    try {
+      this.failOpenOrClosed(pending, err)
+    } catch (thrown) {
+      pending.done(thrown as Error)
+    }
+  }
+
+  private failOpenOrClosed (pending: PendingDecision, err: unknown): void {
     const { options, metrics } = this
     const { request, reply } = pending
     metrics.storeError(this.store.kind)

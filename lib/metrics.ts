@@ -149,7 +149,11 @@ export async function createMetrics (options: MetricsOptions | false | undefined
   // Children by label values, resolved once and kept: prom-client's labels() hashes its arguments
   // on every call.
   const latencyChild = cachedChildren((store: string) => latency.labels(store))
-  const inFlightTally = cachedChildren((tier: string) => tallyFor(inFlight, inFlight.labels(tier)))
+  const inFlightTally = cachedChildren((tier: string) => {
+    const child = inFlight.labels(tier)
+    child.inc(0) // the series exists (at 0) from the tier's first lease, even if its tally nets to zero
+    return tallyFor(inFlight, child)
+  })
   const endpoints = new Map<string, EndpointMetrics>()
   const metrics: LimiterMetrics = {
     enabled: true,

@@ -71,3 +71,24 @@ t.test('with pipeline: false every admission is a call of its own (for proxies t
     await store.admit({ keys: storeKeys('p', 'tenant', `t${i}`, undefined), cost: 1, limits: OPEN, leaseId: '' })))
   t.equal((await commandCalls(client)).evalsha, 5)
 })
+
+t.test('a sink that throws leaves no other item of its batch unanswered; its error surfaces alone', async t => {
+  const { store } = await storeOnPrivateRedis(t)
+  const surfaced: unknown[] = []
+  const listeners = process.listeners('uncaughtException')
+  process.removeAllListeners('uncaughtException')
+  process.on('uncaughtException', err => surfaced.push(err))
+  t.teardown(() => {
+    process.removeAllListeners('uncaughtException')
+    for (const listener of listeners) process.on('uncaughtException', listener)
+  })
+  const keys = storeKeys('p', 'tenant', 'sinks', undefined)
+  const answered = new Promise<boolean>(resolve => {
+    store.admitTo({ keys, cost: 1, limits: OPEN, leaseId: '' }, { decided: () => { throw new Error('sink broke') }, failed: () => {} })
+    store.admitTo({ keys, cost: 1, limits: OPEN, leaseId: '' }, { decided: d => resolve(d.allowed), failed: () => resolve(false) })
+  })
+  t.equal(await answered, true, 'the second item of the same call is answered')
+  await new Promise(resolve => setImmediate(resolve))
+  t.equal(surfaced.length, 1)
+  t.match(surfaced[0], { message: 'sink broke' })
+})

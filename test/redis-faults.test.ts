@@ -103,7 +103,8 @@ t.test('Redis paused (SIGSTOP) during traffic: bounded waits, breaker, nothing l
 
 t.test('the circuit breaker stops paying the deadline on every request', async t => {
   const server = await privateRedis(t)
-  const { app } = await appOn(t, server, { breakerThreshold: 3, breakerCooldownSeconds: 0.5 })
+  // A cooldown longer than the loop below: no probe (which waits for the deadline) falls inside it.
+  const { app } = await appOn(t, server, { breakerThreshold: 3, breakerCooldownSeconds: 2 })
   await app.inject({ url: '/work', headers: tenant })
   server.pause()
   t.teardown(() => server.resume())
@@ -121,9 +122,11 @@ t.test('the circuit breaker stops paying the deadline on every request', async t
     t.equal(res.headers['x-ratelimit-status'], 'degraded')
     fast.push(Date.now() - started)
   }
-  t.ok(Math.max(...fast) < 50, `then the open breaker answers at once (max ${Math.max(...fast)} ms)`)
+  // Judged by the median (a loaded test machine can stall any single request) and by the deadline.
+  const median = [...fast].sort((a, b) => a - b)[Math.floor(fast.length / 2)]
+  t.ok(median < 20 && Math.max(...fast) < 90, `then the open breaker answers at once (median ${median} ms, max ${Math.max(...fast)} ms)`)
   server.resume()
-  t.ok(await waitUntil(async () => (await app.inject({ url: '/work', headers: tenant })).headers['x-ratelimit-status'] === undefined, 3000), 'a probe after the cooldown closes it again')
+  t.ok(await waitUntil(async () => (await app.inject({ url: '/work', headers: tenant })).headers['x-ratelimit-status'] === undefined, 5000), 'a probe after the cooldown closes it again')
 })
 
 t.test('local fallback keeps limits roughly enforced while Redis is gone', async t => {
@@ -174,4 +177,27 @@ t.test('requireStoreAtBoot makes boot fail fast instead', async t => {
   const app = Fastify()
   t.teardown(() => app.close())
   await t.rejects(async () => { await app.register(rateLimiting, { redis, requireStoreAtBoot: true, metrics: false }).ready() }, { code: 'FST_MAESTRO_RL_STORE_UNAVAILABLE_AT_BOOT' })
+})
+
+t.test('closing the store fails the decisions still waiting for a hung Redis, at once', async t => {
+  const { RedisStore, storeKeys } = await import('../dist/index.js')
+  const { ResilientStore, StoreUnavailableError } = await import('../dist/store/resilient-store.js')
+  const server = await privateRedis(t)
+  const client = new Redis(server.url, { maxRetriesPerRequest: 1 })
+  client.on('error', () => {})
+  t.teardown(() => client.disconnect())
+  const store = new ResilientStore(new RedisStore({ client }), { timeoutMs: 60_000, breakerThreshold: 5, breakerCooldownMs: 1000, fallbackShare: undefined })
+  const limits = { requestsPerMinute: 10, requestsPerHour: 100, concurrentRequests: 10, monthlyQuota: 1000 }
+  const keys = storeKeys('p', 'tenant', 'closing', undefined)
+  await client.ping()
+  await store.admit({ keys, cost: 1, limits, leaseId: 'warm' }) // loads the script
+  server.pause()
+  t.teardown(() => server.resume())
+  const waiting = store.admit({ keys, cost: 1, limits, leaseId: 'hung' })
+  await sleep(50)
+  const started = Date.now()
+  const failed = t.rejects(waiting, StoreUnavailableError, 'failed, not left waiting for the 60 s deadline')
+  await store.close()
+  await failed
+  t.ok(Date.now() - started < 1000, 'at once')
 })

@@ -4,6 +4,7 @@
 import type { Redis } from 'ioredis'
 import type { LuaScript, RedisClient } from './lua-script.js'
 import { StoreReplyError } from '../errors.js'
+import { rethrowLater } from './types.js'
 
 /** One request's part of a batch (or an item that only gives leases back: `terms` ''). */
 export interface BatchItem {
@@ -82,17 +83,28 @@ export class AdmitBatcher {
     this.script.run(this.client as Redis, args, 2 * count).then((reply: unknown) => {
       const lines = typeof reply === 'string' ? reply.split('\n') : []
       if (lines.length !== count) {
-        const err = new StoreReplyError(JSON.stringify(reply))
-        for (let i = start; i < end; i++) items[i].reject(err)
+        rejectAll(items, start, end, new StoreReplyError(JSON.stringify(reply)))
         return
       }
       for (let i = 0; i < count; i++) {
         const line = lines[i]
-        if (line.startsWith('E ')) items[start + i].reject(new StoreReplyError(line.slice(2)))
-        else items[start + i].resolve(line)
+        try {
+          if (line.startsWith('E ')) items[start + i].reject(new StoreReplyError(line.slice(2)))
+          else items[start + i].resolve(line)
+        } catch (err) {
+          rethrowLater(err)
+        }
       }
-    }, (err: unknown) => {
-      for (let i = start; i < end; i++) items[i].reject(err)
-    })
+    }, (err: unknown) => rejectAll(items, start, end, err))
+  }
+}
+
+function rejectAll (items: readonly BatchItem[], start: number, end: number, err: unknown): void {
+  for (let i = start; i < end; i++) {
+    try {
+      items[i].reject(err)
+    } catch (thrown) {
+      rethrowLater(thrown)
+    }
   }
 }

@@ -2,7 +2,7 @@
 // breaker that stops calling a failing store for a while, and an optional local fallback limiter.
 import type { StoreKeys } from '../keys.js'
 import { MemoryStore } from './memory-store.js'
-import { isDirect, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
+import { isDirect, rethrowLater, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { applyMultiplier } from '../tiers.js'
 
 /** Raised for decisions the store did not make in time, or not at all while the breaker is open. */
@@ -108,8 +108,12 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
     if (this.inner.ready === false) return this.withoutStore(request, sink, this.failed(new StoreUnavailableError('not-connected')))
     const waiter = new Waiter(this, request, performance.now() + this.options.timeoutMs, sink)
     this.watch(waiter)
-    if (isDirect(this.inner)) this.inner.admitTo(request, waiter)
-    else this.inner.admit(request).then(decision => waiter.decided(decision), (err: unknown) => waiter.failed(err))
+    try {
+      if (isDirect(this.inner)) this.inner.admitTo(request, waiter)
+      else this.inner.admit(request).then(decision => waiter.decided(decision), (err: unknown) => waiter.failed(err))
+    } catch (err) {
+      waiter.failed(err) // a store that throws instead of failing its promise
+    }
   }
 
   /** The store could not decide: the local fallback does, when there is one; else the error stands. */
@@ -147,6 +151,12 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
 
   async close (): Promise<void> {
     clearInterval(this.deadlineTimer)
+    this.deadlineTimer = undefined
+    // Nothing will expire the decisions still waiting: they fail now (failMode decides).
+    const waiting = this.waiters.slice(this.firstWaiter)
+    this.waiters = []
+    this.firstWaiter = 0
+    for (const waiter of waiting) this.fail(waiter, new StoreUnavailableError('not-connected'))
     await this.fallback?.close()
     await this.inner.close()
   }
@@ -168,6 +178,17 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
     if (sink !== undefined) this.withoutStore(waiter.request, sink, this.failed(err))
   }
 
+  /** Fails a waiter not answered yet (its deadline passed, or the store closed). */
+  private fail (waiter: Waiter, err: StoreUnavailableError): void {
+    const sink = waiter.settle()
+    if (sink === undefined) return
+    try {
+      this.withoutStore(waiter.request, sink, this.failed(err))
+    } catch (thrown) {
+      rethrowLater(thrown) // one throwing sink must not leave the other waiters unanswered
+    }
+  }
+
   // One shared timer checks the deadlines, instead of a timer per request.
   private watch (waiter: Waiter): void {
     this.waiters.push(waiter)
@@ -186,9 +207,7 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
     const waiters = this.waiters
     let first = this.firstWaiter
     while (first < waiters.length && (waiters[first].sink === undefined || waiters[first].deadline <= now)) {
-      const waiter = waiters[first++]
-      const sink = waiter.settle()
-      if (sink !== undefined) this.withoutStore(waiter.request, sink, this.failed(new StoreUnavailableError('timeout')))
+      this.fail(waiters[first++], new StoreUnavailableError('timeout'))
     }
     if (first === waiters.length) {
       // The timer stops itself once idle, not on every answer: a busy store pays no timer per request.

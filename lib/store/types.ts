@@ -59,7 +59,11 @@ export interface Usage {
 export const MINUTE_MS = 60_000
 export const HOUR_MS = 3_600_000
 
-/** Where a store delivers one decision when asked without a promise (see DirectAdmit). */
+/**
+ * Where a store delivers one decision when asked without a promise (see DirectAdmit). A sink should
+ * not throw; if it does, the store still answers every other request and the error surfaces on its
+ * own, as an uncaught exception (see rethrowLater).
+ */
 export interface DecisionSink {
   decided (decision: Decision): void
   failed (err: unknown): void
@@ -93,4 +97,13 @@ export interface RateLimitStore {
 /** Whether a store offers the promise-free `admitTo` (the built-in ones do; a custom store may not). */
 export function isDirect (store: RateLimitStore): store is RateLimitStore & DirectAdmit {
   return typeof (store as Partial<DirectAdmit>).admitTo === 'function'
+}
+
+/**
+ * For loops that answer many sinks (a batch's replies, the overdue deadlines): a sink that throws
+ * must not leave the others unanswered, so its error is thrown again on its own, like a throwing
+ * event listener.
+ */
+export function rethrowLater (err: unknown): void {
+  queueMicrotask(() => { throw err })
 }
