@@ -12,7 +12,7 @@ import type { RateLimitContext, ResolvedOptions, TenantIdentity } from './option
 import type { PolicyManager } from './policies/policy-manager.js'
 import { RejectionCache } from './rejection-cache.js'
 import type { RouteLimiter } from './route-config.js'
-import { isDirect, type Decision, type DecisionSink, type RateLimitStore, type RejectReason } from './store/types.js'
+import { admitInto, type Decision, type DecisionSink, type RateLimitStore, type RejectReason } from './store/types.js'
 import { isUnlimited } from './tiers.js'
 
 /** The concurrency lease a request holds until its response is sent or it is aborted. */
@@ -63,11 +63,20 @@ class PendingDecision implements DecisionSink {
   ) {}
 
   decided (decision: Decision): void {
-    this.limiter.settle(this, decision)
+    this.finish(this.limiter.settle, decision)
   }
 
   failed (err: unknown): void {
-    this.limiter.storeFailed(this, err)
+    this.finish(this.limiter.storeFailed, err)
+  }
+
+  /** Runs the limiter's last step; what it throws (a user hook, say) goes to Fastify, not to the store. */
+  private finish<A> (step: (this: Limiter, pending: PendingDecision, arg: A) => void, arg: A): void {
+    try {
+      step.call(this.limiter, this, arg)
+    } catch (err) {
+      this.done(err as Error)
+    }
   }
 }
 
@@ -157,24 +166,13 @@ export class Limiter {
     }
     const leaseId = limits.concurrentRequests === Infinity ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
     const pending = new PendingDecision(this, request, reply, done, context, series, keys, leaseId, started)
-    const admission = { keys, cost, limits, leaseId }
-    try {
-      if (isDirect(this.store)) this.store.admitTo(admission, pending)
-      // Promise.resolve: a custom store that answers with a plain decision works too.
-      else Promise.resolve(this.store.admit(admission)).then(decision => pending.decided(decision), (err: unknown) => pending.failed(err))
-    } catch (err) {
-      pending.failed(err) // a custom store that throws instead of failing its promise: failMode decides
-    }
+    admitInto(this.store, { keys, cost, limits, leaseId }, pending)
   }
 
   /** @internal The store's answer for a pending request (called by PendingDecision). */
   settle (pending: PendingDecision, decision: Decision): void {
     if (!decision.allowed) this.rejections.set(pending.keys.counters, pending.context.cost, decision, this.policies.generation)
-    try {
-      this.apply(pending, decision)
-    } catch (err) {
-      pending.done(err as Error)
-    }
+    this.apply(pending, decision)
   }
 
   /** Headers, the lease, metrics; then the request goes on, or is answered 429. */
@@ -295,14 +293,6 @@ export class Limiter {
 
   /** @internal The store failed this request (called by PendingDecision): fail open or closed, as the options say. */
   storeFailed (pending: PendingDecision, err: unknown): void {
-    try {
-      this.failOpenOrClosed(pending, err)
-    } catch (thrown) {
-      pending.done(thrown as Error)
-    }
-  }
-
-  private failOpenOrClosed (pending: PendingDecision, err: unknown): void {
     const { options, metrics } = this
     const { request, reply } = pending
     metrics.storeError(this.store.kind)

@@ -2,7 +2,7 @@
 // breaker that stops calling a failing store for a while, and an optional local fallback limiter.
 import type { StoreKeys } from '../keys.js'
 import { MemoryStore } from './memory-store.js'
-import { isDirect, rethrowLater, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
+import { admitInto, rethrowLater, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { applyMultiplier } from '../tiers.js'
 
 /** Raised for decisions the store did not make in time, or not at all while the breaker is open. */
@@ -83,11 +83,6 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
     this.fallback = options.fallbackShare === undefined ? undefined : new MemoryStore(options.fallbackSettings)
   }
 
-  /** Longest a decision may wait for the store, in ms. */
-  get timeoutMs (): number {
-    return this.options.timeoutMs
-  }
-
   /** Whether the breaker is open (decisions skip the store). */
   get circuitOpen (): boolean {
     return this.state !== 'closed'
@@ -108,12 +103,7 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
     if (this.inner.ready === false) return this.withoutStore(request, sink, this.failed(new StoreUnavailableError('not-connected')))
     const waiter = new Waiter(this, request, performance.now() + this.options.timeoutMs, sink)
     this.watch(waiter)
-    try {
-      if (isDirect(this.inner)) this.inner.admitTo(request, waiter)
-      else this.inner.admit(request).then(decision => waiter.decided(decision), (err: unknown) => waiter.failed(err))
-    } catch (err) {
-      waiter.failed(err) // a store that throws instead of failing its promise
-    }
+    admitInto(this.inner, request, waiter)
   }
 
   /** The store could not decide: the local fallback does, when there is one; else the error stands. */
@@ -156,7 +146,7 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
     const waiting = this.waiters.slice(this.firstWaiter)
     this.waiters = []
     this.firstWaiter = 0
-    for (const waiter of waiting) this.fail(waiter, new StoreUnavailableError('not-connected'))
+    for (const waiter of waiting) this.refused(waiter, new StoreUnavailableError('not-connected'))
     await this.fallback?.close()
     await this.inner.close()
   }
@@ -172,14 +162,8 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
     sink.decided(decision)
   }
 
-  /** The store failed a waiter (ignored once its deadline has passed). */
+  /** A waiter fails: the store failed it, its deadline passed, or the store closed. Once only. */
   refused (waiter: Waiter, err: unknown): void {
-    const sink = waiter.settle()
-    if (sink !== undefined) this.withoutStore(waiter.request, sink, this.failed(err))
-  }
-
-  /** Fails a waiter not answered yet (its deadline passed, or the store closed). */
-  private fail (waiter: Waiter, err: StoreUnavailableError): void {
     const sink = waiter.settle()
     if (sink === undefined) return
     try {
@@ -207,7 +191,7 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
     const waiters = this.waiters
     let first = this.firstWaiter
     while (first < waiters.length && (waiters[first].sink === undefined || waiters[first].deadline <= now)) {
-      this.fail(waiters[first++], new StoreUnavailableError('timeout'))
+      this.refused(waiters[first++], new StoreUnavailableError('timeout'))
     }
     if (first === waiters.length) {
       // The timer stops itself once idle, not on every answer: a busy store pays no timer per request.

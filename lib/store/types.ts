@@ -94,9 +94,18 @@ export interface RateLimitStore {
   close (): Promise<void>
 }
 
-/** Whether a store offers the promise-free `admitTo` (the built-in ones do; a custom store may not). */
-export function isDirect (store: RateLimitStore): store is RateLimitStore & DirectAdmit {
-  return typeof (store as Partial<DirectAdmit>).admitTo === 'function'
+/**
+ * Asks `store` for a decision that goes to `sink`: through `admitTo` where the store offers it (the
+ * built-in ones do), else through `admit`'s promise (a custom store). A store that throws instead of
+ * failing, or answers `admit` with a plain decision, is handled too.
+ */
+export function admitInto (store: RateLimitStore, request: AdmitRequest, sink: DecisionSink): void {
+  try {
+    if (typeof (store as Partial<DirectAdmit>).admitTo === 'function') (store as RateLimitStore & DirectAdmit).admitTo(request, sink)
+    else Promise.resolve(store.admit(request)).then(decision => sink.decided(decision), (err: unknown) => sink.failed(err))
+  } catch (err) {
+    sink.failed(err)
+  }
 }
 
 /**
