@@ -57,12 +57,16 @@ export function collectTallies (this: object): void {
   books.get(this)?.flush()
 }
 
-/** Marks a metric made with `collect: collectTallies`, so its series can be tallied. */
-export function openBook (metric: object): void {
-  if (!books.has(metric)) books.set(metric, new TallyBook())
-}
-
-/** A tally for one child of `metric`; immediate when the metric was not made with collectTallies. */
+/**
+ * A tally for one child of `metric`. Only a metric made with `collect: collectTallies` (prom-client
+ * keeps its options as properties) hands tallies over; for any other the tally adds at once.
+ */
 export function tallyFor (metric: object, child: Child): Tally {
-  return new Tally(books.get(metric), child)
+  if ((metric as { collect?: unknown }).collect !== collectTallies) return new Tally(undefined, child)
+  let book = books.get(metric)
+  if (book === undefined) {
+    book = new TallyBook()
+    books.set(metric, book)
+  }
+  return new Tally(book, child)
 }

@@ -2,7 +2,7 @@
 // `metrics: false`, the limiter records nothing and nothing breaks.
 import type { FastifyBaseLogger } from 'fastify'
 import { TwoKeyCache } from './bounded-cache.js'
-import { collectTallies, openBook, tallyFor, type Tally } from './metric-tally.js'
+import { collectTallies, tallyFor, type Tally } from './metric-tally.js'
 
 /** The part of a prom-client Registry this plugin uses (any prom-client Registry fits). */
 export interface MetricsRegistry {
@@ -104,13 +104,12 @@ export async function createMetrics (options: MetricsOptions | false | undefined
   const reuse = <T>(name: string, make: () => T): T => (registry.getSingleMetric(prefix + name) as T | undefined) ?? make()
   const labels = ['tenant', 'tier', 'endpoint']
   // Counted per request, so tallied (lib/metric-tally.ts): handed to prom-client when it is read.
-  const tallied = <T extends object>(metric: T): T => { openBook(metric); return metric }
-  const requests = reuse('rate_limit_requests_total', () => tallied(new prom.Counter({
+  const requests = reuse('rate_limit_requests_total', () => new prom.Counter({
     name: prefix + 'rate_limit_requests_total', help: 'Requests seen by the rate limiter, by outcome.', labelNames: [...labels, 'status'], registers: [registry], collect: collectTallies
-  })))
-  const rejections = reuse('rate_limit_rejections_total', () => tallied(new prom.Counter({
+  }))
+  const rejections = reuse('rate_limit_rejections_total', () => new prom.Counter({
     name: prefix + 'rate_limit_rejections_total', help: 'Requests refused by the rate limiter, by reason.', labelNames: [...labels, 'reason'], registers: [registry], collect: collectTallies
-  })))
+  }))
   const latency = reuse('rate_limit_decision_duration_seconds', () => new prom.Histogram({
     name: prefix + 'rate_limit_decision_duration_seconds',
     help: 'Time the limiter took to decide one request (policy lookup and the store round trip).',
@@ -124,12 +123,12 @@ export async function createMetrics (options: MetricsOptions | false | undefined
   const failDecisions = reuse('rate_limit_fail_decisions_total', () => new prom.Counter({
     name: prefix + 'rate_limit_fail_decisions_total', help: 'Requests decided without the store: admitted (open) or refused (closed).', labelNames: ['mode'], registers: [registry]
   }))
-  const inFlight = reuse('rate_limit_in_flight_leases', () => tallied(new prom.Gauge({
+  const inFlight = reuse('rate_limit_in_flight_leases', () => new prom.Gauge({
     name: prefix + 'rate_limit_in_flight_leases', help: 'Concurrency leases held by requests in flight on this instance.', labelNames: ['tier'], registers: [registry], collect: collectTallies
-  })))
-  const nearLimit = reuse('rate_limit_near_limit_total', () => tallied(new prom.Counter({
+  }))
+  const nearLimit = reuse('rate_limit_near_limit_total', () => new prom.Counter({
     name: prefix + 'rate_limit_near_limit_total', help: 'Admitted requests that left less than the near-limit share of a window or quota.', labelNames: [...labels, 'window'], registers: [registry], collect: collectTallies
-  })))
+  }))
   const quotaUsed = reuse('rate_limit_quota_used_ratio', () => new prom.Gauge({
     name: prefix + 'rate_limit_quota_used_ratio', help: 'Share of the monthly quota used, as of the tenant\'s latest request (updated at most once a second per tenant).', labelNames: ['tenant', 'tier'], registers: [registry]
   }))
