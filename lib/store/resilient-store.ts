@@ -190,8 +190,14 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
     const now = performance.now()
     const waiters = this.waiters
     let first = this.firstWaiter
-    while (first < waiters.length && (waiters[first].sink === undefined || waiters[first].deadline <= now)) {
-      this.refused(waiters[first++], new StoreUnavailableError('timeout'))
+    while (first < waiters.length) {
+      const waiter = waiters[first]
+      if (waiter.sink !== undefined) {
+        if (waiter.deadline > now) break
+        // Made only for a waiter that really fails: an error (and its stack) per answered request would cost more than the decision.
+        this.refused(waiter, new StoreUnavailableError('timeout'))
+      }
+      first++
     }
     if (first === waiters.length) {
       // The timer stops itself once idle, not on every answer: a busy store pays no timer per request.
