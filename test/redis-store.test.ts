@@ -4,13 +4,13 @@ import fastifyRedis from '@fastify/redis'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import rateLimiting, { ADMIT_SCRIPT, RedisStore, storeKeys, type StoreKeys } from '../dist/index.js'
+import rateLimiting, { ADMIT_SCRIPT, RedisStore, storeKeys, type Decision, type StoreKeys } from '../dist/index.js'
 import { buildApp, headerTenant } from './helpers/app.js'
 import { commandCalls, privateRedis, REDIS_URL, sharedRedis, uniquePrefix } from './helpers/redis.js'
 import { limits } from './helpers/stores.js'
 
 t.test('the admit script is pinned: a change to it is a deliberate change of this SHA', async t => {
-  t.equal(ADMIT_SCRIPT.sha, '2a29e0d57be5754c1f0830e72d0cab330feb5733')
+  t.equal(ADMIT_SCRIPT.sha, '6c9a9717dad0ecf3b8fdc4453465a10a9335248e')
   t.equal(ADMIT_SCRIPT.numberOfKeys, undefined, 'two keys per item of a batch: callers say how many')
   t.match(ADMIT_SCRIPT.source, /^--\[\[\nadmit-batch\.lua/)
 })
@@ -216,7 +216,7 @@ t.test('the admissions of one event-loop turn go to Redis as one script call, ea
   ])
   const calls = await commandCalls(client)
   t.equal(calls.evalsha, 1, 'one script call for 22 admissions')
-  t.equal(calls.hmget, 23, 'every item read its counters, the rejected one once more for its Retry-After')
+  t.equal(calls.hmget, 22, 'every tenant\'s counters read once in the batch, t0 once more for the rejected item\'s Retry-After')
   t.ok(settled.slice(0, 20).every(r => r.status === 'fulfilled' && r.value.allowed && r.value.concurrent.inFlight === 1), 'twenty tenants admitted, each with its lease')
   t.equal(settled[20].status, 'rejected', 'the item with a foreign value under its key fails')
   t.match((settled[20] as PromiseRejectedResult).reason, { code: 'FST_MAESTRO_RL_STORE_REPLY', message: /WRONGTYPE/ })
@@ -232,6 +232,89 @@ t.test('the admissions of one event-loop turn go to Redis as one script call, ea
   t.ok(released.hdel >= 20, 'one HDEL per tenant')
   t.same(await Promise.all(tenants.map(async keys => await client.exists(keys.leases))), tenants.map(() => 0), 'every lease set is empty and gone')
 })
+
+t.test('a busy tenant\'s items in one batch read its hashes once and write them once', async t => {
+  const server = await privateRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.disconnect())
+  const store = new RedisStore({ client })
+  t.teardown(() => store.close())
+  const keys = storeKeys('p', 'tenant', 'busy', undefined)
+  await store.admit({ keys: storeKeys('p', 'tenant', 'warm', undefined), cost: 1, limits: limits(10), leaseId: '' }) // loads the script
+  await client.config('RESETSTAT')
+  const decisions = await Promise.all(Array.from({ length: 12 }, async (_, i) =>
+    await store.admit({ keys, cost: 1, limits: limits(100, 1000, 10_000, 50), leaseId: `l${i}` })))
+  const calls = await commandCalls(client)
+  t.equal(calls.evalsha, 1, 'one script call')
+  t.same({ hmget: calls.hmget, hlen: calls.hlen, hset: calls.hset }, { hmget: 1, hlen: 1, hset: 2 }, 'one read of each hash, one write of each')
+  t.same(decisions.map(d => [d.minute.remaining, d.hour.remaining, d.month.remaining, d.concurrent.inFlight]),
+    Array.from({ length: 12 }, (_, i) => [99 - i, 999 - i, 9999 - i, i + 1]), 'each item saw the ones before it')
+  t.equal(await client.hlen(keys.leases), 12, 'every lease written')
+  const counters = await client.hgetall(keys.counters)
+  t.equal(counters.mS, '12', 'the minute sum written')
+  t.ok(await client.pttl(keys.counters) > 0 && await client.pttl(keys.leases) > 0, 'both hashes expire')
+})
+
+for (const leaseTtlMs of [10_000, 500]) {
+  t.test(`one batch decides and stores exactly what the same items sent one by one do (leases live ${leaseTtlMs} ms)`, async t => {
+    const client = sharedRedis(t)
+    let now = Date.UTC(2026, 10, 30, 23, 59, 50) // ten seconds before a month ends
+    const clock = (): number => now
+    const batched = new RedisStore({ client, clock, leaseTtlMs })
+    const oneByOne = new RedisStore({ client, clock, leaseTtlMs, pipeline: false })
+    t.teardown(async () => { await batched.close(); await oneByOne.close() })
+    const A = limits(5, 20, 100, 3)
+    const B = limits(3)
+    const C = limits(Infinity, Infinity, Infinity, 2)
+    const D = limits(10, 10, 10, 10)
+  type Step = ['admit', string, number, ReturnType<typeof limits>, string] | ['release', string, string]
+  // Turns of steps, each turn one batch for `batched`: leases run out, windows fill, releases ride
+  // along, the month turns, buckets leave the window and leases expire.
+  const turns: Array<{ advance: number, steps: Step[] }> = [
+    { advance: 0, steps: ['a1', 'b1', 'c1', 'd1', 'a2', 'b2', 'c2', 'd2', 'a3', 'b3', 'c3', 'd3', 'a4', 'b4', 'd4', 'a5', 'd5', 'd6'].map(stepFor) },
+    // Releases ride along with the next admission of their tenant: here after the batch has read the leases.
+    { advance: 4_000, steps: [stepFor('a6'), ['release', 'a', 'a1'], stepFor('a7'), ['release', 'a', 'a2'], ['release', 'c', 'c1'], ...['a8', 'c4', 'c5', 'b5', 'd7'].map(stepFor)] },
+    { advance: 30_000, steps: [['release', 'a', 'a3'], ...['a9', 'b6', 'b7'].map(stepFor), ['release', 'd', 'd1'], ...['d8', 'a10'].map(stepFor)] },
+    { advance: 45_000, steps: ['a11', 'a12', 'a13', 'a14', 'c6', 'c7', 'c8', 'b8', 'b9', 'd9', 'd10'].map(stepFor) }
+  ]
+  function stepFor (id: string): Step {
+    const tenant = id[0]
+    const terms = { a: [1, A], b: [1, B], c: [1, C], d: [2, D] }[tenant] as [number, ReturnType<typeof limits>]
+    return ['admit', tenant, terms[0], terms[1], id]
+  }
+  const prefixA = uniquePrefix(t, client)
+  const prefixB = uniquePrefix(t, client)
+  const keysOf = (prefix: string, tenant: string): StoreKeys => storeKeys(prefix, 'tenant', tenant, undefined)
+  const outcomes: Array<Array<Array<[string, Decision]>>> = [[], []]
+  for (const { advance, steps } of turns) {
+    now += advance
+    for (const [index, [store, prefix]] of ([[batched, prefixA], [oneByOne, prefixB]] as const).entries()) {
+      const pending: Array<Promise<[string, Decision]>> = []
+      for (const step of steps) {
+        if (step[0] === 'release') {
+          store.release(keysOf(prefix, step[1]), step[2])
+        } else {
+          const [, tenant, cost, stepLimits, id] = step
+          pending.push(store.admit({ keys: keysOf(prefix, tenant), cost, limits: stepLimits, leaseId: id }).then(d => [id, d] as [string, Decision]))
+        }
+      }
+      outcomes[index].push(await Promise.all(pending))
+    }
+  }
+  t.same(outcomes[0], outcomes[1], 'the same decisions, turn by turn')
+  t.ok(outcomes[0].flat().some(([, d]) => d.reason === 'concurrent_limit_exceeded'), 'the concurrency limit was reached within a batch')
+  t.ok(outcomes[0].flat().some(([, d]) => d.reason === 'rate_limit_exceeded'), 'so was a window')
+  for (const tenant of ['a', 'b', 'c', 'd']) {
+    const [a, b] = [keysOf(prefixA, tenant), keysOf(prefixB, tenant)]
+    t.same(await client.hgetall(a.counters), await client.hgetall(b.counters), `${tenant}: the same counters`)
+    t.same(await client.hgetall(a.leases), await client.hgetall(b.leases), `${tenant}: the same leases`)
+    for (const key of ['counters', 'leases'] as const) {
+      const [ttlA, ttlB] = [await client.pttl(a[key]), await client.pttl(b[key])]
+      t.ok(Math.abs(ttlA - ttlB) < 1000, `${tenant}: the same expiry of its ${key} (${ttlA} and ${ttlB} ms)`)
+    }
+  }
+  })
+}
 
 t.test('any lease id is given back: one alone, several together, and ids that look like JSON', async t => {
   const client = sharedRedis(t)

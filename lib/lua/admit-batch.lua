@@ -37,6 +37,12 @@ is counted in full until it has wholly left it, so the counted set always covers
 no span of length W can ever hold more than the limit. The price: capacity frees up to W/k late.
 Each window keeps a running sum, so a request reads eight fields, not every bucket, and writes them
 back in one HSET; buckets that left the window are subtracted and deleted when the window moves on.
+
+Items of one batch often share keys (a busy tenant). Each counters hash is therefore read once per
+batch and changed in Lua; its fields are written once, after the last item, and so are the leases
+taken and the keys' expiries. Every item still sees what the items before it took: the outcome is
+the same as running the items one by one. A read that goes around this state (bucket values for a
+Retry-After, the whole leases hash at the concurrency limit) adds what the batch holds unwritten.
 ]]
 
 local WIN_M, WIN_H = 60000, 3600000
@@ -109,11 +115,13 @@ local function window (counters, prefix, sum, oldest, cur)
   return used, names
 end
 
--- Time (ms from now) until `need` units have left a window; the window's length if never.
-local function wait_for (counters, prefix, cur, g, need, length)
+-- Time (ms from now) until `need` units have left a window; the window's length if never. The
+-- current bucket's value comes from the batch's state (`current`), which may not be written yet.
+local function wait_for (counters, prefix, cur, g, need, length, current)
   local names = {}
   for idx = cur - k, cur do names[#names + 1] = prefix .. idx end
   local values = redis.call('HMGET', counters, unpack(names))
+  values[#names] = current
   local freed = 0
   for i = 1, #names do
     if values[i] then
@@ -124,24 +132,88 @@ local function wait_for (counters, prefix, cur, g, need, length)
   return length
 end
 
--- One window's part of an admission's write: its bucket, its running sum, and its oldest bucket
--- when that moves (the buckets that left are deleted). Returns the new field count, whether the
--- bucket is new (the key's expiry may then have to grow) and the new sum as text (for the reply).
-local function take (counters, fields, n, name, bucket, prefix, used, cost, oldest, stale, first)
+-- The batch's state of a counters hash is the reply of its first read: the eight head fields (see
+-- HEAD), then at CHANGED + i whether field i changed, then at KEEP_UNTIL the expiry the key needs.
+-- Sums and the month are kept as text (the reply needs them so), buckets as numbers (formatted
+-- once, when written). Few tables per item: a batch of many tenants must not pay for the state.
+local HEAD_SUM_M, HEAD_OLDEST_M, HEAD_SUM_H, HEAD_OLDEST_H, HEAD_MONTH, HEAD_BUCKET_M, HEAD_BUCKET_H, HEAD_LEASES_KEPT = 1, 2, 3, 4, 5, 6, 7, 8
+local HEAD = { 'mS', 'mO', 'hS', 'hO', monthField, nameM, nameH, 'lX' }
+local CHANGED, KEEP_UNTIL = 8, 17
+-- Written in this order: a new hash then holds the fields every request reads first, where a
+-- small hash (a listpack) finds them soonest; the current buckets come last.
+local WRITE_ORDER = { 1, 2, 3, 4, 5, 8, 6, 7 }
+local countersState = {}
+
+local function counters_state (counters)
+  local st = countersState[counters]
+  if st == nil then
+    st = redis.call('HMGET', counters, unpack(HEAD))
+    st[HEAD_BUCKET_M] = tonumber(st[HEAD_BUCKET_M]) or false
+    st[HEAD_BUCKET_H] = tonumber(st[HEAD_BUCKET_H]) or false
+    for i = CHANGED + 1, CHANGED + 8 do st[i] = false end
+    st[KEEP_UNTIL] = 0
+    countersState[counters] = st
+  end
+  return st
+end
+
+-- The batch's state of a leases hash: how many it holds (HLEN, read on first use), whether its
+-- expiry must be renewed, then the leases taken in this batch and not written yet (id, expiry...).
+local LEASE_COUNT, LEASE_RENEW, LEASE_TAKEN = 1, 2, 3 -- LEASE_TAKEN: how many values follow
+local leasesState = {}
+
+local function leases_state (leases)
+  local ls = leasesState[leases]
+  if ls == nil then
+    ls = { redis.call('HLEN', leases), false, 0 }
+    leasesState[leases] = ls
+  end
+  return ls
+end
+
+local scratch = {} -- one field list, reused for every write
+
+local function write_counters (counters, st)
+  local n = 0
+  for j = 1, #WRITE_ORDER do
+    local i = WRITE_ORDER[j]
+    if st[CHANGED + i] then
+      local value = st[i]
+      if type(value) == 'number' then value = text(value) end
+      scratch[n + 1], scratch[n + 2] = HEAD[i], value
+      n = n + 2
+    end
+  end
+  if n > 0 then redis.call('HSET', counters, unpack(scratch, 1, n)) end
+  -- Relative expiry: right on Redis's clock and on a replay clock alike.
+  if st[KEEP_UNTIL] > now then redis.call('PEXPIRE', counters, math.ceil(st[KEEP_UNTIL] - now)) end
+end
+
+local function write_leases (leases, ls)
+  if ls[LEASE_TAKEN] > 0 then redis.call('HSET', leases, unpack(ls, LEASE_TAKEN + 1, LEASE_TAKEN + ls[LEASE_TAKEN])) end
+  if ls[LEASE_RENEW] then redis.call('PEXPIRE', leases, 2 * leaseTtl) end
+end
+
+-- One window's part of an admission: its bucket, its running sum, and its oldest bucket when that
+-- moves (the buckets that left are deleted now; the rest is written after the batch). Returns
+-- whether the bucket is new (the key's expiry may then have to grow) and the new sum as text.
+local function take (counters, st, bucketAt, sumAt, oldestAt, used, cost, stale, first)
   local sum = text(used + cost)
-  fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = name, text((tonumber(bucket) or 0) + cost), prefix .. 'S', sum
-  n = n + 4
-  if stale ~= nil or not oldest then
-    fields[n + 1], fields[n + 2] = prefix .. 'O', first
-    n = n + 2
+  local bucket = st[bucketAt]
+  st[bucketAt], st[sumAt] = (bucket or 0) + cost, sum
+  st[CHANGED + bucketAt], st[CHANGED + sumAt] = true, true
+  if stale ~= nil or not st[oldestAt] then
+    st[oldestAt], st[CHANGED + oldestAt] = first, true
   end
   if stale ~= nil then redis.call('HDEL', counters, unpack(stale)) end
-  return n, not bucket, sum
+  return not bucket, sum
 end
 
 -- Deletes fields in chunks: unpack has a stack limit, and a full leases hash may be large.
 local function hdel_all (key, fields)
-  for i = 1, #fields, 1000 do redis.call('HDEL', key, unpack(fields, i, min(i + 999, #fields))) end
+  local deleted = 0
+  for i = 1, #fields, 1000 do deleted = deleted + redis.call('HDEL', key, unpack(fields, i, min(i + 999, #fields))) end
+  return deleted
 end
 
 -- Terms decoded once per distinct string in this batch (a batch is mostly a few tiers).
@@ -149,11 +221,14 @@ local decoded = {}
 
 local function admit (counters, leases, termsText, leaseId, releasing)
   if releasing ~= '' then
+    local deleted
     if string.byte(releasing) == 91 then -- '[': several ids
-      hdel_all(leases, cjson.decode(releasing))
+      deleted = hdel_all(leases, cjson.decode(releasing))
     else
-      redis.call('HDEL', leases, releasing)
+      deleted = redis.call('HDEL', leases, releasing)
     end
+    local ls = leasesState[leases]
+    if ls ~= nil then ls[LEASE_COUNT] = ls[LEASE_COUNT] - deleted end
   end
   if termsText == '' then return 'R' end
   local terms = decoded[termsText]
@@ -166,11 +241,11 @@ local function admit (counters, leases, termsText, leaseId, releasing)
   local textM, textH, textQ = '0', '0', nil
 
   -- Running sums and oldest live buckets, this month, the current buckets, the leases hash's expiry.
-  local head = redis.call('HMGET', counters, 'mS', 'mO', 'hS', 'hO', monthField, nameM, nameH, 'lX')
-  local usedQ = tonumber(head[5]) or 0
+  local head = counters_state(counters)
+  local usedQ = tonumber(head[HEAD_MONTH]) or 0
   local usedM, staleM, usedH, staleH = 0, nil, 0, nil
-  if limM >= 0 then usedM, staleM = window(counters, 'm', head[1], head[2], curM) end
-  if limH >= 0 then usedH, staleH = window(counters, 'h', head[3], head[4], curH) end
+  if limM >= 0 then usedM, staleM = window(counters, 'm', head[HEAD_SUM_M], head[HEAD_OLDEST_M], curM) end
+  if limH >= 0 then usedH, staleH = window(counters, 'h', head[HEAD_SUM_H], head[HEAD_OLDEST_H], curH) end
 
   local reason, retry = 0, 0
   if limQ >= 0 and usedQ + cost > limQ then
@@ -179,16 +254,17 @@ local function admit (counters, leases, termsText, leaseId, releasing)
   end
   if limH >= 0 and usedH + cost > limH then
     if reason == 0 then reason = 1 end
-    retry = max(retry, wait_for(counters, 'h', curH, gH, usedH + cost - limH, WIN_H))
+    retry = max(retry, wait_for(counters, 'h', curH, gH, usedH + cost - limH, WIN_H, head[HEAD_BUCKET_H]))
   end
   if limM >= 0 and usedM + cost > limM then
     if reason == 0 then reason = 1 end
-    retry = max(retry, wait_for(counters, 'm', curM, gM, usedM + cost - limM, WIN_M))
+    retry = max(retry, wait_for(counters, 'm', curM, gM, usedM + cost - limM, WIN_M, head[HEAD_BUCKET_M]))
   end
 
-  local inFlight = 0
+  local inFlight, ls = 0, nil
   if limC >= 0 then
-    inFlight = redis.call('HLEN', leases)
+    ls = leases_state(leases)
+    inFlight = ls[LEASE_COUNT]
     if inFlight + 1 > limC then
       -- Only a full hash needs its expired leases (crashed processes) dropped, and its earliest
       -- expiry for the hint. Values first: their names are read only when some lease has expired.
@@ -202,13 +278,15 @@ local function admit (counters, leases, termsText, leaseId, releasing)
           oldest = expiry
         end
       end
+      -- Leases this batch took are not written yet: they all expire at now + leaseTtl.
+      if ls[LEASE_TAKEN] > 0 and (oldest == nil or now + leaseTtl < oldest) then oldest = now + leaseTtl end
       if stale > 0 then
         local all, expired = redis.call('HGETALL', leases), {}
         for i = 1, #all, 2 do
           if tonumber(all[i + 1]) <= now then expired[#expired + 1] = all[i] end
         end
-        hdel_all(leases, expired)
-        inFlight = inFlight - #expired
+        inFlight = inFlight - hdel_all(leases, expired)
+        ls[LEASE_COUNT] = inFlight
       end
       if inFlight + 1 > limC then
         if reason == 0 then reason = 2 end
@@ -222,54 +300,55 @@ local function admit (counters, leases, termsText, leaseId, releasing)
   end
 
   if reason == 0 then
-    -- Every counter this admission changes, written back in one HSET.
-    local fields, n = {}, 0
-    local extend = false
+    -- Every counter this admission changes goes into the batch's state, written after the batch.
+    local oldestM, oldestH, monthKnown = head[HEAD_OLDEST_M], head[HEAD_OLDEST_H], head[HEAD_MONTH]
+    local counted, extend = false, false
     if limM >= 0 then
-      n, extend, textM = take(counters, fields, n, nameM, head[6], 'm', usedM, cost, head[2], staleM, curM - k)
+      extend, textM = take(counters, head, HEAD_BUCKET_M, HEAD_SUM_M, HEAD_OLDEST_M, usedM, cost, staleM, curM - k)
+      counted = true
     end
     if limH >= 0 then
       local newBucket
-      n, newBucket, textH = take(counters, fields, n, nameH, head[7], 'h', usedH, cost, head[4], staleH, curH - k)
+      newBucket, textH = take(counters, head, HEAD_BUCKET_H, HEAD_SUM_H, HEAD_OLDEST_H, usedH, cost, staleH, curH - k)
       extend = extend or newBucket
+      counted = true
     end
     if limQ >= 0 then
       usedQ = usedQ + cost
       textQ = text(usedQ)
-      fields[n + 1], fields[n + 2] = monthField, textQ
-      n = n + 2
-      extend = extend or not head[5]
+      head[HEAD_MONTH], head[CHANGED + HEAD_MONTH] = textQ, true
+      extend = extend or not monthKnown
+      counted = true
     end
     if limC >= 0 then
       leaseExpiryText = leaseExpiryText or text(now + leaseTtl)
-      redis.call('HSET', leases, leaseId, leaseExpiryText)
+      local n = ls[LEASE_TAKEN]
+      ls[LEASE_TAKEN + n + 1], ls[LEASE_TAKEN + n + 2], ls[LEASE_TAKEN] = leaseId, leaseExpiryText, n + 2
       -- The leases hash must outlive its newest lease. Its expiry is renewed (to two lifetimes) only
       -- when the hash is new or a lease taken now would outlive it; lX remembers that expiry, and
       -- where there is no counters hash to hold it the leases are renewed on every admission. Two
       -- lifetimes from now is never shorter than an expiry set before (lX, or a renewal's).
-      local setExpiry = tonumber(head[8])
-      if n == 0 or inFlight == 0 or not setExpiry or now + leaseTtl > setExpiry then
-        redis.call('PEXPIRE', leases, 2 * leaseTtl)
-        if n > 0 then
+      local setExpiry = tonumber(head[HEAD_LEASES_KEPT])
+      if not counted or inFlight == 0 or not setExpiry or now + leaseTtl > setExpiry then
+        ls[LEASE_RENEW] = true
+        if counted then
           leaseKeepText = leaseKeepText or text(now + 2 * leaseTtl)
-          fields[n + 1], fields[n + 2] = 'lX', leaseKeepText
-          n = n + 2
+          head[HEAD_LEASES_KEPT], head[CHANGED + HEAD_LEASES_KEPT] = leaseKeepText, true
         end
       end
       inFlight = inFlight + 1
+      ls[LEASE_COUNT] = inFlight
     end
-    if n > 0 then redis.call('HSET', counters, unpack(fields)) end
     -- The key lives as long as its longest-lived field, including fields other tiers wrote (a
     -- tenant whose tier changed). That only grows when a new bucket or month field appears.
     if extend then
       local keepUntil = 0
       if limM >= 0 then keepUntil = (curM + k + 1) * gM end
       if limH >= 0 then keepUntil = max(keepUntil, (curH + k + 1) * gH) end
-      if limQ >= 0 or head[5] then keepUntil = max(keepUntil, monthEnd) end
-      if head[2] then keepUntil = max(keepUntil, (tonumber(head[2]) + 2 * k + 1) * gM) end
-      if head[4] then keepUntil = max(keepUntil, (tonumber(head[4]) + 2 * k + 1) * gH) end
-      -- Relative expiry: right on Redis's clock and on a replay clock alike.
-      if keepUntil > now then redis.call('PEXPIRE', counters, math.ceil(keepUntil - now)) end
+      if limQ >= 0 or monthKnown then keepUntil = max(keepUntil, monthEnd) end
+      if oldestM then keepUntil = max(keepUntil, (tonumber(oldestM) + 2 * k + 1) * gM) end
+      if oldestH then keepUntil = max(keepUntil, (tonumber(oldestH) + 2 * k + 1) * gH) end
+      head[KEEP_UNTIL] = max(head[KEEP_UNTIL], keepUntil)
     end
   end
 
@@ -292,4 +371,7 @@ for i = 1, (#ARGV - 1) / 3 do
   end
   lines[i] = line
 end
+-- What the batch changed, written once per key.
+for counters, st in pairs(countersState) do write_counters(counters, st) end
+for leases, ls in pairs(leasesState) do write_leases(leases, ls) end
 return table.concat(lines, '\n')
