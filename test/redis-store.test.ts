@@ -196,15 +196,20 @@ t.test('renewing a lease never shortens the leases hash\'s expiry', async t => {
   t.ok(Number((await client.hget(keys.leases, 'long')) ?? 0) > Date.now() + 50_000, 'the lease itself was extended')
 })
 
-t.test('the admissions of one event-loop turn go to Redis as one script call, each answered on its own', async t => {
+/** A store on a private Redis whose script is loaded and whose command counts start from zero. */
+async function countedStore (t: Test): Promise<{ client: Redis, store: RedisStore }> {
   const server = await privateRedis(t)
   const client = new Redis(server.url)
   t.teardown(() => client.disconnect())
   const store = new RedisStore({ client })
   t.teardown(() => store.close())
-  const warm = storeKeys('p', 'tenant', 'warm', undefined)
-  await store.admit({ keys: warm, cost: 1, limits: limits(10), leaseId: '' }) // loads the script
+  await store.admit({ keys: storeKeys('p', 'tenant', 'warm', undefined), cost: 1, limits: limits(10), leaseId: '' }) // loads the script
   await client.config('RESETSTAT')
+  return { client, store }
+}
+
+t.test('the admissions of one event-loop turn go to Redis as one script call, each answered on its own', async t => {
+  const { client, store } = await countedStore(t)
 
   const broken = storeKeys('p', 'tenant', 'broken', undefined)
   await client.set(broken.counters, 'a string where a hash belongs')
@@ -234,14 +239,8 @@ t.test('the admissions of one event-loop turn go to Redis as one script call, ea
 })
 
 t.test('a busy tenant\'s items in one batch read its hashes once and write them once', async t => {
-  const server = await privateRedis(t)
-  const client = new Redis(server.url)
-  t.teardown(() => client.disconnect())
-  const store = new RedisStore({ client })
-  t.teardown(() => store.close())
+  const { client, store } = await countedStore(t)
   const keys = storeKeys('p', 'tenant', 'busy', undefined)
-  await store.admit({ keys: storeKeys('p', 'tenant', 'warm', undefined), cost: 1, limits: limits(10), leaseId: '' }) // loads the script
-  await client.config('RESETSTAT')
   const decisions = await Promise.all(Array.from({ length: 12 }, async (_, i) =>
     await store.admit({ keys, cost: 1, limits: limits(100, 1000, 10_000, 50), leaseId: `l${i}` })))
   const calls = await commandCalls(client)
