@@ -192,6 +192,7 @@ end
 local function write_leases (leases, ls)
   if ls[LEASE_TAKEN] > 0 then redis.call('HSET', leases, unpack(ls, LEASE_TAKEN + 1, LEASE_TAKEN + ls[LEASE_TAKEN])) end
   if ls[LEASE_RENEW] then redis.call('PEXPIRE', leases, 2 * leaseTtl) end
+  ls[LEASE_TAKEN], ls[LEASE_RENEW] = 0, false
 end
 
 -- One window's part of an admission: its bucket, its running sum, and its oldest bucket when that
@@ -221,13 +222,14 @@ local decoded = {}
 
 local function admit (counters, leases, termsText, leaseId, releasing)
   if releasing ~= '' then
-    local deleted
-    if string.byte(releasing) == 91 then -- '[': several ids
-      deleted = hdel_all(leases, cjson.decode(releasing))
-    else
-      deleted = redis.call('HDEL', leases, releasing)
-    end
+    local ids = string.byte(releasing) == 91 and cjson.decode(releasing) or nil -- '[': several ids
     local ls = leasesState[leases]
+    -- Giving back every lease the hash holds deletes it, and its expiry with it: the leases this
+    -- batch took go in first when that may happen, as they would have one by one.
+    if ls ~= nil and ls[LEASE_TAKEN] > 0 and ls[LEASE_COUNT] - ls[LEASE_TAKEN] / 2 <= (ids and #ids or 1) then
+      write_leases(leases, ls)
+    end
+    local deleted = ids and hdel_all(leases, ids) or redis.call('HDEL', leases, releasing)
     if ls ~= nil then ls[LEASE_COUNT] = ls[LEASE_COUNT] - deleted end
   end
   if termsText == '' then return 'R' end
@@ -269,8 +271,8 @@ local function admit (counters, leases, termsText, leaseId, releasing)
       -- Only a full hash needs its expired leases (crashed processes) dropped, and its earliest
       -- expiry for the hint. Values first: their names are read only when some lease has expired.
       -- (This costs time in proportion to the requests in flight, on rejections at the limit.)
-      local oldest, stale = nil, 0
-      for _, value in ipairs(redis.call('HVALS', leases)) do
+      local oldest, stale, values = nil, 0, redis.call('HVALS', leases)
+      for _, value in ipairs(values) do
         local expiry = tonumber(value)
         if expiry <= now then
           stale = stale + 1
@@ -285,6 +287,8 @@ local function admit (counters, leases, termsText, leaseId, releasing)
         for i = 1, #all, 2 do
           if tonumber(all[i + 1]) <= now then expired[#expired + 1] = all[i] end
         end
+        -- Dropping every lease written would delete the hash and its expiry: this batch's go in first.
+        if stale == #values and ls[LEASE_TAKEN] > 0 then write_leases(leases, ls) end
         inFlight = inFlight - hdel_all(leases, expired)
         ls[LEASE_COUNT] = inFlight
       end
