@@ -135,7 +135,8 @@ const OptionsSchema = Type.Object({
   headers: Type.Optional(Type.Union([Type.Boolean(), Type.Literal('compact')])),
   ietfHeaders: Type.Optional(Type.Boolean()),
   bucketsPerWindow: Type.Optional(Type.Integer({ minimum: 1, maximum: 60 })),
-  leaseTtlSeconds: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 86_400 })),
+  // At least 10 ms: a lease must outlive the round trip that takes it, and is renewed every third of it.
+  leaseTtlSeconds: Type.Optional(Type.Number({ minimum: 0.01, maximum: 86_400 })),
   errorResponseBuilder: Type.Optional(AnyFunction),
   onExceeded: Type.Optional(AnyFunction),
   failMode: Type.Optional(Type.Union([Type.Literal('open'), Type.Literal('closed')])),

@@ -30,6 +30,7 @@ t.test('invalid options fail registration naming the option', async t => {
     [{ hook: 'onSend' }, /options\.hook/],
     [{ bucketsPerWindow: 0 }, /options\.bucketsPerWindow must be >= 1/],
     [{ leaseTtlSeconds: 0 }, /options\.leaseTtlSeconds/],
+    [{ leaseTtlSeconds: 0.0004 }, /options\.leaseTtlSeconds/], // would round to a lease of 0 ms
     [{ defaultTier: 'gold' }, /options\.defaultTier names unknown tier gold/],
     [{ failMode: 'maybe' }, /options\.failMode/],
     [{ requestsPerMinute: 5 }, /options\.requestsPerMinute is not a known field/]

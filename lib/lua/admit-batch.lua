@@ -43,6 +43,9 @@ batch and changed in Lua; its fields are written once, after the last item, and 
 taken and the keys' expiries. Every item still sees what the items before it took: the outcome is
 the same as running the items one by one. A read that goes around this state (bucket values for a
 Retry-After, the whole leases hash at the concurrency limit) adds what the batch holds unwritten.
+That holds for what the store sends: costs are whole numbers, lease ids are unique, and a lease is
+given back only in a later batch than the one that took it (its release is known only once the
+batch has answered).
 ]]
 
 local WIN_M, WIN_H = 60000, 3600000
@@ -190,7 +193,8 @@ local function write_counters (counters, st)
 end
 
 local function write_leases (leases, ls)
-  if ls[LEASE_TAKEN] > 0 then redis.call('HSET', leases, unpack(ls, LEASE_TAKEN + 1, LEASE_TAKEN + ls[LEASE_TAKEN])) end
+  local last = LEASE_TAKEN + ls[LEASE_TAKEN]
+  for i = LEASE_TAKEN + 1, last, 1000 do redis.call('HSET', leases, unpack(ls, i, min(i + 999, last))) end -- unpack's stack limit
   if ls[LEASE_RENEW] then redis.call('PEXPIRE', leases, 2 * leaseTtl) end
   ls[LEASE_TAKEN], ls[LEASE_RENEW] = 0, false
 end
