@@ -192,9 +192,16 @@ local function write_counters (counters, st)
   if st[KEEP_UNTIL] > now then redis.call('PEXPIRE', counters, math.ceil(st[KEEP_UNTIL] - now)) end
 end
 
+-- Runs a hash command over list[first..last] in chunks (unpack has a stack limit, and a full
+-- leases hash may be large); returns the sum of its replies. Chunks are even: HSET pairs hold.
+local function chunked (command, key, list, first, last)
+  local total = 0
+  for i = first, last, 1000 do total = total + redis.call(command, key, unpack(list, i, min(i + 999, last))) end
+  return total
+end
+
 local function write_leases (leases, ls)
-  local last = LEASE_TAKEN + ls[LEASE_TAKEN]
-  for i = LEASE_TAKEN + 1, last, 1000 do redis.call('HSET', leases, unpack(ls, i, min(i + 999, last))) end -- unpack's stack limit
+  chunked('HSET', leases, ls, LEASE_TAKEN + 1, LEASE_TAKEN + ls[LEASE_TAKEN])
   if ls[LEASE_RENEW] then redis.call('PEXPIRE', leases, 2 * leaseTtl) end
   ls[LEASE_TAKEN], ls[LEASE_RENEW] = 0, false
 end
@@ -214,10 +221,14 @@ local function take (counters, st, bucketAt, sumAt, oldestAt, used, cost, stale,
   return not bucket, sum
 end
 
--- Deletes fields in chunks: unpack has a stack limit, and a full leases hash may be large.
-local function hdel_all (key, fields)
-  local deleted = 0
-  for i = 1, #fields, 1000 do deleted = deleted + redis.call('HDEL', key, unpack(fields, i, min(i + 999, #fields))) end
+-- Gives leases back (a release, or the sweep of expired ones); returns how many were there. Emptying
+-- the hash deletes it, and its expiry with it: when that may happen, the leases this batch took (not
+-- written yet) go in first, as one by one they would have been there already.
+local function give_back (leases, ids)
+  local ls = leasesState[leases]
+  if ls ~= nil and ls[LEASE_TAKEN] > 0 and ls[LEASE_COUNT] - ls[LEASE_TAKEN] / 2 <= #ids then write_leases(leases, ls) end
+  local deleted = chunked('HDEL', leases, ids, 1, #ids)
+  if ls ~= nil then ls[LEASE_COUNT] = ls[LEASE_COUNT] - deleted end
   return deleted
 end
 
@@ -226,15 +237,7 @@ local decoded = {}
 
 local function admit (counters, leases, termsText, leaseId, releasing)
   if releasing ~= '' then
-    local ids = string.byte(releasing) == 91 and cjson.decode(releasing) or nil -- '[': several ids
-    local ls = leasesState[leases]
-    -- Giving back every lease the hash holds deletes it, and its expiry with it: the leases this
-    -- batch took go in first when that may happen, as they would have one by one.
-    if ls ~= nil and ls[LEASE_TAKEN] > 0 and ls[LEASE_COUNT] - ls[LEASE_TAKEN] / 2 <= (ids and #ids or 1) then
-      write_leases(leases, ls)
-    end
-    local deleted = ids and hdel_all(leases, ids) or redis.call('HDEL', leases, releasing)
-    if ls ~= nil then ls[LEASE_COUNT] = ls[LEASE_COUNT] - deleted end
+    give_back(leases, string.byte(releasing) == 91 and cjson.decode(releasing) or { releasing }) -- '[': several ids
   end
   if termsText == '' then return 'R' end
   local terms = decoded[termsText]
@@ -275,8 +278,8 @@ local function admit (counters, leases, termsText, leaseId, releasing)
       -- Only a full hash needs its expired leases (crashed processes) dropped, and its earliest
       -- expiry for the hint. Values first: their names are read only when some lease has expired.
       -- (This costs time in proportion to the requests in flight, on rejections at the limit.)
-      local oldest, stale, values = nil, 0, redis.call('HVALS', leases)
-      for _, value in ipairs(values) do
+      local oldest, stale = nil, 0
+      for _, value in ipairs(redis.call('HVALS', leases)) do
         local expiry = tonumber(value)
         if expiry <= now then
           stale = stale + 1
@@ -291,10 +294,7 @@ local function admit (counters, leases, termsText, leaseId, releasing)
         for i = 1, #all, 2 do
           if tonumber(all[i + 1]) <= now then expired[#expired + 1] = all[i] end
         end
-        -- Dropping every lease written would delete the hash and its expiry: this batch's go in first.
-        if stale == #values and ls[LEASE_TAKEN] > 0 then write_leases(leases, ls) end
-        inFlight = inFlight - hdel_all(leases, expired)
-        ls[LEASE_COUNT] = inFlight
+        inFlight = inFlight - give_back(leases, expired)
       end
       if inFlight + 1 > limC then
         if reason == 0 then reason = 2 end
