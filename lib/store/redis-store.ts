@@ -5,7 +5,7 @@ import { MonthCache } from './calendar.js'
 import { decodeDecision, limitArg, parseAdmitReply } from './decision.js'
 import { AdmitBatcher, type BatchItem } from './admit-batcher.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
-import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
+import { admitAsPromise, HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { StoreReplyError } from '../errors.js'
 import type { TierLimits } from '../tiers.js'
 
@@ -112,7 +112,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
   }
 
   admit (request: AdmitRequest): Promise<Decision> {
-    return new Promise<Decision>((resolve, reject) => this.admitTo(request, { decided: resolve, failed: reject }))
+    return admitAsPromise(this, request)
   }
 
   /** `admit` without a promise: the batch's answer goes straight to `sink`. */

@@ -2,7 +2,7 @@
 // breaker that stops calling a failing store for a while, and an optional local fallback limiter.
 import type { StoreKeys } from '../keys.js'
 import { MemoryStore } from './memory-store.js'
-import { admitInto, rethrowLater, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
+import { admitAsPromise, admitInto, rethrowLater, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { applyMultiplier } from '../tiers.js'
 
 /** Raised for decisions the store did not make in time, or not at all while the breaker is open. */
@@ -89,7 +89,7 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
   }
 
   admit (request: AdmitRequest): Promise<Decision> {
-    return new Promise<Decision>((resolve, reject) => this.admitTo(request, { decided: resolve, failed: reject }))
+    return admitAsPromise(this, request)
   }
 
   /** `admit` without a promise (the limiter's path): the outcome goes to `sink`. */

@@ -108,6 +108,11 @@ export function admitInto (store: RateLimitStore, request: AdmitRequest, sink: D
   }
 }
 
+/** `admit` of a store whose own path is `admitTo`: the same decision, as a promise. */
+export function admitAsPromise (store: DirectAdmit, request: AdmitRequest): Promise<Decision> {
+  return new Promise<Decision>((resolve, reject) => store.admitTo(request, { decided: resolve, failed: reject }))
+}
+
 /**
  * For loops that answer many sinks (a batch's replies, the overdue deadlines): a sink that throws
  * must not leave the others unanswered, so its error is thrown again on its own, like a throwing
