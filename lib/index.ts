@@ -1,7 +1,7 @@
 // @maestro/rate-limiting: tiered, strictly sliding-window rate limiting for Fastify.
 //
 // Reading order: options → store → policies → metrics → limiter → decorators → per-route hooks
-// → unmatched routes → metrics route → onClose.
+// → unmatched routes → lease hooks → metrics route → onClose.
 import type { FastifyInstance, FastifyPluginAsync, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { AlreadyRegisteredError } from './errors.js'
@@ -11,6 +11,7 @@ import { resolveOptions, type RateLimitContext, type RateLimitingOptions } from 
 import { PolicyManager } from './policies/policy-manager.js'
 import { sharedLimiter, type RouteRateLimitConfig } from './route-config.js'
 import { attachToRoute } from './route-hooks.js'
+import { addLeaseHooks } from './lease-hooks.js'
 import { LeaseKeeper } from './lease-keeper.js'
 import { createStore, requireRedis } from './store/create-store.js'
 import type { RateLimitStore } from './store/types.js'
@@ -82,7 +83,10 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
     fastify.addHook(options.hook as 'onRequest', limitIfUnmatched as unknown as onRequestHookHandler)
   }
 
-  // 8. GET /metrics, when asked for.
+  // 8. Leases go back when the response is sent, whichever route (or none) answered.
+  addLeaseHooks(fastify, limiter)
+
+  // 9. GET /metrics, when asked for.
   const route = options.metrics === false ? undefined : options.metrics?.route
   if (registry !== undefined && route !== undefined && route !== false) {
     fastify.get(route === true ? '/metrics' : route, { config: { rateLimit: false } }, async (_request, reply) => {
@@ -91,7 +95,7 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
     })
   }
 
-  // 9. Shutdown: close only what this plugin created.
+  // 10. Shutdown: close only what this plugin created.
   fastify.addHook('onClose', async () => {
     leases.stop()
     await policies.close()

@@ -6,6 +6,7 @@ import { withDeadline } from './deadline.js'
 import { BLOCKED_CODE, RATE_LIMITED_CODE } from './errors.js'
 import { retryAfterSeconds, setCompactRateLimitHeaders, setIetfHeaders, setRateLimitHeaders } from './headers.js'
 import { KeyCache, type StoreKeys } from './keys.js'
+import { clientGone } from './lease-hooks.js'
 import type { LeaseKeeper } from './lease-keeper.js'
 import type { EndpointMetrics, LimiterMetrics, RequestSeries } from './metrics.js'
 import type { RateLimitContext, ResolvedOptions, TenantIdentity } from './options.js'
@@ -122,6 +123,12 @@ export class Limiter {
     this.metrics.leaseReleased(lease.tier)
   }
 
+  /** Keeps the request's lease but stops renewing it: it frees itself one lifetime later unless given back first. */
+  stopRenewing (request: FastifyRequest): void {
+    const lease = request[kLease]
+    if (lease !== null) this.leases.delete(lease)
+  }
+
   /** `limit`, from a callback where a throw would be lost: it goes to Fastify instead. */
   private guard (route: RouteLimiter, endpointMetrics: EndpointMetrics, request: FastifyRequest, reply: FastifyReply, done: Done, identity: TenantIdentity | null | false): void {
     try {
@@ -159,7 +166,7 @@ export class Limiter {
     }
 
     const keys = this.keys.get(anonymous ? 'anonymous' : 'tenant', subject, bucket)
-    const cached = this.rejections.get(keys.counters, cost, this.policies.generation)
+    const cached = this.rejections.get(keys.counters, cost, limits, this.policies.generation)
     if (cached !== undefined) {
       this.apply(new PendingDecision(this, request, reply, done, context, series, keys, '', started), cached)
       return
@@ -187,6 +194,15 @@ export class Limiter {
     if (options.ietfHeaders) setIetfHeaders(reply, decision)
     if (decision.degraded === true) reply.header('x-ratelimit-status', 'degraded')
     if (decision.allowed) {
+      if (clientGone(request)) {
+        // The client left while this was decided: nobody will read the answer, so the handler does
+        // not run and the lease goes back now (no onResponse will ever come for it).
+        if (leaseId !== '') this.store.release(pending.keys, leaseId)
+        if (metrics.enabled) this.recordAdmission(decision, series)
+        reply.hijack()
+        pending.done()
+        return
+      }
       if (leaseId !== '') {
         const lease = { keys: pending.keys, id: leaseId, tier: context.tier }
         request[kLease] = lease

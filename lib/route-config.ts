@@ -41,9 +41,9 @@ export interface RouteLimiter {
 /**
  * Returns undefined when the route is not limited. Throws InvalidRouteConfigError naming the route
  * and the field. Routes with their own `limits`/`tiers` and no `bucket` count in counters of their
- * own (named after method and path), so a route limit never borrows from the tenant's shared ones.
+ * own (named `countersName`, method and path), so a route limit never borrows from the tenant's shared ones.
  */
-export function resolveRouteConfig (routeName: string, value: unknown, global: boolean): RouteLimiter | undefined {
+export function resolveRouteConfig (routeName: string, value: unknown, global: boolean, countersName = routeName): RouteLimiter | undefined {
   if (value === undefined) return global ? sharedLimiter : undefined
   const normalised = normaliseInfinity(value)
   const problem = explain(checkRouteConfig, normalised, 'rateLimit')
@@ -55,7 +55,7 @@ export function resolveRouteConfig (routeName: string, value: unknown, global: b
   if (!hasOwnLimits && config.bucket === undefined && config.cost === undefined) return sharedLimiter
   return new ConfiguredRouteLimiter(
     config.cost ?? 1,
-    config.bucket ?? (hasOwnLimits ? 'route:' + routeName : undefined),
+    config.bucket ?? (hasOwnLimits ? 'route:' + countersName : undefined),
     config.limits,
     config.tiers ?? {}
   )

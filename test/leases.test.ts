@@ -1,5 +1,5 @@
-// Concurrency leases through Fastify: given back on success, on error and on client abort, exactly
-// once; a lease that is never given back expires by itself.
+// Concurrency leases through Fastify: given back on success, on error and (once the handler has
+// answered) on client abort, exactly once; a lease that is never given back expires by itself.
 import { spawn } from 'node:child_process'
 import { request as httpRequest } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -43,11 +43,13 @@ for (const kind of STORE_KINDS) {
       t.equal((await app.inject({ url: '/ok', headers: tenant })).statusCode, 200, 'slots free once responses are sent')
     })
 
-    t.test('given back when the client aborts', async t => {
+    t.test('a client that aborts leaves its slot taken until its handler answers', async t => {
       let reached!: () => void
       const inHandler = new Promise<void>(resolve => { reached = resolve })
+      let finish!: () => void
+      const finished = new Promise<void>(resolve => { finish = resolve })
       const app = await buildApp(t, { kind, options: { tenantExtractor: headerTenant, tiers: TIERS } }, app => {
-        app.get('/hang', async () => { reached(); await sleep(3000); return 'late' })
+        app.get('/hang', async () => { reached(); await sleep(300); finish(); return 'late' })
         app.get('/ok', async () => 'ok')
       })
       await app.listen({ port: 0, host: '127.0.0.1' })
@@ -60,7 +62,10 @@ for (const kind of STORE_KINDS) {
       t.equal((await app.inject({ url: '/ok', headers: tenant })).headers['x-ratelimit-concurrent-remaining'], '0', 'the hanging request holds a slot')
       req.destroy()
       await sleep(100)
-      t.equal((await app.inject({ url: '/ok', headers: tenant })).headers['x-ratelimit-concurrent-remaining'], '1', 'abort gave the slot back')
+      t.equal((await app.inject({ url: '/ok', headers: tenant })).headers['x-ratelimit-concurrent-remaining'], '0', 'its handler still runs: the slot is still taken')
+      await finished
+      await sleep(50)
+      t.equal((await app.inject({ url: '/ok', headers: tenant })).headers['x-ratelimit-concurrent-remaining'], '1', 'given back once the handler answered')
     })
 
     t.test('a running request keeps its lease past leaseTtlSeconds (renewed), and frees it when done', async t => {

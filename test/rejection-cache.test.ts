@@ -62,3 +62,42 @@ t.test('a usage reset on another instance lifts cached rejections', async t => {
   }
   t.equal(status, 200, `admitted again ${Date.now() - start} ms after the reset`)
 })
+
+t.test('a cached rejection holds only for the limits that produced it', async t => {
+  const server = await privateRedis(t)
+  const redis = new Redis(server.url)
+  t.teardown(() => redis.disconnect())
+  const app = await buildApp(t, {
+    kind: 'memory',
+    options: {
+      redis,
+      tenantExtractor: headerTenant,
+      tiers: {
+        small: { requestsPerMinute: 100, requestsPerHour: null, concurrentRequests: null, monthlyQuota: 3 },
+        big: { requestsPerMinute: 100, requestsPerHour: null, concurrentRequests: null, monthlyQuota: 1000 }
+      }
+    }
+  }, app => {
+    app.get('/', async () => 'ok')
+    app.get('/strict', { config: { rateLimit: { bucket: 'search', limits: { requestsPerMinute: 2 } } } }, async () => 'strict')
+    app.get('/lenient', { config: { rateLimit: { bucket: 'search', limits: { requestsPerMinute: 50 } } } }, async () => 'lenient')
+  })
+  const small = { 'x-tenant': 'acme', 'x-tier': 'small' }
+  for (let i = 0; i < 3; i++) t.equal((await app.inject({ url: '/', headers: small })).statusCode, 200)
+  const spent = await app.inject({ url: '/', headers: small })
+  t.equal(spent.statusCode, 429)
+  t.equal(spent.headers['x-ratelimit-error'], 'quota_exceeded')
+  t.equal((await app.inject({ url: '/', headers: small })).statusCode, 429, 'answered from the cache')
+  const upgraded = await app.inject({ url: '/', headers: { 'x-tenant': 'acme', 'x-tier': 'big' } })
+  t.equal(upgraded.statusCode, 200, 'a tenant whose tier was raised is admitted at once')
+  t.equal(upgraded.headers['x-ratelimit-remaining-month'], '996')
+
+  const headers = { 'x-tenant': 'globex', 'x-tier': 'big' }
+  t.equal((await app.inject({ url: '/strict', headers })).statusCode, 200)
+  t.equal((await app.inject({ url: '/strict', headers })).statusCode, 200)
+  t.equal((await app.inject({ url: '/strict', headers })).statusCode, 429, 'the strict route is full')
+  t.equal((await app.inject({ url: '/strict', headers })).statusCode, 429)
+  const lenient = await app.inject({ url: '/lenient', headers })
+  t.equal(lenient.statusCode, 200, 'a lenient route of the same bucket is not refused with the strict one')
+  t.equal(lenient.headers['x-ratelimit-remaining-minute'], '47')
+})

@@ -20,6 +20,16 @@ for (const kind of STORE_KINDS) {
       t.equal((await app.inject({ url: '/' })).headers['x-ratelimit-remaining-minute'], '4', 'health checks did not count')
     })
 
+    t.test("HEAD counts in its GET route's counters", async t => {
+      let ran = 0
+      const app = await buildApp(t, { kind }, app => {
+        app.get('/report', { config: { rateLimit: { limits: { requestsPerMinute: 3 } } } }, async () => { ran++; return 'expensive' })
+      })
+      for (let i = 0; i < 3; i++) t.equal((await app.inject({ url: '/report' })).statusCode, 200)
+      for (let i = 0; i < 3; i++) t.equal((await app.inject({ method: 'HEAD', url: '/report' })).statusCode, 429, 'HEAD finds the GET window full')
+      t.equal(ran, 3, 'the handler ran only for the three admitted')
+    })
+
     t.test('cost counts n', async t => {
       const app = await buildApp(t, { kind }, app => {
         app.get('/', async () => 'one')
