@@ -186,7 +186,7 @@ t.test('closing the store fails the decisions still waiting for a hung Redis, at
   const client = new Redis(server.url, { maxRetriesPerRequest: 1 })
   client.on('error', () => {})
   t.teardown(() => client.disconnect())
-  const store = new ResilientStore(new RedisStore({ client }), { timeoutMs: 60_000, breakerThreshold: 5, breakerCooldownMs: 1000, fallbackShare: undefined })
+  const store = new ResilientStore(new RedisStore({ client, timeoutMs: 60_000 }), { breakerThreshold: 5, breakerCooldownMs: 1000, fallbackShare: undefined })
   const limits = { requestsPerMinute: 10, requestsPerHour: 100, concurrentRequests: 10, monthlyQuota: 1000 }
   const keys = storeKeys('p', 'tenant', 'closing', undefined)
   await client.ping()

@@ -4,6 +4,7 @@
 import type { Redis } from 'ioredis'
 import type { LuaScript, RedisClient } from './lua-script.js'
 import { StoreReplyError } from '../errors.js'
+import { StoreUnavailableError } from './store-unavailable.js'
 import { rethrowLater } from './types.js'
 
 /** One request's part of a batch (or an item that only gives leases back: `terms` ''). */
@@ -17,6 +18,7 @@ export interface BatchItem {
   readonly releasing: string
   /** The store's clock in ms, or -1 for Redis TIME: a batch holds items of one clock only. */
   readonly clock: number
+  /** May come after `reject` (a reply past the deadline): the item then undoes what it took. */
   readonly resolve: (line: string) => void
   readonly reject: (err: unknown) => void
 }
@@ -28,17 +30,26 @@ export class AdmitBatcher {
   private queue: BatchItem[] = []
   private scheduled = false
   private readonly flushBound = (): void => this.flush()
+  /** Calls sent and not answered yet. */
+  private readonly inFlight = new Set<SentCall>()
 
   /**
    * `batching` false (a Redis Cluster, where one call may only touch one slot): every item is sent
    * alone, at once. `shared(clock)` gives the script's first argument for a batch of that clock.
+   * `timeoutMs`: how long a sent call may go unanswered before its items fail (undefined: no limit).
    */
   constructor (
     private readonly client: RedisClient,
     private readonly script: LuaScript,
     private readonly batching: boolean,
-    private readonly shared: (clock: number) => string
+    private readonly shared: (clock: number) => string,
+    private readonly timeoutMs?: number
   ) {}
+
+  /** Fails every call still waiting for Redis (the store is closing: nothing else would answer them). */
+  failInFlight (err: unknown): void {
+    for (const call of this.inFlight) call.fail(err)
+  }
 
   send (item: BatchItem): void {
     if (!this.batching) {
@@ -80,22 +91,68 @@ export class AdmitBatcher {
       args[at + 1] = item.leaseId
       args[at + 2] = item.releasing
     }
-    this.script.run(this.client as Redis, args, 2 * count).then((reply: unknown) => {
-      const lines = typeof reply === 'string' ? reply.split('\n') : []
-      if (lines.length !== count) {
-        rejectAll(items, start, end, new StoreReplyError(JSON.stringify(reply)))
-        return
+    const call = new SentCall(this.inFlight, items, start, end, this.timeoutMs)
+    this.script.run(this.client as Redis, args, 2 * count).then(call.replied, call.fail)
+  }
+}
+
+/**
+ * One script call on its way, answered once: by Redis, by its deadline, or by the store closing.
+ * The deadline counts from the moment the call is handed to the client, so time a request spent
+ * in this process's own queue is not blamed on Redis. It is judged in a setImmediate, after the
+ * event loop has read every reply that arrived meanwhile: a busy event loop that only reads a reply
+ * late does not make Redis look slow.
+ */
+class SentCall {
+  private answered = false
+  private readonly timer: NodeJS.Timeout | undefined
+
+  constructor (
+    private readonly inFlight: Set<SentCall>,
+    private readonly items: readonly BatchItem[],
+    private readonly start: number,
+    private readonly end: number,
+    timeoutMs: number | undefined
+  ) {
+    inFlight.add(this)
+    if (timeoutMs !== undefined) {
+      this.timer = setTimeout(() => setImmediate(() => this.fail(new StoreUnavailableError('timeout'))), timeoutMs)
+      this.timer.unref()
+    }
+  }
+
+  /** Every item gets its line; items already failed by the deadline undo what they were given. */
+  readonly replied = (reply: unknown): void => {
+    const late = this.answered
+    this.settle()
+    const { items, start, end } = this
+    const lines = typeof reply === 'string' ? reply.split('\n') : []
+    if (lines.length !== end - start) {
+      if (!late) rejectAll(items, start, end, new StoreReplyError(JSON.stringify(reply)))
+      return
+    }
+    for (let i = start; i < end; i++) {
+      const line = lines[i - start]
+      try {
+        if (!line.startsWith('E ')) items[i].resolve(line)
+        else if (!late) items[i].reject(new StoreReplyError(line.slice(2)))
+      } catch (err) {
+        rethrowLater(err)
       }
-      for (let i = 0; i < count; i++) {
-        const line = lines[i]
-        try {
-          if (line.startsWith('E ')) items[start + i].reject(new StoreReplyError(line.slice(2)))
-          else items[start + i].resolve(line)
-        } catch (err) {
-          rethrowLater(err)
-        }
-      }
-    }, (err: unknown) => rejectAll(items, start, end, err))
+    }
+  }
+
+  /** Fails every item, unless the call was answered already. */
+  readonly fail = (err: unknown): void => {
+    if (this.answered) return
+    this.settle()
+    rejectAll(this.items, this.start, this.end, err)
+  }
+
+  private settle (): void {
+    this.answered = true
+    clearTimeout(this.timer)
+    this.inFlight.delete(this)
   }
 }
 

@@ -24,8 +24,7 @@ export function createStore (options: ResolvedOptions, fastify: FastifyInstance)
   const settings = { bucketsPerWindow: options.bucketsPerWindow, leaseTtlMs: options.leaseTtlMs }
   const client = options.redis ?? fastifyRedis(fastify)
   if (client === undefined) return { store: new MemoryStore(settings), owned: true, redis: undefined }
-  const store = new ResilientStore(new RedisStore({ client, ...settings }), {
-    timeoutMs: options.storeTimeoutMs,
+  const store = new ResilientStore(new RedisStore({ client, ...settings, timeoutMs: options.storeTimeoutMs }), {
     breakerThreshold: options.breakerThreshold,
     breakerCooldownMs: options.breakerCooldownMs,
     fallbackShare: options.fallbackShare,

@@ -7,6 +7,7 @@ import { AdmitBatcher, type BatchItem } from './admit-batcher.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
 import { admitAsPromise, HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { StoreReplyError } from '../errors.js'
+import { StoreUnavailableError } from './store-unavailable.js'
 import type { TierLimits } from '../tiers.js'
 
 export const ADMIT_SCRIPT = new LuaScript('admit-batch')
@@ -28,6 +29,12 @@ export interface RedisStoreOptions extends Partial<WindowSettings> {
    */
   clock?: () => number
   /**
+   * Longest a script call may go unanswered once sent, in ms; its decisions then fail (default: no
+   * limit). Time spent in this process before the call is sent, or before its reply can be read, does
+   * not count.
+   */
+  timeoutMs?: number
+  /**
    * Decide the admissions of one event-loop turn in one script call (default true on a single
    * Redis, with or without ioredis's `enableAutoPipelining`; always off on a Cluster, where one call
    * may only touch one slot). Turn it off behind a proxy that checks slots per command.
@@ -45,6 +52,8 @@ function releasingArg (ids: readonly string[]): string {
 interface ItemAnswers {
   line: (item: AdmitItem, line: string) => void
   error: (item: AdmitItem, err: unknown) => void
+  /** A reply that came after the item had failed (its deadline passed). */
+  late: (item: AdmitItem, line: string) => void
 }
 
 /** One admission in a batch: what the script needs, and where its answer goes. */
@@ -53,6 +62,7 @@ class AdmitItem implements BatchItem {
   readonly leases: string
   readonly leaseId: string
   readonly releasing: string
+  private failed = false
 
   constructor (
     private readonly answers: ItemAnswers,
@@ -70,10 +80,12 @@ class AdmitItem implements BatchItem {
   }
 
   resolve (line: string): void {
-    this.answers.line(this, line)
+    if (this.failed) this.answers.late(this, line)
+    else this.answers.line(this, line)
   }
 
   reject (err: unknown): void {
+    this.failed = true
     this.answers.error(this, err)
   }
 }
@@ -102,7 +114,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     this.clock = options.clock
     // Never on a Cluster: one call may only touch one slot.
     const isCluster = 'nodes' in this.client
-    this.batcher = new AdmitBatcher(this.client, ADMIT_SCRIPT, !isCluster && (options.pipeline ?? true), this.sharedTerms)
+    this.batcher = new AdmitBatcher(this.client, ADMIT_SCRIPT, !isCluster && (options.pipeline ?? true), this.sharedTerms, options.timeoutMs)
     // Releases that failed during an outage go out as soon as the connection is back.
     this.client.on('ready', this.onReady)
   }
@@ -138,6 +150,11 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     error: (item, err) => {
       if (item.released !== undefined) this.releasesFailed(item.request.keys, item.released, err)
       item.sink.failed(err)
+    },
+    late: (item, line) => {
+      // The request went on without this answer (failMode): a lease granted now would never be given back.
+      const { leaseId, keys } = item.request
+      if (leaseId !== '' && parseAdmitReply(line)?.[0] === 0) this.release(keys, leaseId)
     }
   }
 
@@ -277,6 +294,8 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
       clearTimeout(this.releaseTimer)
       this.sendReleases()
     }
+    // Nothing will answer the decisions still waiting for a hung Redis: they fail now (failMode decides).
+    this.batcher.failInFlight(new StoreUnavailableError('not-connected'))
     // The client belongs to whoever created it: only our listener goes.
     this.client.off('ready', this.onReady)
   }
