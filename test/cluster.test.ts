@@ -74,6 +74,33 @@ t.test('on a three-master Redis Cluster', async t => {
     t.equal(usage.minute.used, 10)
   })
 
+  t.test('leases on the cluster: 404s and clients that leave early give theirs back', async t => {
+    let handled = 0
+    const app = await buildApp(t, {
+      kind: 'memory',
+      keyPrefix: 'cl-leases',
+      options: {
+        redis: cluster.client(),
+        tiers: { anonymous: { requestsPerMinute: 1000, requestsPerHour: null, concurrentRequests: 5, monthlyQuota: null } },
+        tenantExtractor: async (request) => { if (request.url === '/slow') await sleep(200); return null }
+      }
+    }, app => {
+      app.get('/', async () => 'ok')
+      app.get('/slow', async () => { handled++; return 'ok' })
+    })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const address = app.server.address()
+    const port = typeof address === 'object' && address !== null ? address.port : 0
+    const get = async (path: string): Promise<Response> => await fetch(`http://127.0.0.1:${port}${path}`)
+    for (let i = 0; i < 8; i++) t.equal((await get(`/missing-${i}`)).status, 404)
+    for (let i = 0; i < 5; i++) await fetch(`http://127.0.0.1:${port}/slow`, { signal: AbortSignal.timeout(50) }).catch(() => {})
+    await sleep(300)
+    t.equal(handled, 0, 'no handler ran for a client that had gone')
+    const next = await get('/')
+    t.equal(next.status, 200)
+    t.equal(next.headers.get('x-ratelimit-concurrent-remaining'), '4', 'only itself in flight')
+  })
+
   t.test('a standalone PolicyManager on the cluster', async t => {
     const policies = new PolicyManager(cluster.client(), { keyPrefix: 'cl-pm' })
     await policies.start()
