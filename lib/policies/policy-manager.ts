@@ -1,6 +1,7 @@
 // fastify.policies: runtime tiers, tenant overrides, environment multipliers, tenant tiers, blocks
 // and shadow mode. Stored in Redis, held in memory by every instance (the request path never asks
-// Redis), kept fresh by pub/sub notices and a periodic full reload.
+// Redis), kept fresh by pub/sub notices, a full reload whenever a notice does not fit what is held,
+// and a periodic full reload.
 import type { FastifyBaseLogger } from 'fastify'
 import { subjectBase, storeKeys } from '../keys.js'
 import { resolveOptions } from '../options.js'
@@ -87,6 +88,8 @@ export class PolicyManager {
   private readonly log: Pick<FastifyBaseLogger, 'warn' | 'error'> | undefined
   private readonly reloadIntervalMs: number
   private readonly unknownTiersSeen = new Set<string>()
+  private reloading: Promise<void> | undefined
+  private reloadQueued: Promise<void> | undefined
   private reloadTimer: NodeJS.Timeout | undefined
   private multiplied = new WeakMap<TierLimits, TierLimits>()
   private multipliedGeneration = -1
@@ -115,7 +118,7 @@ export class PolicyManager {
    * Redis: a service must boot while Redis is away, and catches up when it is back.
    */
   async start (startTimeoutMs = 2000): Promise<void> {
-    const subscribed = this.backend.subscribe(notice => this.applyNotice(notice), () => { this.reload().catch(() => {}) })
+    const subscribed = this.backend.subscribe(notice => this.receive(notice), () => { this.reload().catch(() => {}) })
     subscribed.catch(err => this.log?.error({ err }, 'rate limiting: could not subscribe to policy changes'))
     this.reloadTimer = setInterval(() => { this.reload().catch(() => {}) }, this.reloadIntervalMs)
     this.reloadTimer.unref()
@@ -133,14 +136,30 @@ export class PolicyManager {
     await this.backend.close()
   }
 
-  /** Reads every stored policy again and drops expired ones. Runs periodically by itself. */
+  /**
+   * Reads every stored policy again and drops expired ones. Runs periodically by itself, and when a
+   * notice does not fit what is held. One read at a time: calls made while one runs share the next.
+   */
   async reload (): Promise<void> {
+    if (this.reloading === undefined) {
+      this.reloading = this.readSnapshot().finally(() => { this.reloading = undefined })
+      return await this.reloading
+    }
+    this.reloadQueued ??= this.reloading.then(async () => {
+      this.reloadQueued = undefined
+      await this.reload()
+    })
+    return await this.reloadQueued
+  }
+
+  private async readSnapshot (): Promise<void> {
     try {
+      const mark = this.state.mark()
       const { version, entries } = await this.backend.snapshot()
-      this.state.replaceWith(entries, version)
+      this.state.replaceWith(entries, version, mark)
       for (const [field, v] of this.state.expired(Date.now())) {
         const notice = await this.backend.write(field, undefined, null, v)
-        if (notice !== undefined) this.applyNotice(notice)
+        if (notice !== undefined) this.state.apply(notice.field, notice.entry)
       }
     } catch (err) {
       this.log?.error({ err }, 'rate limiting: could not reload policies; keeping the last known ones')
@@ -394,7 +413,8 @@ export class PolicyManager {
 
   private async write (field: string, value: unknown, lifetimeMs: number | null): Promise<void> {
     const notice = await this.backend.write(field, value, lifetimeMs)
-    if (notice !== undefined) this.applyNotice(notice) // read your own writes at once
+    // Read your own writes at once; when the view holds a higher version, read the store instead.
+    if (notice !== undefined && !this.state.apply(notice.field, notice.entry)) await this.reload()
   }
 
   private async remove (field: string): Promise<boolean> {
@@ -403,8 +423,9 @@ export class PolicyManager {
     return existed
   }
 
-  private applyNotice (notice: ChangeNotice): void {
-    this.state.apply(notice.field, notice.entry)
+  /** Another instance's change; one that does not follow from what is held makes this instance reload. */
+  private receive (notice: ChangeNotice): void {
+    if (!this.state.receive(notice.field, notice.entry)) this.reload().catch(() => {})
   }
 }
 
