@@ -1,18 +1,27 @@
 // Where policies live: a Redis hash shared by every instance (changes announced over pub/sub), or
-// this process alone when there is no Redis.
+// this process alone when there is no Redis. This file and policy-write-1.lua own the stored format:
+// every entry read is checked here (lib/policies/schemas.ts), and one that does not fit is not
+// handed on as a policy.
 import type { Redis } from 'ioredis'
 import { KEY_LAYOUT_VERSION } from '../keys.js'
 import { LuaScript, type RedisClient } from '../store/lua-script.js'
 import type { StoredEntry } from './policy-state.js'
+import { storedEntryProblem } from './schemas.js'
 
 export const POLICY_WRITE_SCRIPT = new LuaScript('policy-write-1')
 
-export interface ChangeNotice { readonly field: string, readonly entry: StoredEntry }
+/** A stored entry that cannot be applied: why, and its version when that could be read. */
+export interface InvalidEntry { readonly field: string, readonly v: number | undefined, readonly problem: string }
+
+/** A change. An unfit entry comes as a removal at its version (so every instance drops it), with `invalid` set. */
+export interface ChangeNotice { readonly field: string, readonly entry: StoredEntry, readonly invalid?: InvalidEntry }
 
 export interface Snapshot {
   /** The store's latest version. */
   readonly version: number
+  /** Every entry that can be applied; unfit ones are left out, as if absent. */
   readonly entries: Map<string, StoredEntry>
+  readonly invalid: InvalidEntry[]
 }
 
 export interface PolicyBackend {
@@ -29,9 +38,12 @@ export interface PolicyBackend {
 
 /** A change to `field` at version `v`; `stored` is the entry as stored (parsed JSON), or null for a removal. */
 function noticeOf (field: string, v: number, stored: unknown): ChangeNotice {
-  if (stored === null) return { field, entry: { v, expiresAt: null, value: undefined } }
+  const removal = { v, expiresAt: null, value: undefined }
+  if (stored === null) return { field, entry: removal }
+  const problem = storedEntryProblem(field, stored)
+  if (problem !== undefined) return { field, entry: removal, invalid: { field, v, problem } }
   const { expiresAt, value } = stored as StoredEntry
-  return { field, entry: { v, expiresAt: expiresAt ?? null, value } }
+  return { field, entry: { v, expiresAt, value } }
 }
 
 /** The version of an announced change, when it is one: a whole number from 1 on. */
@@ -62,20 +74,29 @@ export class RedisPolicyBackend implements PolicyBackend {
   async snapshot (): Promise<Snapshot> {
     const raw = await this.client.hgetall(this.key)
     const entries = new Map<string, StoredEntry>()
+    const invalid: InvalidEntry[] = []
     let version = 0
     for (const [field, json] of Object.entries(raw)) {
       if (field === '__version') {
         version = versionOf(Number(json)) ?? 0
         continue
       }
+      let stored: unknown
       try {
-        const { v, expiresAt, value } = JSON.parse(json) as StoredEntry
-        entries.set(field, { v, expiresAt: expiresAt ?? null, value })
+        stored = JSON.parse(json)
       } catch {
-        // A field this version cannot read is skipped, not fatal.
+        invalid.push({ field, v: undefined, problem: 'entry is not JSON' })
+        continue
       }
+      const problem = storedEntryProblem(field, stored)
+      if (problem !== undefined) {
+        invalid.push({ field, v: versionOf((stored as { v?: unknown } | null)?.v), problem })
+        continue
+      }
+      const { v, expiresAt, value } = stored as StoredEntry
+      entries.set(field, { v, expiresAt, value })
     }
-    return { version, entries }
+    return { version, entries, invalid }
   }
 
   async subscribe (onChange: (notice: ChangeNotice) => void, onMissed: () => void): Promise<void> {
@@ -122,7 +143,7 @@ export class LocalPolicyBackend implements PolicyBackend {
   }
 
   async snapshot (): Promise<Snapshot> {
-    return { version: this.version, entries: new Map(this.entries) }
+    return { version: this.version, entries: new Map(this.entries), invalid: [] }
   }
 
   async subscribe (): Promise<void> {}

@@ -10,7 +10,7 @@ import { RedisStore } from '../store/redis-store.js'
 import type { RedisClient } from '../store/lua-script.js'
 import type { RateLimitStore } from '../store/types.js'
 import { applyMultiplier, LIMIT_FIELDS, limitsToJSON, overlayLimits, tierLimitsFrom, type LimitField, type LimitInput, type TierLimits, type TierLimitsInput } from '../tiers.js'
-import { LocalPolicyBackend, RedisPolicyBackend, type ChangeNotice, type PolicyBackend } from './policy-backend.js'
+import { LocalPolicyBackend, RedisPolicyBackend, type ChangeNotice, type InvalidEntry, type PolicyBackend } from './policy-backend.js'
 import { Field, PolicyState, type Block } from './policy-state.js'
 import { BlockSchema, check, EnvironmentName, MultiplierSchema, OverrideSchema, ShadowScopeSchema, TenantId, TierLimitsSchema, TierName, UsageOptionsSchema } from './schemas.js'
 import { withDeadline } from '../deadline.js'
@@ -29,6 +29,11 @@ export interface PolicyManagerOptions {
   /** Store read by `usage` and cleared by `resetUsage`. Default: a RedisStore on the same client. */
   store?: RateLimitStore
   log?: Pick<FastifyBaseLogger, 'warn' | 'error'>
+  /**
+   * Called for a stored entry that is not applied because it does not fit its schema (written by
+   * another tool or an older version): once per field and version, when it is logged.
+   */
+  onInvalidEntry?: (field: string, problem: string) => void
 }
 
 export interface TenantOverride extends Partial<TierLimitsInput> {
@@ -75,6 +80,8 @@ export interface TenantUsage {
 }
 
 const MAX_REMEMBERED_UNKNOWN = 1000
+/** Unfit entries remembered as already reported; past this many, they are reported again. */
+const MAX_REMEMBERED_INVALID = 1000
 
 export class PolicyManager {
   readonly keyPrefix: string
@@ -88,6 +95,8 @@ export class PolicyManager {
   private readonly log: Pick<FastifyBaseLogger, 'warn' | 'error'> | undefined
   private readonly reloadIntervalMs: number
   private readonly unknownTiersSeen = new Set<string>()
+  private readonly onInvalidEntry: ((field: string, problem: string) => void) | undefined
+  private readonly invalidSeen = new Set<string>()
   private reloading: Promise<void> | undefined
   private reloadQueued: Promise<void> | undefined
   private reloadTimer: NodeJS.Timeout | undefined
@@ -110,6 +119,7 @@ export class PolicyManager {
     this.backend = redis === undefined ? new LocalPolicyBackend() : new RedisPolicyBackend(redis, this.keyPrefix)
     this.store = options.store ?? (redis === undefined ? undefined : new RedisStore({ client: redis }))
     this.log = options.log
+    this.onInvalidEntry = options.onInvalidEntry
     this.reloadIntervalMs = (options.reloadIntervalSeconds ?? 30) * 1000
   }
 
@@ -155,7 +165,8 @@ export class PolicyManager {
   private async readSnapshot (): Promise<void> {
     try {
       const mark = this.state.mark()
-      const { version, entries } = await this.backend.snapshot()
+      const { version, entries, invalid } = await this.backend.snapshot()
+      for (const entry of invalid) this.reportInvalid(entry)
       this.state.replaceWith(entries, version, mark)
       for (const [field, v] of this.state.expired(Date.now())) {
         const notice = await this.backend.write(field, undefined, null, v)
@@ -425,7 +436,18 @@ export class PolicyManager {
 
   /** Another instance's change; one that does not follow from what is held makes this instance reload. */
   private receive (notice: ChangeNotice): void {
+    if (notice.invalid !== undefined) this.reportInvalid(notice.invalid)
     if (!this.state.receive(notice.field, notice.entry)) this.reload().catch(() => {})
+  }
+
+  /** Logs and counts an unfit entry once per field and version (every reload reads it again). */
+  private reportInvalid ({ field, v, problem }: InvalidEntry): void {
+    const key = `${field}@${v ?? '?'}`
+    if (this.invalidSeen.has(key)) return
+    if (this.invalidSeen.size >= MAX_REMEMBERED_INVALID) this.invalidSeen.clear()
+    this.invalidSeen.add(key)
+    this.log?.warn({ field, version: v ?? null, problem }, 'rate limiting: invalid policy entry ignored')
+    this.onInvalidEntry?.(field, problem)
   }
 }
 
