@@ -1,6 +1,6 @@
 // @maestro/rate-limiting: tiered, strictly sliding-window rate limiting for Fastify.
 //
-// Reading order: options → store → policies → metrics → limiter → decorators → per-route hooks
+// Reading order: options → store → metrics → policies → limiter → decorators → per-route hooks
 // → unmatched routes → lease hooks → metrics route → onClose.
 import type { FastifyInstance, FastifyPluginAsync, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
@@ -45,7 +45,10 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   fastify.log.info({ store: store.kind }, 'rate limiting: using the %s store', store.kind)
   if (options.requireStoreAtBoot && redis !== undefined) await requireRedis(redis)
 
-  // 3. Policies: tiers, overrides, multipliers, blocks, shadow mode; held in memory, kept fresh from Redis.
+  // 3. Metrics (prom-client, when installed and not turned off).
+  const { metrics, registry } = await createMetrics(options.metrics, fastify.log)
+
+  // 4. Policies: tiers, overrides, multipliers, blocks, shadow mode; held in memory, kept fresh from Redis.
   const policies = new PolicyManager(redis, {
     keyPrefix: options.keyPrefix,
     tiers: rawOptions.tiers,
@@ -54,12 +57,10 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
     environment: options.environment,
     reloadIntervalSeconds: options.policyReloadSeconds,
     store,
-    log: fastify.log
+    log: fastify.log,
+    onInvalidEntry: () => metrics.invalidPolicyEntry()
   })
   await policies.start()
-
-  // 4. Metrics (prom-client, when installed and not turned off).
-  const { metrics, registry } = await createMetrics(options.metrics, fastify.log)
 
   // 5. The limiter: one store call per limited request; leases of running requests kept alive.
   const leases = new LeaseKeeper(store, options.leaseTtlMs, fastify.log)

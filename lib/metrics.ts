@@ -33,7 +33,7 @@ export type RequestStatus = 'allowed' | 'rejected' | 'bypassed' | 'error' | 'sha
 export type RejectionReason = 'rate_limit_exceeded' | 'concurrent_limit_exceeded' | 'quota_exceeded' | 'blocked'
 export type NearLimitWindow = 'minute' | 'hour' | 'month'
 
-/** What the limiter records. Every method is cheap and never throws. */
+/** What the limiter (and the policies it reads) records. Every method is cheap and never throws. */
 export interface LimiterMetrics {
   readonly enabled: boolean
   readonly nearLimitRatio: number
@@ -44,6 +44,8 @@ export interface LimiterMetrics {
   failDecision (mode: 'open' | 'closed'): void
   leaseTaken (tier: string): void
   leaseReleased (tier: string): void
+  /** A stored policy entry was skipped: it does not fit its schema. */
+  invalidPolicyEntry (): void
 }
 
 export interface EndpointMetrics {
@@ -73,7 +75,8 @@ export const NO_METRICS: LimiterMetrics = {
   storeError: noop,
   failDecision: noop,
   leaseTaken: noop,
-  leaseReleased: noop
+  leaseReleased: noop,
+  invalidPolicyEntry: noop
 }
 
 /** Endpoint label of requests that matched no route. */
@@ -129,6 +132,9 @@ export async function createMetrics (options: MetricsOptions | false | undefined
   const nearLimit = reuse('rate_limit_near_limit_total', () => new prom.Counter({
     name: prefix + 'rate_limit_near_limit_total', help: 'Admitted requests that left less than the near-limit share of a window or quota.', labelNames: [...labels, 'window'], registers: [registry], collect: collectTallies
   }))
+  const invalidPolicyEntries = reuse('rate_limit_policy_invalid_entries_total', () => new prom.Counter({
+    name: prefix + 'rate_limit_policy_invalid_entries_total', help: 'Stored policy entries skipped because they do not fit their schema (each counted once per instance, field and version).', registers: [registry]
+  }))
   const quotaUsed = reuse('rate_limit_quota_used_ratio', () => new prom.Gauge({
     name: prefix + 'rate_limit_quota_used_ratio', help: 'Share of the monthly quota used, as of the tenant\'s latest request (updated at most once a second per tenant).', labelNames: ['tenant', 'tier'], registers: [registry]
   }))
@@ -169,7 +175,8 @@ export async function createMetrics (options: MetricsOptions | false | undefined
     storeError: (store) => storeErrors.labels(store).inc(),
     failDecision: (mode) => failDecisions.labels(mode).inc(),
     leaseTaken: (tier) => inFlightTally(tier).add(1),
-    leaseReleased: (tier) => inFlightTally(tier).add(-1)
+    leaseReleased: (tier) => inFlightTally(tier).add(-1),
+    invalidPolicyEntry: () => invalidPolicyEntries.inc()
   }
   return { metrics, registry: registry as unknown as MetricsRegistry }
 }

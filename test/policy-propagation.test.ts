@@ -1,5 +1,5 @@
 // Policies changed on one instance are applied by every other within a second, with no Redis call
-// on the request path; old notices never overwrite newer state.
+// on the request path; notices out of order make an instance read the store again.
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import t from 'tap'
@@ -44,22 +44,38 @@ t.test('a missed notice is caught up by the periodic reload', async t => {
   t.ok(ms < 2500, `reloaded after ${ms} ms`)
 })
 
-t.test('versions: an old notice or snapshot never overwrites a newer state', async t => {
+t.test('versions: notices are followed in order; a snapshot is the truth but for what arrived while it was read', async t => {
   const state = new PolicyState()
-  t.equal(state.apply('override:acme', { v: 5, expiresAt: null, value: { requestsPerMinute: 50 } }), true)
-  t.equal(state.apply('override:acme', { v: 3, expiresAt: null, value: { requestsPerMinute: 30 } }), false, 'older notice ignored')
-  t.same(state.overrides.get('acme')?.patch, { requestsPerMinute: 50 })
-  t.equal(state.apply('override:acme', { v: 6, expiresAt: null, value: undefined }), true, 'removal at v6')
-  t.equal(state.apply('override:acme', { v: 5, expiresAt: null, value: { requestsPerMinute: 50 } }), false, 'a late v5 does not resurrect it')
-  t.equal(state.overrides.has('acme'), false)
-  // A snapshot taken at v4 arrives after notices up to v7.
-  state.apply('block:bad', { v: 7, expiresAt: null, value: { reason: 'x' } })
-  state.replaceWith(new Map([['override:acme', { v: 4, expiresAt: null, value: { requestsPerMinute: 40 } }]]), 4)
-  t.equal(state.overrides.has('acme'), false, 'the older snapshot did not bring back the removed override')
-  t.equal(state.blocks.has('bad'), true, 'nor drop the newer block')
-  // A newer snapshot that no longer has the block removes it.
-  state.replaceWith(new Map(), 8)
-  t.equal(state.blocks.has('bad'), false)
+  const entry = (v: number, value?: unknown): { v: number, expiresAt: null, value: unknown } => ({ v, expiresAt: null, value })
+  state.replaceWith(new Map(), 4, state.mark()) // the store, empty at version 4
+  t.equal(state.receive('override:acme', entry(5, { requestsPerMinute: 50 })), true, 'the next version applies')
+  t.equal(state.receive('override:acme', entry(5, { requestsPerMinute: 50 })), true, 'a repeat changes nothing')
+  t.equal(state.receive('override:acme', entry(3, { requestsPerMinute: 30 })), false, 'an older notice asks for a snapshot')
+  t.equal(state.receive('block:x', entry(9, {})), false, 'so does a gap')
+  t.equal(state.receive('block:y', entry(5, {})), false, 'and a notice that conflicts with one followed at its version')
+  t.same([state.overrides.get('acme')?.patch, state.blocks.size], [{ requestsPerMinute: 50 }, 0], 'none of them applied')
+  t.equal(state.receive('override:acme', entry(6)), true, 'removal at v6')
+  t.equal(state.apply('override:acme', entry(5, { requestsPerMinute: 50 })), false, 'an own write below the held version asks for a snapshot')
+  t.equal(state.overrides.has('acme'), false, 'and does not bring back the removed override')
+
+  // A snapshot requested now reads the store at version 6; a notice of version 7 arrives first.
+  const mark = state.mark()
+  t.equal(state.receive('block:bad', entry(7, { reason: 'x' })), true)
+  state.replaceWith(new Map([['tier:gold', entry(2, { requestsPerMinute: 1, requestsPerHour: 1, concurrentRequests: 1, monthlyQuota: 1 })]]), 6, mark)
+  t.equal(state.blocks.has('bad'), true, 'the change that arrived meanwhile is kept')
+  t.equal(state.runtimeTiers.has('gold'), true, 'the snapshot applies')
+  t.equal(state.receive('block:other', entry(8, {})), true, 'and notices are followed on from the newer of the two')
+
+  // The store lost its data: a later snapshot is the truth, whatever the versions held.
+  const generation = state.generation
+  state.replaceWith(new Map([['block:acme', entry(1, {})]]), 1, state.mark())
+  t.same([...state.blocks.keys()], ['acme'], 'what the store no longer has is dropped, whatever its version')
+  t.equal(state.runtimeTiers.size, 0)
+  t.ok(state.generation > generation, 'caches see the change')
+  t.equal(state.receive('block:beta', entry(2, {})), true, 'versions go on from the store\'s')
+  const unchanged = state.generation
+  state.replaceWith(new Map([['block:acme', entry(1, {})], ['block:beta', entry(2, {})]]), 2, state.mark())
+  t.equal(state.generation, unchanged, 'a snapshot that changes nothing leaves caches alone')
 })
 
 t.test('the request path still costs one script call with policies in force', async t => {

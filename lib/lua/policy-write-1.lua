@@ -13,12 +13,23 @@ ARGV[6]  '' to write unconditionally; else only if the field's stored version eq
 Returns { version, entry JSON or 'null' } or { 0, 'skipped' } when ARGV[6] did not match.
 ]]
 
-if ARGV[6] ~= '' then
-  local held = redis.call('HGET', KEYS[1], ARGV[1])
-  if not held or string.match(held, '^{"v":(%d+)') ~= ARGV[6] then return { 0, 'skipped' } end
-end
+-- Above this a version is not a whole number every reader holds exactly (2^53 - 1).
+local MAX_VERSION = 9007199254740991
+
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+local heldVersion = held and string.match(held, '^{"v":(%d+)')
+if ARGV[6] ~= '' and heldVersion ~= ARGV[6] then return { 0, 'skipped' } end
 
 local v = redis.call('HINCRBY', KEYS[1], '__version', 1)
+-- A field written by another tool may carry a version above the hash's: go above it, so this
+-- change is newer than the field's old entry on every instance.
+heldVersion = tonumber(heldVersion)
+if heldVersion and heldVersion >= v and heldVersion < MAX_VERSION then
+  v = heldVersion + 1
+  redis.call('HSET', KEYS[1], '__version', string.format('%d', v))
+end
+v = string.format('%d', v)
+
 local entry = 'null'
 if ARGV[2] ~= '' then
   local expiresAt = 'null'
@@ -32,4 +43,4 @@ else
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
 redis.call('PUBLISH', ARGV[4], '{"v":' .. v .. ',"field":' .. ARGV[5] .. ',"entry":' .. entry .. '}')
-return { v, entry }
+return { tonumber(v), entry }

@@ -1,6 +1,7 @@
 // fastify.policies: runtime tiers, tenant overrides, environment multipliers, tenant tiers, blocks
 // and shadow mode. Stored in Redis, held in memory by every instance (the request path never asks
-// Redis), kept fresh by pub/sub notices and a periodic full reload.
+// Redis), kept fresh by pub/sub notices, a full reload whenever a notice does not fit what is held,
+// and a periodic full reload.
 import type { FastifyBaseLogger } from 'fastify'
 import { subjectBase, storeKeys } from '../keys.js'
 import { resolveOptions } from '../options.js'
@@ -9,7 +10,7 @@ import { RedisStore } from '../store/redis-store.js'
 import type { RedisClient } from '../store/lua-script.js'
 import type { RateLimitStore } from '../store/types.js'
 import { applyMultiplier, LIMIT_FIELDS, limitsToJSON, overlayLimits, tierLimitsFrom, type LimitField, type LimitInput, type TierLimits, type TierLimitsInput } from '../tiers.js'
-import { LocalPolicyBackend, RedisPolicyBackend, type ChangeNotice, type PolicyBackend } from './policy-backend.js'
+import { LocalPolicyBackend, RedisPolicyBackend, type ChangeNotice, type InvalidEntry, type PolicyBackend } from './policy-backend.js'
 import { Field, PolicyState, type Block } from './policy-state.js'
 import { BlockSchema, check, EnvironmentName, MultiplierSchema, OverrideSchema, ShadowScopeSchema, TenantId, TierLimitsSchema, TierName, UsageOptionsSchema } from './schemas.js'
 import { withDeadline } from '../deadline.js'
@@ -28,6 +29,11 @@ export interface PolicyManagerOptions {
   /** Store read by `usage` and cleared by `resetUsage`. Default: a RedisStore on the same client. */
   store?: RateLimitStore
   log?: Pick<FastifyBaseLogger, 'warn' | 'error'>
+  /**
+   * Called for a stored entry that is not applied because it does not fit its schema (written by
+   * another tool or an older version): once per field and version, when it is logged.
+   */
+  onInvalidEntry?: (field: string, problem: string) => void
 }
 
 export interface TenantOverride extends Partial<TierLimitsInput> {
@@ -74,6 +80,8 @@ export interface TenantUsage {
 }
 
 const MAX_REMEMBERED_UNKNOWN = 1000
+/** Unfit entries remembered as already reported; past this many, they are reported again. */
+const MAX_REMEMBERED_INVALID = 1000
 
 export class PolicyManager {
   readonly keyPrefix: string
@@ -87,6 +95,10 @@ export class PolicyManager {
   private readonly log: Pick<FastifyBaseLogger, 'warn' | 'error'> | undefined
   private readonly reloadIntervalMs: number
   private readonly unknownTiersSeen = new Set<string>()
+  private readonly onInvalidEntry: ((field: string, problem: string) => void) | undefined
+  private readonly invalidSeen = new Set<string>()
+  private reloading: Promise<void> | undefined
+  private reloadQueued: Promise<void> | undefined
   private reloadTimer: NodeJS.Timeout | undefined
   private multiplied = new WeakMap<TierLimits, TierLimits>()
   private multipliedGeneration = -1
@@ -107,6 +119,7 @@ export class PolicyManager {
     this.backend = redis === undefined ? new LocalPolicyBackend() : new RedisPolicyBackend(redis, this.keyPrefix)
     this.store = options.store ?? (redis === undefined ? undefined : new RedisStore({ client: redis }))
     this.log = options.log
+    this.onInvalidEntry = options.onInvalidEntry
     this.reloadIntervalMs = (options.reloadIntervalSeconds ?? 30) * 1000
   }
 
@@ -115,7 +128,7 @@ export class PolicyManager {
    * Redis: a service must boot while Redis is away, and catches up when it is back.
    */
   async start (startTimeoutMs = 2000): Promise<void> {
-    const subscribed = this.backend.subscribe(notice => this.applyNotice(notice), () => { this.reload().catch(() => {}) })
+    const subscribed = this.backend.subscribe(notice => this.receive(notice), () => { this.reload().catch(() => {}) })
     subscribed.catch(err => this.log?.error({ err }, 'rate limiting: could not subscribe to policy changes'))
     this.reloadTimer = setInterval(() => { this.reload().catch(() => {}) }, this.reloadIntervalMs)
     this.reloadTimer.unref()
@@ -133,14 +146,31 @@ export class PolicyManager {
     await this.backend.close()
   }
 
-  /** Reads every stored policy again and drops expired ones. Runs periodically by itself. */
+  /**
+   * Reads every stored policy again and drops expired ones. Runs periodically by itself, and when a
+   * notice does not fit what is held. One read at a time: calls made while one runs share the next.
+   */
   async reload (): Promise<void> {
+    if (this.reloading === undefined) {
+      this.reloading = this.readSnapshot().finally(() => { this.reloading = undefined })
+      return await this.reloading
+    }
+    this.reloadQueued ??= this.reloading.then(async () => {
+      this.reloadQueued = undefined
+      await this.reload()
+    })
+    return await this.reloadQueued
+  }
+
+  private async readSnapshot (): Promise<void> {
     try {
-      const { version, entries } = await this.backend.snapshot()
-      this.state.replaceWith(entries, version)
+      const mark = this.state.mark()
+      const { version, entries, invalid } = await this.backend.snapshot()
+      for (const entry of invalid) this.reportInvalid(entry)
+      this.state.replaceWith(entries, version, mark)
       for (const [field, v] of this.state.expired(Date.now())) {
         const notice = await this.backend.write(field, undefined, null, v)
-        if (notice !== undefined) this.applyNotice(notice)
+        if (notice !== undefined) this.state.apply(notice.field, notice.entry)
       }
     } catch (err) {
       this.log?.error({ err }, 'rate limiting: could not reload policies; keeping the last known ones')
@@ -394,7 +424,8 @@ export class PolicyManager {
 
   private async write (field: string, value: unknown, lifetimeMs: number | null): Promise<void> {
     const notice = await this.backend.write(field, value, lifetimeMs)
-    if (notice !== undefined) this.applyNotice(notice) // read your own writes at once
+    // Read your own writes at once; when the view holds a higher version, read the store instead.
+    if (notice !== undefined && !this.state.apply(notice.field, notice.entry)) await this.reload()
   }
 
   private async remove (field: string): Promise<boolean> {
@@ -403,8 +434,20 @@ export class PolicyManager {
     return existed
   }
 
-  private applyNotice (notice: ChangeNotice): void {
-    this.state.apply(notice.field, notice.entry)
+  /** Another instance's change; one that does not follow from what is held makes this instance reload. */
+  private receive (notice: ChangeNotice): void {
+    if (notice.invalid !== undefined) this.reportInvalid(notice.invalid)
+    if (!this.state.receive(notice.field, notice.entry)) this.reload().catch(() => {})
+  }
+
+  /** Logs and counts an unfit entry once per field and version (every reload reads it again). */
+  private reportInvalid ({ field, v, problem }: InvalidEntry): void {
+    const key = `${field}@${v ?? '?'}`
+    if (this.invalidSeen.has(key)) return
+    if (this.invalidSeen.size >= MAX_REMEMBERED_INVALID) this.invalidSeen.clear()
+    this.invalidSeen.add(key)
+    this.log?.warn({ field, version: v ?? null, problem }, 'rate limiting: invalid policy entry ignored')
+    this.onInvalidEntry?.(field, problem)
   }
 }
 

@@ -1,6 +1,9 @@
-// One instance's in-memory view of the stored policies. Every change carries a version; a change is
-// applied only when it is newer than what is held for that field, so a late message or an old
-// snapshot never overwrites a newer state.
+// One instance's in-memory view of the stored policies. The store numbers its changes (versions); the
+// view follows the announced changes one version after the other, and a snapshot of the whole store
+// is the truth. A notice out of that order (a gap, an older or conflicting version: a missed
+// notice, a store that lost its data or was rewritten, a forged notice) is not trusted: the view
+// asks for a snapshot instead. So no entry outlives the store's own by its version.
+import { isDeepStrictEqual } from 'node:util'
 import { tierLimitsFrom, type TierLimits, type TierLimitsInput } from '../tiers.js'
 
 /** A stored policy entry; `value` undefined is a removal remembered by its version (a tombstone). */
@@ -9,6 +12,9 @@ export interface StoredEntry {
   readonly expiresAt: number | null
   readonly value: unknown
 }
+
+/** An entry as held, with the local order in which it was applied. */
+interface Held extends StoredEntry { readonly seq: number }
 
 export interface TimedPatch { readonly patch: Partial<TierLimitsInput>, readonly expiresAt: number | null }
 export interface Block { readonly reason: string | undefined, readonly expiresAt: number | null }
@@ -38,30 +44,68 @@ export class PolicyState {
   readonly shadowTiers = new Set<string>()
   readonly shadowTenants = new Set<string>()
   shadowGlobal = false
-  private readonly entries = new Map<string, StoredEntry>()
+  private readonly entries = new Map<string, Held>()
+  /** Local order of applied changes: tells what was applied after a snapshot was requested. */
+  private seq = 0
+  /** The store's latest version this view has followed without a gap; undefined before a snapshot. */
+  private version: number | undefined
+  /** `seq` when the latest notice advanced `version`. */
+  private followedAt = 0
 
-  /** Applies one change if it is newer than what is held. Returns whether it was applied. */
+  /**
+   * Applies this instance's own write (the store's reply) if it is newer than what is held. Returns
+   * whether the view now holds it; false when it holds a higher version (a later change, or a
+   * version the store no longer has): only a snapshot can tell which.
+   */
   apply (field: string, entry: StoredEntry): boolean {
     const held = this.entries.get(field)
-    if (held !== undefined && held.v >= entry.v) return false
-    this.entries.set(field, entry)
-    this.index(field, entry.value === undefined || entry.value === null ? undefined : entry)
-    this.generation++
+    if (held === undefined || held.v < entry.v) this.set(field, entry)
+    else if (!sameEntry(held, entry)) return false
     return true
   }
 
   /**
-   * Replaces the view with a snapshot taken at `version`, keeping only what is newer than the
-   * snapshot (changes that arrived while it was being read).
+   * Takes another instance's change: applied when it is the store's next version, ignored when it
+   * repeats what is held. Returns false for anything else (a gap, an older or a conflicting
+   * version): the view may be wrong, and needs a snapshot.
    */
-  replaceWith (snapshot: ReadonlyMap<string, StoredEntry>, version: number): void {
-    for (const [field, entry] of snapshot) this.apply(field, entry)
+  receive (field: string, entry: StoredEntry): boolean {
+    const held = this.entries.get(field)
+    if (this.version !== undefined && entry.v === this.version + 1) {
+      this.version = entry.v
+      this.followedAt = ++this.seq
+      if (held === undefined || held.v < entry.v) {
+        this.set(field, entry)
+        return true
+      }
+    }
+    return held !== undefined && sameEntry(held, entry)
+  }
+
+  /** To pass to `replaceWith`: taken just before the snapshot is requested. */
+  mark (): number {
+    return this.seq
+  }
+
+  /**
+   * Makes the view the snapshot (the store at `version`, requested at `mark`). Only a change
+   * applied after the mark and newer than everything the snapshot saw is kept over it: it was
+   * written while the snapshot was on its way.
+   */
+  replaceWith (snapshot: ReadonlyMap<string, StoredEntry>, version: number, mark: number): void {
+    const keep = (held: Held): boolean => held.seq > mark && held.v > version
     for (const [field, held] of this.entries) {
-      if (snapshot.has(field) || held.v > version) continue
+      if (snapshot.has(field) || keep(held)) continue
       this.entries.delete(field)
       this.index(field, undefined)
       this.generation++
     }
+    for (const [field, entry] of snapshot) {
+      const held = this.entries.get(field)
+      if (held === undefined || (!keep(held) && !sameEntry(held, entry))) this.set(field, entry)
+    }
+    // Notices followed since the mark may be ahead of the snapshot; else the snapshot sets the pace.
+    this.version = this.followedAt > mark && this.version !== undefined ? Math.max(version, this.version) : version
   }
 
   entry (field: string): StoredEntry | undefined {
@@ -76,6 +120,12 @@ export class PolicyState {
       if (entry.value !== undefined && entry.expiresAt !== null && entry.expiresAt <= now) out.push([field, entry.v])
     }
     return out
+  }
+
+  private set (field: string, entry: StoredEntry): void {
+    this.entries.set(field, { ...entry, seq: ++this.seq })
+    this.index(field, entry.value === undefined || entry.value === null ? undefined : entry)
+    this.generation++
   }
 
   private index (field: string, entry: StoredEntry | undefined): void {
@@ -111,6 +161,10 @@ export class PolicyState {
         break
     }
   }
+}
+
+function sameEntry (a: StoredEntry, b: StoredEntry): boolean {
+  return a.v === b.v && a.expiresAt === b.expiresAt && isDeepStrictEqual(a.value, b.value)
 }
 
 function toggle (set: Set<string>, key: string, on: boolean): void {

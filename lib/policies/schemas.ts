@@ -1,4 +1,5 @@
-// Every policy document has a schema: invalid input is refused before anything is stored.
+// Every policy document has a schema: invalid input is refused before anything is stored, and a
+// stored entry that does not fit it (written by another tool or an older version) is not applied.
 import Type, { type TSchema } from 'typebox'
 import { Compile, type Validator } from 'typebox/compile'
 import { InvalidPolicyError } from '../errors.js'
@@ -17,9 +18,10 @@ export const OverrideSchema = Type.Object({
   expiresInSeconds: Type.Optional(Seconds)
 }, { additionalProperties: false })
 export const MultiplierSchema = Type.Number({ exclusiveMinimum: 0, maximum: 1000 })
+const BlockReason = Type.String({ maxLength: 500 })
 export const BlockSchema = Type.Object({
   seconds: Type.Optional(Seconds),
-  reason: Type.Optional(Type.String({ maxLength: 500 }))
+  reason: Type.Optional(BlockReason)
 }, { additionalProperties: false })
 export const UsageOptionsSchema = Type.Object({ bucket: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })) }, { additionalProperties: false })
 export const ShadowScopeSchema = Type.Union([
@@ -29,16 +31,54 @@ export const ShadowScopeSchema = Type.Union([
 ])
 export { TierLimitsSchema }
 
+/**
+ * What the value of a stored entry may be, by kind (the field's text before its first colon): what
+ * the writes above store, with `null` for an unlimited limit. A reset only drops caches: any value.
+ */
+const STORED_VALUES: ReadonlyMap<string, TSchema> = new Map<string, TSchema>([
+  ['tier', TierLimitsSchema],
+  ['override', Type.Object(PartialTierLimitsSchema.properties, { additionalProperties: false, minProperties: 1 })],
+  ['multiplier', MultiplierSchema],
+  ['tenantTier', TierName],
+  ['block', Type.Object({ reason: Type.Optional(Type.Union([BlockReason, Type.Null()])) }, { additionalProperties: false })],
+  ['shadow', Type.Literal(true)],
+  ['reset', Type.Unknown()]
+])
+
+/** The stored form of every entry: a positive whole version, an expiry time or null, a value. */
+const StoredEntrySchema = Type.Object({
+  v: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+  expiresAt: Type.Union([Type.Number(), Type.Null()]),
+  value: Type.Unknown()
+})
+
 const compiled = new Map<TSchema, Validator>()
 
-/** Throws InvalidPolicyError naming the field when `value` does not fit `schema`. */
-export function check (schema: TSchema, value: unknown, name: string): void {
+function validatorOf (schema: TSchema): Validator {
   let validator = compiled.get(schema)
   if (validator === undefined) {
     validator = Compile(schema)
     compiled.set(schema, validator)
   }
+  return validator
+}
+
+/** Throws InvalidPolicyError naming the field when `value` does not fit `schema`. */
+export function check (schema: TSchema, value: unknown, name: string): void {
   const normalised = value !== null && typeof value === 'object' ? infinityToNull(value) : value === Infinity ? null : value
-  const problem = explain(validator, normalised, name)
+  const problem = explain(validatorOf(schema), normalised, name)
   if (problem !== undefined) throw new InvalidPolicyError(problem)
+}
+
+/**
+ * Why a stored entry of `field` cannot be applied (`override.requestsPerMinute must be >= 0`), or
+ * undefined when it can. Checked as stored: `Infinity` (JSON's `1e400`) is no limit here. A field
+ * of a kind this version does not know is not judged (it is not applied either).
+ */
+export function storedEntryProblem (field: string, entry: unknown): string | undefined {
+  const envelope = explain(validatorOf(StoredEntrySchema), entry, 'entry')
+  if (envelope !== undefined) return envelope
+  const kind = field.split(':', 1)[0]
+  const schema = STORED_VALUES.get(kind)
+  return schema === undefined ? undefined : explain(validatorOf(schema), (entry as { value: unknown }).value, kind)
 }
