@@ -25,6 +25,9 @@ const SETUP = {
       redis, // undefined: the memory store
       keyPrefix: prefix,
       tiers: { bench: OPEN_TIER, 'bench-over': OVER_LIMIT_TIER },
+      // A decision Redis did not make in time (its deadline passed, the breaker open) is a 503 that
+      // fails the run, not a 200 that would count as a limited request (the default fails open).
+      failMode: 'closed',
       metrics: scenario.metrics === false ? false : undefined, // default: on (prom-client is installed)
       headers: scenario.headers, // undefined: the default set
       tenantExtractor: scenario.tenants === undefined
