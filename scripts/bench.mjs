@@ -92,6 +92,19 @@ async function main () {
     const redisVersion = /redis_version:(\S+)/.exec(serverInfo)?.[1] ?? 'unknown'
     const redisPid = localRedisPid(serverInfo)
     const othersBefore = await otherClients(redis, 1)
+    // Every run of a scenario has its tenants and its CPU readings.
+    const loadOf = async (child, runOptions) => {
+      let before
+      const m = await load(child, {
+        connections: settings.connections,
+        tenants: child.scenario.tenants,
+        // Read once autocannon has built the requests: building them is no request's cost.
+        onStart: () => { before = sampleCpu(child.process.pid, redisPid) },
+        ...runOptions
+      })
+      m.cpu = cpuPerRequest(before, sampleCpu(child.process.pid, redisPid), m.requests)
+      return m
+    }
 
     for (const scenario of scenarios) {
       const child = await startServer(scenario, keyPrefix)
@@ -105,7 +118,7 @@ async function main () {
     if (settings.warmup > 0) {
       for (const child of children) {
         log(`warm-up ${child.scenario.name} (${settings.warmup} s)`)
-        await load(child, { duration: settings.warmup, connections: settings.connections, tenants: child.scenario.tenants })
+        await loadOf(child, { duration: settings.warmup })
       }
     }
 
@@ -115,9 +128,7 @@ async function main () {
       // Rotate the order so that no scenario always runs first or last in a round.
       const order = children.map((_, i) => children[(i + round) % children.length])
       for (const child of order) {
-        const before = sampleCpu(child.process.pid, redisPid)
-        const m = await load(child, { duration: settings.duration, connections: settings.connections, tenants: child.scenario.tenants })
-        m.cpu = cpuPerRequest(before, sampleCpu(child.process.pid, redisPid), m.requests)
+        const m = await loadOf(child, { duration: settings.duration })
         results[child.scenario.name].push(m)
         log(`round ${round + 1}/${settings.rounds} ${child.scenario.name}: ${Math.round(m.rps)} req/s, ` +
           `p50 ${m.p50.toFixed(2)} ms, p99 ${m.p99.toFixed(2)} ms, statuses ${JSON.stringify(m.statusCodes)}, errors ${m.errors}`)
@@ -351,8 +362,9 @@ async function checkServer (child) {
   if (scenario.tenants !== undefined) {
     // The tenant comes from the header: a tenant never seen before has its whole minute left.
     const fresh = await get(child, { [TENANT_HEADER]: 'check-' + randomBytes(4).toString('hex') })
-    const remaining = fresh.get('x-ratelimit-remaining-minute')
-    if (remaining !== String(OPEN_TIER.requestsPerMinute - 1)) throw new Error(`${scenario.name}: ${TENANT_HEADER} is not used as the tenant (remaining ${remaining})`)
+    const [header, limit] = scenario.kind === 'frl' ? ['x-ratelimit-remaining', PEER_MAX] : ['x-ratelimit-remaining-minute', OPEN_TIER.requestsPerMinute]
+    const remaining = fresh.get(header)
+    if (remaining !== String(limit - 1)) throw new Error(`${scenario.name}: ${TENANT_HEADER} is not used as the tenant (${header} ${remaining})`)
   }
 }
 

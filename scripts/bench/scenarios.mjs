@@ -3,7 +3,7 @@
 
 export const ROUTE = '/bench'
 
-/** The header the 10,000-tenant scenario names its tenant in. */
+/** The header the 10,000-tenant scenarios name their tenant in. */
 export const TENANT_HEADER = 'x-tenant'
 export const TENANT_COUNT = 10_000
 export const HOT_TENANT = 'bench-tenant'
@@ -29,6 +29,7 @@ export const PROBE_SCRIPT = 'return 1'
  * kind: bare | plugin (this package) | frl (@fastify/rate-limit) | rlf (rate-limiter-flexible) | probe |
  * replay429 (bare Fastify answering every request with the plugin's over-limit 429, captured at start)
  * store: null | memory | redis. expect: 'ok' (any non-2xx fails the run) or 'reject' (429s expected).
+ * tenants: a tenant per request from TENANT_HEADER, drawn at random from this many (scripts/bench/load.mjs).
  */
 export const SCENARIOS = Object.freeze([
   { name: 'bare', label: 'bare Fastify', kind: 'bare', store: null },
@@ -42,6 +43,7 @@ export const SCENARIOS = Object.freeze([
   { name: 'bare-429', label: 'reference: bare Fastify sending the over-limit 429 (same headers and body, no limiter)', kind: 'replay429', store: null, expect: 'reject' },
   { name: 'frl-memory', label: '@fastify/rate-limit, memory', kind: 'frl', store: 'memory' },
   { name: 'frl-redis', label: '@fastify/rate-limit, Redis', kind: 'frl', store: 'redis' },
+  { name: 'frl-redis-10k', label: '@fastify/rate-limit, Redis, 10,000 tenants', kind: 'frl', store: 'redis', tenants: TENANT_COUNT },
   { name: 'rlf-redis', label: 'rate-limiter-flexible `RateLimiterRedis`', kind: 'rlf', store: 'redis' },
   { name: 'evalsha', label: 'probe: one bare EVALSHA', kind: 'probe', store: 'redis' },
   { name: 'evalsha-pipelined', label: 'probe: one bare EVALSHA, `enableAutoPipelining`', kind: 'probe', store: 'redis', autoPipelining: true }
@@ -49,6 +51,8 @@ export const SCENARIOS = Object.freeze([
 
 /** Same-round ratios worth reading on their own: [numerator, denominator, what it shows]. */
 export const PAIRS = Object.freeze([
+  ['redis', 'frl-redis', 'this plugin, Redis ÷ @fastify/rate-limit, Redis (one tenant)'],
+  ['redis-10k-tenants', 'frl-redis-10k', 'this plugin, Redis ÷ @fastify/rate-limit, Redis (10,000 tenants)'],
   ['redis-10k-tenants', 'redis', '10,000 tenants ÷ one hot tenant'],
   ['redis-over-limit', 'bare-429', 'over-limit tenant ÷ the same 429 from bare Fastify (what the limiter itself costs a rejection)'],
   ['bare-429', 'bare', 'the over-limit 429 from bare Fastify ÷ bare Fastify (what the answer itself costs)'],

@@ -41,7 +41,8 @@ const SETUP = {
     await app.register(fastifyRateLimit, {
       max: PEER_MAX,
       timeWindow: 60_000,
-      keyGenerator: () => HOT_TENANT, // one key, like this plugin's hot tenant
+      // One key, like this plugin's hot tenant; or the tenant header, like this plugin's tenants.
+      keyGenerator: scenario.tenants === undefined ? () => HOT_TENANT : (request) => request.headers[TENANT_HEADER] ?? HOT_TENANT,
       ...(redis === undefined ? {} : { redis, nameSpace: prefix + ':' })
     })
   },
