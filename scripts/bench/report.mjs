@@ -57,8 +57,8 @@ function cpuTable (scenarios, results) {
   return [
     '', '### CPU time per request', '',
     'User and system CPU time of each process during the measured runs, divided by the requests served (µs, median ' +
-      'over rounds; from /proc, so Linux only; Redis only when it runs on this machine). The three share the machine: ' +
-      'time one of them spends is time the others do not get.',
+      'over rounds; from /proc, so Linux only; Redis only when it runs on this machine, and on the Redis Cluster the ' +
+      'sum over its three masters). The three share the machine: time one of them spends is time the others do not get.',
     '',
     '| scenario | server (µs) | Redis (µs) | load generator (µs) | total (µs) |',
     '|---|---:|---:|---:|---:|',
@@ -69,8 +69,11 @@ function cpuTable (scenarios, results) {
 export function buildReport ({ scenarios, results, settings, env, commands, memory }) {
   const lines = []
   const cpu = env.cpus
+  const cluster = env.cluster === undefined
+    ? ''
+    : ` The Redis Cluster: three masters (Redis ${env.cluster.version}) on 127.0.0.1:${env.cluster.ports.join(', ')}, started for the run.`
   lines.push(
-    `Node ${process.version}; ${cpu.count} × ${cpu.model}; ${env.platform}; Redis ${env.redisVersion} on ${env.redisUrl}.`,
+    `Node ${process.version}; ${cpu.count} × ${cpu.model}; ${env.platform}; Redis ${env.redisVersion} on ${env.redisUrl}.${cluster}`,
     `${settings.rounds} rounds × ${scenarios.length} scenarios × ${settings.duration} s, ${settings.connections} connections, ` +
       `${settings.warmup} s warm-up per scenario; scenarios interleaved in a rotating order in every round.`,
     'Every server in a child process of its own on 127.0.0.1; autocannon in the parent. req/s, p50 and p99 are medians ' +

@@ -30,6 +30,7 @@ export const PROBE_SCRIPT = 'return 1'
  * replay429 (bare Fastify answering every request with the plugin's over-limit 429, captured at start)
  * store: null | memory | redis. expect: 'ok' (any non-2xx fails the run) or 'reject' (429s expected).
  * tenants: a tenant per request from TENANT_HEADER, drawn at random from this many (scripts/bench/load.mjs).
+ * cluster: Redis is the bench's private three-master Redis Cluster, not REDIS_URL.
  */
 export const SCENARIOS = Object.freeze([
   { name: 'bare', label: 'bare Fastify', kind: 'bare', store: null },
@@ -37,6 +38,7 @@ export const SCENARIOS = Object.freeze([
   { name: 'redis', label: 'this plugin, Redis (one tenant)', kind: 'plugin', store: 'redis' },
   { name: 'redis-over-limit', label: 'this plugin, Redis, tenant over its minute limit', kind: 'plugin', store: 'redis', tier: 'bench-over', expect: 'reject' },
   { name: 'redis-10k-tenants', label: 'this plugin, Redis, 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT },
+  { name: 'redis-10k-cluster', label: 'this plugin, Redis Cluster (3 masters), 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT, cluster: true },
   { name: 'redis-no-metrics', label: 'this plugin, Redis, `metrics: false`', kind: 'plugin', store: 'redis', metrics: false },
   { name: 'redis-no-headers', label: 'this plugin, Redis, `headers: false`', kind: 'plugin', store: 'redis', headers: false },
   { name: 'redis-compact-headers', label: 'this plugin, Redis, `headers: \'compact\'`', kind: 'plugin', store: 'redis', headers: 'compact' },
@@ -44,6 +46,7 @@ export const SCENARIOS = Object.freeze([
   { name: 'frl-memory', label: '@fastify/rate-limit, memory', kind: 'frl', store: 'memory' },
   { name: 'frl-redis', label: '@fastify/rate-limit, Redis', kind: 'frl', store: 'redis' },
   { name: 'frl-redis-10k', label: '@fastify/rate-limit, Redis, 10,000 tenants', kind: 'frl', store: 'redis', tenants: TENANT_COUNT },
+  { name: 'frl-redis-10k-cluster', label: '@fastify/rate-limit, Redis Cluster (3 masters), 10,000 tenants', kind: 'frl', store: 'redis', tenants: TENANT_COUNT, cluster: true },
   { name: 'rlf-redis', label: 'rate-limiter-flexible `RateLimiterRedis`', kind: 'rlf', store: 'redis' },
   { name: 'evalsha', label: 'probe: one bare EVALSHA', kind: 'probe', store: 'redis' },
   { name: 'evalsha-pipelined', label: 'probe: one bare EVALSHA, `enableAutoPipelining`', kind: 'probe', store: 'redis', autoPipelining: true }
@@ -53,6 +56,8 @@ export const SCENARIOS = Object.freeze([
 export const PAIRS = Object.freeze([
   ['redis', 'frl-redis', 'this plugin, Redis ÷ @fastify/rate-limit, Redis (one tenant)'],
   ['redis-10k-tenants', 'frl-redis-10k', 'this plugin, Redis ÷ @fastify/rate-limit, Redis (10,000 tenants)'],
+  ['redis-10k-cluster', 'frl-redis-10k-cluster', 'this plugin ÷ @fastify/rate-limit, both on a three-master Redis Cluster (10,000 tenants)'],
+  ['redis-10k-cluster', 'redis-10k-tenants', 'this plugin, 10,000 tenants: Redis Cluster ÷ one Redis'],
   ['redis-10k-tenants', 'redis', '10,000 tenants ÷ one hot tenant'],
   ['redis-over-limit', 'bare-429', 'over-limit tenant ÷ the same 429 from bare Fastify (what the limiter itself costs a rejection)'],
   ['bare-429', 'bare', 'the over-limit 429 from bare Fastify ÷ bare Fastify (what the answer itself costs)'],
