@@ -14,7 +14,7 @@
 //   BENCH_ONLY          comma-separated scenario names (default: all; see scripts/bench/scenarios.mjs)
 //   BENCH_DURATION      seconds per scenario and round (default 5)
 //   BENCH_ROUNDS        rounds (default 5)
-//   BENCH_CONNECTIONS   concurrent connections (default 50)
+//   BENCH_CONNECTIONS   concurrent connections (default 50; the one-connection scenarios keep one)
 //   BENCH_WARMUP        seconds of warm-up per scenario before the first round (default 2)
 //   BENCH_CMD_REQUESTS  requests of each run that counts Redis commands (default 20000)
 //   REDIS_URL           Redis of the redis scenarios (default redis://127.0.0.1:6379)
@@ -105,12 +105,12 @@ async function main () {
     const serverEnv = { REDIS_URL, BENCH_KEY_PREFIX: keyPrefix, BENCH_CLUSTER: cluster?.ports.join(',') ?? '' }
     // Where a scenario's Redis CPU time is read: the Cluster's masters, or the one local Redis.
     const redisPids = (scenario) => scenario.cluster ? cluster.pids : redisPid === null ? [] : [redisPid]
-    // Every run of a scenario has its tenants and its CPU readings.
+    // Every run of a scenario has its own number of connections, its tenants and its CPU readings.
     const loadOf = async (child, runOptions) => {
       const { scenario } = child
       let before
       const m = await load(child, {
-        connections: settings.connections,
+        connections: scenario.connections ?? settings.connections,
         tenants: scenario.tenants,
         // Read once autocannon has built the requests: building them is no request's cost.
         onStart: () => { before = sampleCpu(child.process.pid, redisPids(scenario)) },

@@ -28,6 +28,7 @@ export async function load (child, { duration, amount, connections, tenants, onS
   return {
     rps: result.requests.average,
     requests: result.requests.total,
+    mean: latency.count === 0 ? NaN : latency.mean / 1000,
     p50: latency.count === 0 ? NaN : latency.percentile(50) / 1000,
     p99: latency.count === 0 ? NaN : latency.percentile(99) / 1000,
     non2xx: result.non2xx,

@@ -25,12 +25,17 @@ export const PEER_MAX = 1_000_000_000
 /** The one-round-trip floor: a script that does nothing, with one key. */
 export const PROBE_SCRIPT = 'return 1'
 
+/** The reference of the one-connection scenarios: their added latency is over this one's. */
+export const BARE_ONE_CONNECTION = 'bare-1conn'
+
 /**
  * kind: bare | plugin (this package) | frl (@fastify/rate-limit) | rlf (rate-limiter-flexible) | probe |
  * replay429 (bare Fastify answering every request with the plugin's over-limit 429, captured at start)
  * store: null | memory | redis. expect: 'ok' (any non-2xx fails the run) or 'reject' (429s expected).
  * tenants: a tenant per request from TENANT_HEADER, drawn at random from this many (scripts/bench/load.mjs).
  * cluster: Redis is the bench's private three-master Redis Cluster, not REDIS_URL.
+ * connections: this many load-generator connections instead of BENCH_CONNECTIONS (the unloaded-latency
+ * scenarios, reported apart from the others).
  */
 export const SCENARIOS = Object.freeze([
   { name: 'bare', label: 'bare Fastify', kind: 'bare', store: null },
@@ -49,7 +54,10 @@ export const SCENARIOS = Object.freeze([
   { name: 'frl-redis-10k-cluster', label: '@fastify/rate-limit, Redis Cluster (3 masters), 10,000 tenants', kind: 'frl', store: 'redis', tenants: TENANT_COUNT, cluster: true },
   { name: 'rlf-redis', label: 'rate-limiter-flexible `RateLimiterRedis`', kind: 'rlf', store: 'redis' },
   { name: 'evalsha', label: 'probe: one bare EVALSHA', kind: 'probe', store: 'redis' },
-  { name: 'evalsha-pipelined', label: 'probe: one bare EVALSHA, `enableAutoPipelining`', kind: 'probe', store: 'redis', autoPipelining: true }
+  { name: 'evalsha-pipelined', label: 'probe: one bare EVALSHA, `enableAutoPipelining`', kind: 'probe', store: 'redis', autoPipelining: true },
+  { name: BARE_ONE_CONNECTION, label: 'bare Fastify, one connection', kind: 'bare', store: null, connections: 1 },
+  { name: 'redis-1conn', label: 'this plugin, Redis (one tenant), one connection', kind: 'plugin', store: 'redis', connections: 1 },
+  { name: 'frl-redis-1conn', label: '@fastify/rate-limit, Redis, one connection', kind: 'frl', store: 'redis', connections: 1 }
 ].map((s) => Object.freeze({ expect: 'ok', ...s })))
 
 /** Same-round ratios worth reading on their own: [numerator, denominator, what it shows]. */
