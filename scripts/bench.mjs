@@ -3,16 +3,18 @@
 // Every server runs in a child process of its own (scripts/bench/server.mjs), so the load generator
 // (autocannon, in this process) and the server under test never share an event loop. Scenarios are
 // interleaved in rounds (in a rotating order) and each ratio compares a scenario with its reference
-// of the same round, so drift of the machine during the run cancels out. After the rounds: Redis
-// commands per request (INFO commandstats around a dedicated run) and Redis memory per active tenant
-// of each default tier (replayed on the store's clock). Prints a markdown report.
+// of the same round, so drift of the machine during the run cancels out. The cluster scenarios run on
+// a three-master Redis Cluster the bench starts for them (only when one is selected) and stops at the
+// end. After the rounds: Redis commands per request (INFO commandstats around a dedicated run) and
+// Redis memory per active tenant of each default tier (replayed on the store's clock). Prints a
+// markdown report.
 //
 //   npm run bench      (builds, then runs this)
 //
 //   BENCH_ONLY          comma-separated scenario names (default: all; see scripts/bench/scenarios.mjs)
 //   BENCH_DURATION      seconds per scenario and round (default 5)
 //   BENCH_ROUNDS        rounds (default 5)
-//   BENCH_CONNECTIONS   concurrent connections (default 50)
+//   BENCH_CONNECTIONS   concurrent connections (default 50; the one-connection scenarios keep one)
 //   BENCH_WARMUP        seconds of warm-up per scenario before the first round (default 2)
 //   BENCH_CMD_REQUESTS  requests of each run that counts Redis commands (default 20000)
 //   REDIS_URL           Redis of the redis scenarios (default redis://127.0.0.1:6379)
@@ -25,9 +27,10 @@ import { randomBytes } from 'node:crypto'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
+import { startPrivateCluster } from './bench/cluster.mjs'
 import { load } from './bench/load.mjs'
 import { cpuPerRequest, processCpuMicros, sampleCpu } from './bench/cpu.mjs'
-import { countCommands, countKeys, deleteKeys, memoryPerTenant, otherClients, startPrivateRedis } from './bench/redis-stats.mjs'
+import { countCommands, countKeys, deleteKeys, keysPerMaster, memoryPerTenant, otherClients, startPrivateRedis } from './bench/redis-stats.mjs'
 import { buildReport } from './bench/report.mjs'
 import { COMMAND_COUNT_SCENARIOS, OPEN_TIER, PEER_MAX, ROUTE, SCENARIOS, TENANT_HEADER, scenarioPrefix } from './bench/scenarios.mjs'
 
@@ -57,6 +60,7 @@ async function main () {
   const children = []
   const problems = []
   let redis
+  let cluster
 
   // Bounded: everything must be over well within this budget, or the run fails.
   const perMeasure = settings.duration + 10
@@ -65,11 +69,13 @@ async function main () {
   const watchdog = setTimeout(() => {
     console.error(`bench: did not finish within ${Math.round(budgetMs / 1000)} s, giving up`)
     for (const child of children) child.process.kill('SIGKILL')
+    cluster?.stop()
     process.exit(1)
   }, budgetMs)
   const onSignal = (signal) => {
     console.error(`bench: ${signal}, stopping`)
     for (const child of children) child.process.kill('SIGKILL')
+    cluster?.stop() // its masters run in process groups of their own: no signal reaches them
     // Best effort, bounded: remove what this run wrote, then leave.
     setTimeout(() => process.exit(130), 3000).unref()
     const cleanup = redis?.status === 'ready' ? deleteKeys(redis, keyPrefix + ':*') : Promise.resolve()
@@ -92,9 +98,30 @@ async function main () {
     const redisVersion = /redis_version:(\S+)/.exec(serverInfo)?.[1] ?? 'unknown'
     const redisPid = localRedisPid(serverInfo)
     const othersBefore = await otherClients(redis, 1)
+    if (scenarios.some((s) => s.cluster)) {
+      cluster = await startPrivateCluster()
+      log(`Redis Cluster: masters on 127.0.0.1:${cluster.ports.join(', ')} (pids ${cluster.pids.join(', ')})`)
+    }
+    const serverEnv = { REDIS_URL, BENCH_KEY_PREFIX: keyPrefix, BENCH_CLUSTER: cluster?.ports.join(',') ?? '' }
+    // Where a scenario's Redis CPU time is read: the Cluster's masters, or the one local Redis.
+    const redisPids = (scenario) => scenario.cluster ? cluster.pids : redisPid === null ? [] : [redisPid]
+    // Every run of a scenario has its own number of connections, its tenants and its CPU readings.
+    const loadOf = async (child, runOptions) => {
+      const { scenario } = child
+      let before
+      const m = await load(child, {
+        connections: scenario.connections ?? settings.connections,
+        tenants: scenario.tenants,
+        // Read once autocannon has built the requests: building them is no request's cost.
+        onStart: () => { before = sampleCpu(child.process.pid, redisPids(scenario)) },
+        ...runOptions
+      })
+      m.cpu = cpuPerRequest(before, sampleCpu(child.process.pid, redisPids(scenario)), m.requests)
+      return m
+    }
 
     for (const scenario of scenarios) {
-      const child = await startServer(scenario, keyPrefix)
+      const child = await startServer(scenario, serverEnv)
       children.push(child)
       await checkServer(child)
       log(`${scenario.name}: listening on 127.0.0.1:${child.port} (pid ${child.process.pid})`)
@@ -105,7 +132,7 @@ async function main () {
     if (settings.warmup > 0) {
       for (const child of children) {
         log(`warm-up ${child.scenario.name} (${settings.warmup} s)`)
-        await load(child, { duration: settings.warmup, connections: settings.connections, tenants: child.scenario.tenants })
+        await loadOf(child, { duration: settings.warmup })
       }
     }
 
@@ -115,9 +142,7 @@ async function main () {
       // Rotate the order so that no scenario always runs first or last in a round.
       const order = children.map((_, i) => children[(i + round) % children.length])
       for (const child of order) {
-        const before = sampleCpu(child.process.pid, redisPid)
-        const m = await load(child, { duration: settings.duration, connections: settings.connections, tenants: child.scenario.tenants })
-        m.cpu = cpuPerRequest(before, sampleCpu(child.process.pid, redisPid), m.requests)
+        const m = await loadOf(child, { duration: settings.duration })
         results[child.scenario.name].push(m)
         log(`round ${round + 1}/${settings.rounds} ${child.scenario.name}: ${Math.round(m.rps)} req/s, ` +
           `p50 ${m.p50.toFixed(2)} ms, p99 ${m.p99.toFixed(2)} ms, statuses ${JSON.stringify(m.statusCodes)}, errors ${m.errors}`)
@@ -125,16 +150,18 @@ async function main () {
       }
     }
 
-    // Every Redis scenario but the probe (which only reads) must have written under its prefix.
+    // Every Redis scenario but the probe (which only reads) must have written under its prefix; on
+    // the Cluster, on every master.
     for (const { scenario } of children) {
       if (scenario.store !== 'redis' || scenario.kind === 'probe') continue
-      if (await countKeys(redis, scenarioPrefix(keyPrefix, scenario.name) + ':*', 1) === 0) {
-        problems.push(`${scenario.name}: no Redis keys under its prefix; the scenario did not use Redis`)
-      }
+      const pattern = scenarioPrefix(keyPrefix, scenario.name) + ':*'
+      const counts = scenario.cluster ? await keysPerMaster(cluster.client, pattern) : [await countKeys(redis, pattern)]
+      log(`${scenario.name}: ${counts.join(' + ')} Redis keys under its prefix`)
+      if (counts.includes(0)) problems.push(`${scenario.name}: no Redis keys under its prefix${scenario.cluster ? ' on some master' : ''}; the scenario did not use Redis as it should`)
     }
 
     // Redis commands per request: a dedicated run of a fixed number of requests per scenario.
-    const counted = await measureCommands({ scenarios, settings, keyPrefix, children, problems, redis, childConnections })
+    const counted = await measureCommands({ scenarios, settings, serverEnv, children, problems, redis, childConnections })
 
     log('Redis memory per active tenant (replayed hour per default tier)')
     const memory = await memoryPerTenant(redis, scenarioPrefix(keyPrefix, 'mem'))
@@ -155,6 +182,7 @@ async function main () {
         platform: os.platform(),
         redisVersion,
         redisUrl: redactUrl(REDIS_URL),
+        cluster: cluster === undefined ? undefined : { ports: cluster.ports, version: cluster.version },
         load: [loadBefore, os.loadavg()[0]]
       }
     }))
@@ -163,6 +191,7 @@ async function main () {
   } finally {
     clearTimeout(watchdog)
     await Promise.all(children.map(stopServer))
+    cluster?.stop()
     if (redis !== undefined && redis.status === 'ready') {
       // Normally already done above; this covers a run that failed half-way.
       await deleteKeys(redis, keyPrefix + ':*').catch(() => {})
@@ -240,7 +269,7 @@ function checkRun ({ scenario, process: proc }, m, when) {
  * is not counted), so that no other client's commands are counted; else on REDIS_URL with the
  * servers of the rounds. Returns { commands: { name: counts }, where }.
  */
-async function measureCommands ({ scenarios, settings, keyPrefix, children, problems, redis, childConnections }) {
+async function measureCommands ({ scenarios, settings, serverEnv, children, problems, redis, childConnections }) {
   const countable = scenarios.filter((s) => COMMAND_COUNT_SCENARIOS.includes(s.name))
   const commands = {}
   if (countable.length === 0) return { commands, where: undefined }
@@ -267,7 +296,7 @@ async function measureCommands ({ scenarios, settings, keyPrefix, children, prob
   }
   try {
     for (const scenario of countable) {
-      const child = await startServer(scenario, keyPrefix, own.url)
+      const child = await startServer(scenario, { ...serverEnv, REDIS_URL: own.url })
       children.push(child)
       try {
         await checkServer(child)
@@ -284,9 +313,10 @@ async function measureCommands ({ scenarios, settings, keyPrefix, children, prob
   return { commands, where: `on a private redis-server ${own.version} on loopback started for the count` }
 }
 
-function startServer (scenario, keyPrefix, redisUrl = REDIS_URL) {
+/** `env`: REDIS_URL, BENCH_KEY_PREFIX and BENCH_CLUSTER of the server (scripts/bench/server.mjs). */
+function startServer (scenario, env) {
   const child = fork(SERVER, [scenario.name], {
-    env: { ...process.env, REDIS_URL: redisUrl, BENCH_KEY_PREFIX: keyPrefix },
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
   return new Promise((resolve, reject) => {
@@ -351,8 +381,9 @@ async function checkServer (child) {
   if (scenario.tenants !== undefined) {
     // The tenant comes from the header: a tenant never seen before has its whole minute left.
     const fresh = await get(child, { [TENANT_HEADER]: 'check-' + randomBytes(4).toString('hex') })
-    const remaining = fresh.get('x-ratelimit-remaining-minute')
-    if (remaining !== String(OPEN_TIER.requestsPerMinute - 1)) throw new Error(`${scenario.name}: ${TENANT_HEADER} is not used as the tenant (remaining ${remaining})`)
+    const [header, limit] = scenario.kind === 'frl' ? ['x-ratelimit-remaining', PEER_MAX] : ['x-ratelimit-remaining-minute', OPEN_TIER.requestsPerMinute]
+    const remaining = fresh.get(header)
+    if (remaining !== String(limit - 1)) throw new Error(`${scenario.name}: ${TENANT_HEADER} is not used as the tenant (${header} ${remaining})`)
   }
 }
 

@@ -34,9 +34,17 @@ export function ownCpuMicros () {
   return user + system
 }
 
-/** Readings of the server, Redis (when its pid is known and local) and this process. */
-export function sampleCpu (serverPid, redisPid) {
-  return { server: processCpuMicros(serverPid), redis: processCpuMicros(redisPid), loadgen: ownCpuMicros() }
+/**
+ * Readings of the server, Redis and this process. `redisPids`: Redis's local processes (one, or the
+ * masters of a Cluster), summed; null when there are none or one cannot be read.
+ */
+export function sampleCpu (serverPid, redisPids) {
+  const redis = redisPids.map(processCpuMicros)
+  return {
+    server: processCpuMicros(serverPid),
+    redis: redis.length === 0 || redis.includes(null) ? null : redis.reduce((a, b) => a + b),
+    loadgen: ownCpuMicros()
+  }
 }
 
 /** µs of CPU per request of each process between two samples (null where unreadable). */

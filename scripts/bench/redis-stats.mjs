@@ -193,6 +193,11 @@ export async function countKeys (redis, pattern, atLeast = Infinity) {
   return count
 }
 
+/** Keys matching a pattern on each master of a Cluster client, in the order of `nodes('master')`. */
+export async function keysPerMaster (cluster, pattern) {
+  return await Promise.all(cluster.nodes('master').map((node) => countKeys(node, pattern)))
+}
+
 export async function deleteKeys (redis, pattern) {
   let cursor = '0'
   let deleted = 0

@@ -1,6 +1,6 @@
-// The benchmark's markdown report: throughput table, same-round pairs, Redis commands per request,
-// Redis memory per tenant, and the targets.
-import { COMMAND_COUNT_SCENARIOS, NOT_MEASURED, PAIRS, SCENARIOS } from './scenarios.mjs'
+// The benchmark's markdown report: throughput table, unloaded latency (one connection), CPU per
+// request, same-round pairs, Redis commands per request, Redis memory per tenant, and the targets.
+import { BARE_ONE_CONNECTION, COMMAND_COUNT_SCENARIOS, NOT_MEASURED, PAIRS, SCENARIOS } from './scenarios.mjs'
 
 const KIB = 1024
 const labelOf = (name) => SCENARIOS.find((s) => s.name === name)?.label ?? name
@@ -12,6 +12,7 @@ export function median (values) {
 }
 
 const ms = (value) => value.toFixed(2)
+const us = (valueMs) => (valueMs * 1000).toFixed(0)
 const int = (value) => Math.round(value).toLocaleString('en-US')
 
 /** Per-round ratios of a to b (same round), or undefined when either did not run. */
@@ -26,10 +27,13 @@ function ratioCell (ratios) {
   return `${median(ratios).toFixed(2)}×${spread}`
 }
 
-function addedP99 (results, name) {
-  if (results.bare === undefined || results[name] === undefined) return undefined
-  return median(results[name].map((m, round) => m.p99 - results.bare[round].p99))
+/** Median over rounds of a scenario's `key` (p99, mean) minus the reference's of the same round. */
+function difference (results, name, reference, key) {
+  if (results[reference] === undefined || results[name] === undefined) return undefined
+  return median(results[name].map((m, round) => m[key] - results[reference][round][key]))
 }
+
+const addedP99 = (results, name) => difference(results, name, 'bare', 'p99')
 
 function share429 (runs) {
   const all = runs.reduce((sum, m) => sum + Object.values(m.statusCodes).reduce((a, b) => a + b, 0), 0)
@@ -57,8 +61,8 @@ function cpuTable (scenarios, results) {
   return [
     '', '### CPU time per request', '',
     'User and system CPU time of each process during the measured runs, divided by the requests served (µs, median ' +
-      'over rounds; from /proc, so Linux only; Redis only when it runs on this machine). The three share the machine: ' +
-      'time one of them spends is time the others do not get.',
+      'over rounds; from /proc, so Linux only; Redis only when it runs on this machine, and on the Redis Cluster the ' +
+      'sum over its three masters). The three share the machine: time one of them spends is time the others do not get.',
     '',
     '| scenario | server (µs) | Redis (µs) | load generator (µs) | total (µs) |',
     '|---|---:|---:|---:|---:|',
@@ -66,12 +70,41 @@ function cpuTable (scenarios, results) {
   ]
 }
 
+/** The one-connection scenarios: latency with no load, and what each adds to bare Fastify's at one connection. */
+function latencyTable (scenarios, results) {
+  const rows = scenarios.filter((s) => s.connections !== undefined).map(({ name, label }) => {
+    const runs = results[name]
+    const over = (key) => {
+      const value = name === BARE_ONE_CONNECTION ? undefined : difference(results, name, BARE_ONE_CONNECTION, key)
+      return value === undefined ? '–' : us(value)
+    }
+    const of = (key) => us(median(runs.map((m) => m[key])))
+    return `| ${label} | ${int(median(runs.map((m) => m.rps)))} | ${of('mean')} | ${of('p50')} | ${of('p99')} | ` +
+      `${over('mean')} | ${over('p99')} | ${int(runs.reduce((sum, m) => sum + m.non2xx, 0))} |`
+  })
+  if (rows.length === 0) return []
+  return [
+    '', '### Unloaded latency (one connection)', '',
+    'One connection of the load generator, one request at a time (no pipelining), so nothing waits for anything but ' +
+      'this request. Latencies are medians over rounds; added mean and added p99 are the median over rounds of the ' +
+      'scenario\'s mean or p99 minus bare Fastify\'s at one connection in the same round.',
+    '',
+    '| scenario | req/s | mean (µs) | p50 (µs) | p99 (µs) | added mean (µs) | added p99 (µs) | non-2xx |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows
+  ]
+}
+
 export function buildReport ({ scenarios, results, settings, env, commands, memory }) {
   const lines = []
   const cpu = env.cpus
+  const cluster = env.cluster === undefined
+    ? ''
+    : ` The Redis Cluster: three masters (Redis ${env.cluster.version}) on 127.0.0.1:${env.cluster.ports.join(', ')}, started for the run.`
   lines.push(
-    `Node ${process.version}; ${cpu.count} × ${cpu.model}; ${env.platform}; Redis ${env.redisVersion} on ${env.redisUrl}.`,
-    `${settings.rounds} rounds × ${scenarios.length} scenarios × ${settings.duration} s, ${settings.connections} connections, ` +
+    `Node ${process.version}; ${cpu.count} × ${cpu.model}; ${env.platform}; Redis ${env.redisVersion} on ${env.redisUrl}.${cluster}`,
+    `${settings.rounds} rounds × ${scenarios.length} scenarios × ${settings.duration} s, ${settings.connections} connections` +
+      `${scenarios.some((s) => s.connections !== undefined) ? ' (one for the one-connection scenarios)' : ''}, ` +
       `${settings.warmup} s warm-up per scenario; scenarios interleaved in a rotating order in every round.`,
     'Every server in a child process of its own on 127.0.0.1; autocannon in the parent. req/s, p50 and p99 are medians ' +
       'over rounds; each ratio is the median of per-round ratios to the reference measured in the same round (range ' +
@@ -83,7 +116,7 @@ export function buildReport ({ scenarios, results, settings, env, commands, memo
     '| scenario | req/s | p50 (ms) | p99 (ms) | added p99 (ms) | × bare Fastify | × @fastify/rate-limit Redis | non-2xx |',
     '|---|---:|---:|---:|---:|---:|---:|---:|'
   )
-  for (const scenario of scenarios) {
+  for (const scenario of scenarios.filter((s) => s.connections === undefined)) {
     const runs = results[scenario.name]
     const added = scenario.name === 'bare' ? undefined : addedP99(results, scenario.name)
     const status = scenario.expect === 'reject'
@@ -98,13 +131,14 @@ export function buildReport ({ scenarios, results, settings, env, commands, memo
   lines.push('')
   for (const { label, reason } of NOT_MEASURED) lines.push(`${label} is not measured: ${reason}.`)
 
+  lines.push(...latencyTable(scenarios, results))
   lines.push(...cpuTable(scenarios, results))
 
   const pairs = PAIRS.filter(([a, b]) => results[a] !== undefined && results[b] !== undefined)
   if (pairs.length > 0) {
     lines.push('', '### Same-round comparisons', '', '| comparison | req/s ratio | p99 difference (ms) |', '|---|---:|---:|')
     for (const [a, b, label] of pairs) {
-      const p99 = median(results[a].map((m, round) => m.p99 - results[b][round].p99))
+      const p99 = difference(results, a, b, 'p99')
       lines.push(`| ${label} | ${ratioCell(roundRatios(results, a, b))} | ${p99 >= 0 ? '+' : ''}${ms(p99)} |`)
     }
   }

@@ -3,7 +3,7 @@
 
 export const ROUTE = '/bench'
 
-/** The header the 10,000-tenant scenario names its tenant in. */
+/** The header the 10,000-tenant scenarios name their tenant in. */
 export const TENANT_HEADER = 'x-tenant'
 export const TENANT_COUNT = 10_000
 export const HOT_TENANT = 'bench-tenant'
@@ -25,10 +25,17 @@ export const PEER_MAX = 1_000_000_000
 /** The one-round-trip floor: a script that does nothing, with one key. */
 export const PROBE_SCRIPT = 'return 1'
 
+/** The reference of the one-connection scenarios: their added latency is over this one's. */
+export const BARE_ONE_CONNECTION = 'bare-1conn'
+
 /**
  * kind: bare | plugin (this package) | frl (@fastify/rate-limit) | rlf (rate-limiter-flexible) | probe |
  * replay429 (bare Fastify answering every request with the plugin's over-limit 429, captured at start)
  * store: null | memory | redis. expect: 'ok' (any non-2xx fails the run) or 'reject' (429s expected).
+ * tenants: a tenant per request from TENANT_HEADER, drawn at random from this many (scripts/bench/load.mjs).
+ * cluster: Redis is the bench's private three-master Redis Cluster, not REDIS_URL.
+ * connections: this many load-generator connections instead of BENCH_CONNECTIONS (the unloaded-latency
+ * scenarios, reported apart from the others).
  */
 export const SCENARIOS = Object.freeze([
   { name: 'bare', label: 'bare Fastify', kind: 'bare', store: null },
@@ -36,19 +43,29 @@ export const SCENARIOS = Object.freeze([
   { name: 'redis', label: 'this plugin, Redis (one tenant)', kind: 'plugin', store: 'redis' },
   { name: 'redis-over-limit', label: 'this plugin, Redis, tenant over its minute limit', kind: 'plugin', store: 'redis', tier: 'bench-over', expect: 'reject' },
   { name: 'redis-10k-tenants', label: 'this plugin, Redis, 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT },
+  { name: 'redis-10k-cluster', label: 'this plugin, Redis Cluster (3 masters), 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT, cluster: true },
   { name: 'redis-no-metrics', label: 'this plugin, Redis, `metrics: false`', kind: 'plugin', store: 'redis', metrics: false },
   { name: 'redis-no-headers', label: 'this plugin, Redis, `headers: false`', kind: 'plugin', store: 'redis', headers: false },
   { name: 'redis-compact-headers', label: 'this plugin, Redis, `headers: \'compact\'`', kind: 'plugin', store: 'redis', headers: 'compact' },
   { name: 'bare-429', label: 'reference: bare Fastify sending the over-limit 429 (same headers and body, no limiter)', kind: 'replay429', store: null, expect: 'reject' },
   { name: 'frl-memory', label: '@fastify/rate-limit, memory', kind: 'frl', store: 'memory' },
   { name: 'frl-redis', label: '@fastify/rate-limit, Redis', kind: 'frl', store: 'redis' },
+  { name: 'frl-redis-10k', label: '@fastify/rate-limit, Redis, 10,000 tenants', kind: 'frl', store: 'redis', tenants: TENANT_COUNT },
+  { name: 'frl-redis-10k-cluster', label: '@fastify/rate-limit, Redis Cluster (3 masters), 10,000 tenants', kind: 'frl', store: 'redis', tenants: TENANT_COUNT, cluster: true },
   { name: 'rlf-redis', label: 'rate-limiter-flexible `RateLimiterRedis`', kind: 'rlf', store: 'redis' },
   { name: 'evalsha', label: 'probe: one bare EVALSHA', kind: 'probe', store: 'redis' },
-  { name: 'evalsha-pipelined', label: 'probe: one bare EVALSHA, `enableAutoPipelining`', kind: 'probe', store: 'redis', autoPipelining: true }
+  { name: 'evalsha-pipelined', label: 'probe: one bare EVALSHA, `enableAutoPipelining`', kind: 'probe', store: 'redis', autoPipelining: true },
+  { name: BARE_ONE_CONNECTION, label: 'bare Fastify, one connection', kind: 'bare', store: null, connections: 1 },
+  { name: 'redis-1conn', label: 'this plugin, Redis (one tenant), one connection', kind: 'plugin', store: 'redis', connections: 1 },
+  { name: 'frl-redis-1conn', label: '@fastify/rate-limit, Redis, one connection', kind: 'frl', store: 'redis', connections: 1 }
 ].map((s) => Object.freeze({ expect: 'ok', ...s })))
 
 /** Same-round ratios worth reading on their own: [numerator, denominator, what it shows]. */
 export const PAIRS = Object.freeze([
+  ['redis', 'frl-redis', 'this plugin, Redis ÷ @fastify/rate-limit, Redis (one tenant)'],
+  ['redis-10k-tenants', 'frl-redis-10k', 'this plugin, Redis ÷ @fastify/rate-limit, Redis (10,000 tenants)'],
+  ['redis-10k-cluster', 'frl-redis-10k-cluster', 'this plugin ÷ @fastify/rate-limit, both on a three-master Redis Cluster (10,000 tenants)'],
+  ['redis-10k-cluster', 'redis-10k-tenants', 'this plugin, 10,000 tenants: Redis Cluster ÷ one Redis'],
   ['redis-10k-tenants', 'redis', '10,000 tenants ÷ one hot tenant'],
   ['redis-over-limit', 'bare-429', 'over-limit tenant ÷ the same 429 from bare Fastify (what the limiter itself costs a rejection)'],
   ['bare-429', 'bare', 'the over-limit 429 from bare Fastify ÷ bare Fastify (what the answer itself costs)'],

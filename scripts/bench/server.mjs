@@ -1,9 +1,11 @@
 // One benchmark server in a child process of its own: `node scripts/bench/server.mjs <scenario>`,
 // forked by scripts/bench.mjs. Reports its port over IPC; stops on SIGTERM or when the parent goes.
 //   REDIS_URL          the Redis of the redis scenarios
+//   BENCH_CLUSTER      the loopback ports of the Redis Cluster's masters, comma-separated (cluster scenarios)
 //   BENCH_KEY_PREFIX   the run's key prefix; this scenario writes under `<prefix>:<scenario>:`
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
+import { clusterClient } from './cluster.mjs'
 import { HOT_TENANT, OPEN_TIER, OVER_LIMIT_TIER, PEER_MAX, PROBE_SCRIPT, ROUTE, SCENARIOS, TENANT_HEADER, scenarioPrefix } from './scenarios.mjs'
 
 const scenario = SCENARIOS.find((s) => s.name === process.argv[2])
@@ -25,6 +27,9 @@ const SETUP = {
       redis, // undefined: the memory store
       keyPrefix: prefix,
       tiers: { bench: OPEN_TIER, 'bench-over': OVER_LIMIT_TIER },
+      // A decision Redis did not make in time (its deadline passed, the breaker open) is a 503 that
+      // fails the run, not a 200 that would count as a limited request (the default fails open).
+      failMode: 'closed',
       metrics: scenario.metrics === false ? false : undefined, // default: on (prom-client is installed)
       headers: scenario.headers, // undefined: the default set
       tenantExtractor: scenario.tenants === undefined
@@ -38,7 +43,8 @@ const SETUP = {
     await app.register(fastifyRateLimit, {
       max: PEER_MAX,
       timeWindow: 60_000,
-      keyGenerator: () => HOT_TENANT, // one key, like this plugin's hot tenant
+      // One key, like this plugin's hot tenant; or the tenant header, like this plugin's tenants.
+      keyGenerator: scenario.tenants === undefined ? () => HOT_TENANT : (request) => request.headers[TENANT_HEADER] ?? HOT_TENANT,
       ...(redis === undefined ? {} : { redis, nameSpace: prefix + ':' })
     })
   },
@@ -98,13 +104,12 @@ const app = Fastify({ logger: false })
 try {
   if (scenario.store === 'redis') {
     // The same client settings for every library (@fastify/rate-limit's docs advise a short connect
-    // timeout and few retries); only the probe scenario turns on auto-pipelining.
-    redis = new Redis(process.env.REDIS_URL, {
-      lazyConnect: true,
-      maxRetriesPerRequest: 1,
-      connectTimeout: 3000,
-      enableAutoPipelining: scenario.autoPipelining === true
-    })
+    // timeout and few retries), on a Cluster for each master's connection; only the probe scenario
+    // turns on auto-pipelining.
+    const settings = { maxRetriesPerRequest: 1, connectTimeout: 3000 }
+    redis = scenario.cluster === true
+      ? clusterClient(process.env.BENCH_CLUSTER.split(',').map(Number), settings)
+      : new Redis(process.env.REDIS_URL, { lazyConnect: true, ...settings, enableAutoPipelining: scenario.autoPipelining === true })
     redis.on('error', () => {}) // a failed connect rejects below; the run fails on non-2xx
     await redis.connect()
     app.addHook('onClose', async () => { await redis.quit() })
