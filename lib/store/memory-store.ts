@@ -117,13 +117,13 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
   }
 
   release (keys: StoreKeys, leaseId: string): void {
-    this.leases.get(keys.leases)?.members.delete(leaseId)
+    this.leases.get(keys.counters)?.members.delete(leaseId)
   }
 
   async renewLeases (leases: ReadonlyArray<{ readonly keys: StoreKeys, readonly id: string }>): Promise<void> {
     const expiry = this.clock() + this.settings.leaseTtlMs
     for (const { keys, id } of leases) {
-      const entry = this.leases.get(keys.leases)
+      const entry = this.leases.get(keys.counters)
       if (entry === undefined || !entry.members.has(id)) continue
       entry.members.set(id, expiry)
       entry.expiresAt = Math.max(entry.expiresAt, expiry)
@@ -144,7 +144,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
       if (counters.monthId === monthId) month = counters.month
     }
     let inFlight = 0
-    for (const expiry of this.leases.get(keys.leases)?.members.values() ?? []) if (expiry > now) inFlight++
+    for (const expiry of this.leases.get(keys.counters)?.members.values() ?? []) if (expiry > now) inFlight++
     return { now, minute, hour, month, inFlight, monthResetAt }
   }
 
@@ -215,7 +215,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     }
 
     let inFlight = 0
-    let leases = this.leases.get(request.keys.leases)
+    let leases = this.leases.get(request.keys.counters)
     if (limC >= 0) {
       inFlight = leases?.members.size ?? 0
       if (leases !== undefined && inFlight + 1 > limC) {
@@ -250,7 +250,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
       if (limC >= 0) {
         if (leases === undefined) {
           leases = { members: new Map(), expiresAt: 0 }
-          this.leases.set(request.keys.leases, leases)
+          this.leases.set(request.keys.counters, leases)
         }
         leases.members.set(request.leaseId, now + leaseTtlMs)
         leases.expiresAt = now + leaseTtlMs
