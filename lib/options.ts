@@ -6,7 +6,7 @@ import { InvalidOptionError } from './errors.js'
 import { KEY_PREFIX_PATTERN } from './keys.js'
 import type { RedisClient } from './store/lua-script.js'
 import type { Decision, RateLimitStore } from './store/types.js'
-import { clientKey } from './client-key.js'
+import { anonymousClientKey } from './client-key.js'
 import type { MetricsOptions } from './metrics.js'
 import { DEFAULT_TIERS, infinityToNull, tierLimitsFrom, type TierLimits, type TierLimitsInput } from './tiers.js'
 import { explain } from './validation.js'
@@ -57,7 +57,10 @@ export interface RateLimitingOptions {
   defaultTier?: string
   /** Tier of requests without a tenant. Default `anonymous`. */
   anonymousTier?: string
-  /** Key of anonymous clients. Default `request.ip` (so `trustProxy` decides about X-Forwarded-For), IPv6 by network. */
+  /**
+   * Key of anonymous clients. Default `request.ip` (so `trustProxy` decides about X-Forwarded-For), IPv6
+   * by network; the peer's address when `request.ip` is not an address (a forged X-Forwarded-For entry).
+   */
   anonymousKey?: (request: FastifyRequest) => string
   /** Limit every route (true, default) or only routes with `config.rateLimit`. */
   global?: boolean
@@ -197,7 +200,8 @@ export interface ResolvedOptions {
   readonly extractorTimeoutMs: number
 }
 
-const anonymousKeyByNetwork = (ipv6Subnet: number) => (request: FastifyRequest): string => clientKey(request.ip, ipv6Subnet)
+const anonymousKeyByNetwork = (ipv6Subnet: number) => (request: FastifyRequest): string =>
+  anonymousClientKey(request.ip, request.socket.remoteAddress, ipv6Subnet)
 
 /** Validates options and fills in defaults. Throws InvalidOptionError naming the field. */
 export function resolveOptions (input: RateLimitingOptions | undefined): ResolvedOptions {
