@@ -5,6 +5,7 @@ import { Compile } from 'typebox/compile'
 import { InvalidOptionError } from './errors.js'
 import { KEY_PREFIX_PATTERN } from './keys.js'
 import type { RedisClient } from './store/lua-script.js'
+import { DEFAULT_MAX_KEYS } from './store/memory-store.js'
 import type { Decision, RateLimitStore } from './store/types.js'
 import { anonymousClientKey } from './client-key.js'
 import type { MetricsOptions } from './metrics.js'
@@ -109,6 +110,11 @@ export interface RateLimitingOptions {
   extractorTimeoutMs?: number
   /** IPv6 clients are keyed by this prefix length (their network), IPv4 by address. Default 64. */
   ipv6Subnet?: number
+  /**
+   * Most counters (one per subject and bucket) the memory store and the local fallback keep; past it
+   * the least recently used are forgotten and start afresh. Default 100,000 (about 100 MB).
+   */
+  memoryMaxKeys?: number
 }
 
 const TIER_NAME = /^[A-Za-z0-9_.-]{1,64}$/
@@ -163,7 +169,8 @@ const OptionsSchema = Type.Object({
   requireStoreAtBoot: Type.Optional(Type.Boolean()),
   onExtractorError: Type.Optional(Type.Union([Type.Literal('anonymous'), Type.Literal('unauthorized'), Type.Literal('error')])),
   extractorTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 60_000 })),
-  ipv6Subnet: Type.Optional(Type.Integer({ minimum: 1, maximum: 128 }))
+  ipv6Subnet: Type.Optional(Type.Integer({ minimum: 1, maximum: 128 })),
+  memoryMaxKeys: Type.Optional(Type.Integer({ minimum: 1 }))
 }, { additionalProperties: false })
 const checkOptions = Compile(OptionsSchema)
 
@@ -198,6 +205,7 @@ export interface ResolvedOptions {
   readonly requireStoreAtBoot: boolean
   readonly onExtractorError: 'anonymous' | 'unauthorized' | 'error'
   readonly extractorTimeoutMs: number
+  readonly memoryMaxKeys: number
 }
 
 const anonymousKeyByNetwork = (ipv6Subnet: number) => (request: FastifyRequest): string =>
@@ -257,7 +265,8 @@ export function resolveOptions (input: RateLimitingOptions | undefined): Resolve
     fallbackShare: raw.localFallback === undefined || raw.localFallback === false ? undefined : raw.localFallback === true ? 1 : raw.localFallback.share ?? 1,
     requireStoreAtBoot: raw.requireStoreAtBoot ?? false,
     onExtractorError: raw.onExtractorError ?? 'anonymous',
-    extractorTimeoutMs: raw.extractorTimeoutMs ?? 1000
+    extractorTimeoutMs: raw.extractorTimeoutMs ?? 1000,
+    memoryMaxKeys: raw.memoryMaxKeys ?? DEFAULT_MAX_KEYS
   })
 }
 

@@ -1,8 +1,8 @@
 // Keeps Redis trouble away from the request path: a bounded wait for every decision, a circuit
 // breaker that stops calling a failing store for a while, and an optional local fallback limiter.
 import type { StoreKeys } from '../keys.js'
-import { MemoryStore } from './memory-store.js'
-import { admitAsPromise, admitInto, rethrowLater, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
+import { MemoryStore, type MemoryStoreOptions } from './memory-store.js'
+import { admitAsPromise, admitInto, rethrowLater, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage } from './types.js'
 import { applyMultiplier } from '../tiers.js'
 
 /** Raised for decisions the store did not make in time, or not at all while the breaker is open. */
@@ -70,7 +70,8 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
   private state: BreakerState = 'closed'
   private failures = 0
   private openedAt = 0
-  private readonly fallback: MemoryStore | undefined
+  /** The local fallback limiter, when there is one. */
+  readonly fallback: MemoryStore | undefined
   /** Leases the fallback granted (given back to it, not to the store). */
   private readonly fallbackLeases = new Set<string>()
   /** Waiters in deadline order (every deadline is now + timeoutMs); settled ones leave from the head. */
@@ -78,7 +79,7 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
   private firstWaiter = 0
   private deadlineTimer: NodeJS.Timeout | undefined
 
-  constructor (readonly inner: RateLimitStore & { readonly ready?: boolean }, private readonly options: ResilienceOptions & { fallbackSettings?: WindowSettings }) {
+  constructor (readonly inner: RateLimitStore & { readonly ready?: boolean }, private readonly options: ResilienceOptions & { fallbackSettings?: MemoryStoreOptions }) {
     this.kind = inner.kind
     this.fallback = options.fallbackShare === undefined ? undefined : new MemoryStore(options.fallbackSettings)
   }
