@@ -174,9 +174,21 @@ function limitsFrom (flags: Flags): Record<string, unknown> {
   const limits: Record<string, unknown> = {}
   for (const [flag, field] of LIMIT_FLAGS) {
     const text = flags[flag]
-    if (text !== undefined) limits[field] = text === 'unlimited' ? null : numberFrom(text)
+    if (text !== undefined) limits[field] = limitFrom(flag, text)
   }
   return limits
+}
+
+/**
+ * A limit flag's value: a whole number, or null for "unlimited". Checked here, not left to the policy
+ * check, because a number too large for a double (1e400) reads as Infinity, which policies take to
+ * mean unlimited: a typo would lift every limit without a word.
+ */
+function limitFrom (flag: FlagName, text: string): number | null {
+  if (text === 'unlimited') return null
+  const value = numberFrom(text)
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value
+  throw new UsageError(`--${flag} must be a whole number from 0 to ${Number.MAX_SAFE_INTEGER}, or "unlimited" (got ${JSON.stringify(text)})`)
 }
 
 /** The command named by the positionals, and its arguments. */
@@ -200,26 +212,27 @@ function findCommand (positionals: string[]): { name: string, command: Command, 
   return { name, command, args }
 }
 
-/** `redis://user:secret@host` → `redis://user:***@host`, for messages. */
-function redact (url: string): string {
-  try {
-    const parsed = new URL(url)
-    if (parsed.password === '') return url
-    parsed.password = '***'
-    return parsed.toString()
-  } catch {
-    return url
-  }
+/**
+ * A parsed URL fit for messages: `redis://user:secret@host/0?password=x` → `redis://user:***@host/0?password=***`.
+ * Every query value goes too: ioredis reads options, a password among them, from the query.
+ */
+function redact (parsed: URL): string {
+  const shown = new URL(parsed.href)
+  if (shown.password !== '') shown.password = '***'
+  for (const name of new Set(shown.searchParams.keys())) shown.searchParams.set(name, '***')
+  return shown.href
 }
 
-async function connect (url: string): Promise<Redis> {
+/** `source` names where the URL came from (`--redis` or `REDIS_URL`), for messages. */
+async function connect (url: string, source: string): Promise<Redis> {
   let parsed: URL
   try {
     parsed = new URL(url)
   } catch {
-    throw new UsageError(`--redis must be a redis:// or rediss:// URL, got ${url}`)
+    // Not echoed: a value that does not parse cannot be redacted, and it may hold a password.
+    throw new UsageError(`${source} must be a redis:// or rediss:// URL (the value does not parse as a URL, and is not shown: it may hold a password)`)
   }
-  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') throw new UsageError(`--redis must be a redis:// or rediss:// URL, got ${redact(url)}`)
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') throw new UsageError(`${source} must be a redis:// or rediss:// URL, got ${redact(parsed)}`)
   // Fail fast: no reconnection, no offline queue, a short connect timeout.
   const redis = new Redis(url, { lazyConnect: true, connectTimeout: 3000, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null })
   let cause: Error | undefined // the socket's own error says more than "Connection is closed."
@@ -230,7 +243,7 @@ async function connect (url: string): Promise<Redis> {
     return redis
   } catch (err) {
     redis.disconnect()
-    throw new RedisError(`cannot reach Redis at ${redact(url)}: ${(cause ?? err as Error).message}`)
+    throw new RedisError(`cannot reach Redis at ${redact(parsed)}: ${(cause ?? err as Error).message}`)
   }
 }
 
@@ -260,10 +273,11 @@ async function main (argv: string[]): Promise<number> {
     for (const flag of Object.keys(flags)) {
       if (!GLOBAL_FLAGS.has(flag) && !command.flags.includes(flag as FlagName)) throw new UsageError(`${name} does not take --${flag}`)
     }
-    const url = flags.redis ?? (process.env.REDIS_URL !== undefined && process.env.REDIS_URL !== '' ? process.env.REDIS_URL : 'redis://127.0.0.1:6379')
+    const fromEnv = process.env.REDIS_URL !== undefined && process.env.REDIS_URL !== ''
+    const [source, url] = flags.redis !== undefined ? ['--redis', flags.redis] : fromEnv ? ['REDIS_URL', process.env.REDIS_URL as string] : ['the default', 'redis://127.0.0.1:6379']
     const settings = { keyPrefix: flags.prefix, environment: flags.env }
     resolveOptions(settings) // a bad prefix or environment is refused before connecting
-    redis = await connect(url)
+    redis = await connect(url, source)
     const failures: unknown[] = []
     const log = { warn () {}, error (context: { err?: unknown }) { failures.push(context?.err) } }
     policies = new PolicyManager(redis, { ...settings, log: log as unknown as Pick<FastifyBaseLogger, 'warn' | 'error'> })

@@ -1,6 +1,15 @@
 // The key of an anonymous client: its IPv4 address, or its IPv6 network (/64 by default), so one
 // host cannot rotate through the addresses of its own subnet to escape its limits.
-import { isIPv6 } from 'node:net'
+import { isIP, isIPv6 } from 'node:net'
+
+/**
+ * The default key of an anonymous request: `ip` (Fastify's `request.ip`) when it is an address, else
+ * the peer's. Behind a trusted proxy `ip` comes from X-Forwarded-For, where a client may write
+ * anything (`evil`, `1.2.3.4:80`); keying on such a string would let it pick a fresh key per request.
+ */
+export function anonymousClientKey (ip: string | undefined, peer: string | undefined, prefixBits: number): string {
+  return clientKey(isIP(ip ?? '') !== 0 ? ip as string : peer ?? '', prefixBits)
+}
 
 /** `ip` as a key: IPv4 (also IPv4-mapped IPv6) as is, IPv6 reduced to its first `prefixBits` bits. */
 export function clientKey (ip: string, prefixBits: number): string {

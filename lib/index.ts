@@ -13,6 +13,7 @@ import { sharedLimiter, type RouteRateLimitConfig } from './route-config.js'
 import { attachToRoute } from './route-hooks.js'
 import { addLeaseHooks } from './lease-hooks.js'
 import { LeaseKeeper } from './lease-keeper.js'
+import { warnIfClientsPickTheirKey } from './proxy-trust.js'
 import { createStore, requireRedis } from './store/create-store.js'
 import type { RateLimitStore } from './store/types.js'
 
@@ -36,8 +37,10 @@ declare module 'fastify' {
 const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, rawOptions) => {
   if (fastify.hasDecorator('rateLimitStore')) throw new AlreadyRegisteredError()
 
-  // 1. Options: validated once; boot fails on anything wrong, naming the field.
+  // 1. Options: validated once; boot fails on anything wrong, naming the field. A server that lets
+  //    clients choose their own anonymous key (trustProxy: true) is told so.
   const options = resolveOptions(rawOptions)
+  warnIfClientsPickTheirKey(fastify, rawOptions?.anonymousKey !== undefined)
 
   // 2. Store: the given store, else Redis (option or fastify.redis), else memory; Redis behind a
   //    deadline, a circuit breaker and an optional local fallback.

@@ -5,8 +5,9 @@ import { Compile } from 'typebox/compile'
 import { InvalidOptionError } from './errors.js'
 import { KEY_PREFIX_PATTERN } from './keys.js'
 import type { RedisClient } from './store/lua-script.js'
+import { DEFAULT_MAX_KEYS } from './store/memory-store.js'
 import type { Decision, RateLimitStore } from './store/types.js'
-import { clientKey } from './client-key.js'
+import { anonymousClientKey } from './client-key.js'
 import type { MetricsOptions } from './metrics.js'
 import { DEFAULT_TIERS, infinityToNull, tierLimitsFrom, type TierLimits, type TierLimitsInput } from './tiers.js'
 import { explain } from './validation.js'
@@ -57,7 +58,10 @@ export interface RateLimitingOptions {
   defaultTier?: string
   /** Tier of requests without a tenant. Default `anonymous`. */
   anonymousTier?: string
-  /** Key of anonymous clients. Default `request.ip` (so `trustProxy` decides about X-Forwarded-For), IPv6 by network. */
+  /**
+   * Key of anonymous clients. Default `request.ip` (so `trustProxy` decides about X-Forwarded-For), IPv6
+   * by network; the peer's address when `request.ip` is not an address (a forged X-Forwarded-For entry).
+   */
   anonymousKey?: (request: FastifyRequest) => string
   /** Limit every route (true, default) or only routes with `config.rateLimit`. */
   global?: boolean
@@ -106,6 +110,11 @@ export interface RateLimitingOptions {
   extractorTimeoutMs?: number
   /** IPv6 clients are keyed by this prefix length (their network), IPv4 by address. Default 64. */
   ipv6Subnet?: number
+  /**
+   * Most counters (one per subject and bucket) the memory store and the local fallback keep; past it
+   * the least recently used are forgotten and start afresh. Default 100,000 (about 100 MB).
+   */
+  memoryMaxKeys?: number
 }
 
 const TIER_NAME = /^[A-Za-z0-9_.-]{1,64}$/
@@ -160,7 +169,8 @@ const OptionsSchema = Type.Object({
   requireStoreAtBoot: Type.Optional(Type.Boolean()),
   onExtractorError: Type.Optional(Type.Union([Type.Literal('anonymous'), Type.Literal('unauthorized'), Type.Literal('error')])),
   extractorTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 60_000 })),
-  ipv6Subnet: Type.Optional(Type.Integer({ minimum: 1, maximum: 128 }))
+  ipv6Subnet: Type.Optional(Type.Integer({ minimum: 1, maximum: 128 })),
+  memoryMaxKeys: Type.Optional(Type.Integer({ minimum: 1 }))
 }, { additionalProperties: false })
 const checkOptions = Compile(OptionsSchema)
 
@@ -195,9 +205,11 @@ export interface ResolvedOptions {
   readonly requireStoreAtBoot: boolean
   readonly onExtractorError: 'anonymous' | 'unauthorized' | 'error'
   readonly extractorTimeoutMs: number
+  readonly memoryMaxKeys: number
 }
 
-const anonymousKeyByNetwork = (ipv6Subnet: number) => (request: FastifyRequest): string => clientKey(request.ip, ipv6Subnet)
+const anonymousKeyByNetwork = (ipv6Subnet: number) => (request: FastifyRequest): string =>
+  anonymousClientKey(request.ip, request.socket.remoteAddress, ipv6Subnet)
 
 /** Validates options and fills in defaults. Throws InvalidOptionError naming the field. */
 export function resolveOptions (input: RateLimitingOptions | undefined): ResolvedOptions {
@@ -253,7 +265,8 @@ export function resolveOptions (input: RateLimitingOptions | undefined): Resolve
     fallbackShare: raw.localFallback === undefined || raw.localFallback === false ? undefined : raw.localFallback === true ? 1 : raw.localFallback.share ?? 1,
     requireStoreAtBoot: raw.requireStoreAtBoot ?? false,
     onExtractorError: raw.onExtractorError ?? 'anonymous',
-    extractorTimeoutMs: raw.extractorTimeoutMs ?? 1000
+    extractorTimeoutMs: raw.extractorTimeoutMs ?? 1000,
+    memoryMaxKeys: raw.memoryMaxKeys ?? DEFAULT_MAX_KEYS
   })
 }
 

@@ -154,9 +154,14 @@ t.test('bad usage or refused input: exit 2 with a message naming the field', asy
   const { cli, ok } = cliFor(t)
   await ok('override', 'set', 'acme', '--per-minute', '5')
   const cases: Array<[string[], RegExp]> = [
-    [['override', 'set', 'acme', '--per-minute=-1'], /override\.requestsPerMinute must be >= 0/],
-    [['override', 'set', 'acme', '--per-minute', 'lots'], /override\.requestsPerMinute must be integer/],
-    [['override', 'set', 'acme', '--per-hour', '1.5'], /override\.requestsPerHour must be integer/],
+    [['override', 'set', 'acme', '--per-minute=-1'], /--per-minute must be a whole number from 0 to 9007199254740991, or "unlimited" \(got "-1"\)/],
+    [['override', 'set', 'acme', '--per-minute', 'lots'], /--per-minute must be a whole number .*\(got "lots"\)/],
+    [['override', 'set', 'acme', '--per-hour', '1.5'], /--per-hour must be a whole number .*\(got "1\.5"\)/],
+    // Too large for a double: read as Infinity, which would mean unlimited.
+    [['override', 'set', 'acme', '--per-minute', '1e400'], /--per-minute must be a whole number .*\(got "1e400"\)/],
+    [['override', 'set', 'acme', '--monthly', '9007199254740993'], /--monthly must be a whole number/],
+    [['override', 'set', 'acme', '--concurrent', 'Infinity'], /--concurrent must be a whole number/],
+    [['tier', 'set', 'gold', '--per-minute', '1', '--per-hour', '1e400', '--concurrent', '1', '--monthly', '1'], /--per-hour must be a whole number/],
     [['override', 'set', 'acme'], /override must set at least one limit/],
     [['override', 'set', 'acme', '--per-minute', '5', '--expires', '0'], /override\.expiresInSeconds must be > 0/],
     [['multiplier', 'set', 'staging', '0'], /multiplier must be > 0/],
@@ -203,4 +208,24 @@ t.test('unreachable Redis: exit 1 within a few seconds, with a clear message', a
   t.equal(viaEnv.code, 1, 'REDIS_URL is the default')
   t.match(viaEnv.stderr, /redis:\/\/user:\*\*\*@127\.0\.0\.1:1/, 'the password is not printed')
   t.notMatch(viaEnv.stderr, /s3cret/)
+})
+
+t.test('a Redis URL is never echoed with its password, parsable or not', async t => {
+  const cases: Array<[string[], Record<string, string>, RegExp]> = [
+    [['--redis', 'redis://user:secret@host:notaport'], {}, /^maestro-rl: --redis must be a redis:\/\/ or rediss:\/\/ URL \(the value does not parse/],
+    [['--redis', '::::secret'], {}, /--redis must be a redis:\/\/ or rediss:\/\/ URL/],
+    [['--redis', 'secret@127.0.0.1:1'], {}, /--redis must be a redis:\/\/ or rediss:\/\/ URL/],
+    [[], { REDIS_URL: 'redis://:secret@[::1' }, /^maestro-rl: REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/],
+    [['--redis', 'http://user:secret@127.0.0.1:6379'], {}, /got http:\/\/user:\*\*\*@127\.0\.0\.1:6379\//],
+    [['--redis', 'redis://127.0.0.1:1/0?password=secret&family=4'], {}, /cannot reach Redis at redis:\/\/127\.0\.0\.1:1\/0\?password=\*\*\*&family=\*\*\*: /]
+  ]
+  const results = await inBatches(cases, 6, async ([args, env]) => await run(['show', 'acme', ...args], env))
+  for (const [i, [args, env, message]] of cases.entries()) {
+    const { code, stdout, stderr } = results[i]
+    const name = JSON.stringify([...args, ...Object.values(env)])
+    t.ok(code === 1 || code === 2, `${name}: refused`)
+    t.match(stderr, message, name)
+    t.notMatch(stderr, /secret/, `${name}: the password is not printed`)
+    t.equal(stdout, '')
+  }
 })

@@ -33,6 +33,9 @@ t.test('invalid options fail registration naming the option', async t => {
     [{ leaseTtlSeconds: 0.0004 }, /options\.leaseTtlSeconds/], // would round to a lease of 0 ms
     [{ defaultTier: 'gold' }, /options\.defaultTier names unknown tier gold/],
     [{ failMode: 'maybe' }, /options\.failMode/],
+    [{ memoryMaxKeys: 0 }, /options\.memoryMaxKeys must be >= 1/],
+    [{ memoryMaxKeys: 2.5 }, /options\.memoryMaxKeys must be integer/],
+    [{ memoryMaxKeys: Infinity }, /options\.memoryMaxKeys/],
     [{ requestsPerMinute: 5 }, /options\.requestsPerMinute is not a known field/]
   ]
   for (const [options, message] of cases) {

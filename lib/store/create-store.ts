@@ -22,13 +22,14 @@ export function createStore (options: ResolvedOptions, fastify: FastifyInstance)
     return { store: options.store, owned: false, redis: options.store instanceof RedisStore ? options.store.client : options.redis }
   }
   const settings = { bucketsPerWindow: options.bucketsPerWindow, leaseTtlMs: options.leaseTtlMs }
+  const memory = { ...settings, maxKeys: options.memoryMaxKeys }
   const client = options.redis ?? fastifyRedis(fastify)
-  if (client === undefined) return { store: new MemoryStore(settings), owned: true, redis: undefined }
+  if (client === undefined) return { store: new MemoryStore(memory), owned: true, redis: undefined }
   const store = new ResilientStore(new RedisStore({ client, ...settings, timeoutMs: options.storeTimeoutMs }), {
     breakerThreshold: options.breakerThreshold,
     breakerCooldownMs: options.breakerCooldownMs,
     fallbackShare: options.fallbackShare,
-    fallbackSettings: settings,
+    fallbackSettings: memory,
     onStateChange: (state, cause) => {
       if (state === 'open') fastify.log.error({ err: cause }, 'rate limiting: Redis failing, circuit open (decisions use failMode%s)', options.fallbackShare === undefined ? '' : ' and the local fallback')
       else fastify.log.info('rate limiting: Redis answers again, circuit closed')

@@ -1,6 +1,7 @@
 // In-process store with the same semantics as the Redis script (lib/lua/admit-batch.lua), step for step,
 // so one conformance suite holds both to the same answers. For one process only: counters are not
-// shared between instances.
+// shared between instances. Unlike Redis it has no memory of its own to fill: the number of counters
+// it keeps is bounded, the least recently used going first.
 import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
 import { decodeDecision, limitArg, type AdmitReply } from './decision.js'
@@ -11,7 +12,15 @@ export interface MemoryStoreOptions extends Partial<WindowSettings> {
   clock?: () => number
   /** How often expired entries are swept, in ms. */
   sweepIntervalMs?: number
+  /**
+   * Most counters kept (one per subject and bucket); past it the least recently used are forgotten,
+   * and start afresh when they return. Default 100,000.
+   */
+  maxKeys?: number
 }
+
+/** Counters take about 1 KB of heap each (measured on the anonymous tier): 100,000 hold some 100 MB. */
+export const DEFAULT_MAX_KEYS = 100_000
 
 /**
  * One window's buckets and their running sum, as the script keeps them: reading the use costs one
@@ -79,7 +88,10 @@ interface Leases { readonly members: Map<string, number>, expiresAt: number }
 export class MemoryStore implements RateLimitStore, DirectAdmit {
   readonly kind = 'memory' as const
   readonly settings: WindowSettings
+  /** Most counters kept; see MemoryStoreOptions. */
+  readonly maxKeys: number
   private readonly clock: () => number
+  /** In order of last use, the least recent first (a Map iterates in insertion order). */
   private readonly counters = new Map<string, Counters>()
   private readonly leases = new Map<string, Leases>()
   private readonly sweeper: NodeJS.Timeout
@@ -91,6 +103,8 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
       leaseTtlMs: options.leaseTtlMs ?? 60_000
     }
     this.clock = options.clock ?? Date.now
+    this.maxKeys = options.maxKeys ?? DEFAULT_MAX_KEYS
+    if (!Number.isInteger(this.maxKeys) || this.maxKeys < 1) throw new RangeError(`maxKeys must be a whole number >= 1, got ${this.maxKeys}`)
     // Without a sweep, ids seen once would stay in memory for the rest of the month.
     this.sweeper = setInterval(() => this.sweep(), options.sweepIntervalMs ?? 30_000)
     this.sweeper.unref()
@@ -117,7 +131,11 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
   }
 
   release (keys: StoreKeys, leaseId: string): void {
-    this.leases.get(keys.counters)?.members.delete(leaseId)
+    const entry = this.leases.get(keys.counters)
+    if (entry === undefined) return
+    entry.members.delete(leaseId)
+    // Lease sets exist only while requests run, so many distinct subjects never pile them up.
+    if (entry.members.size === 0) this.leases.delete(keys.counters)
   }
 
   async renewLeases (leases: ReadonlyArray<{ readonly keys: StoreKeys, readonly id: string }>): Promise<void> {
@@ -159,7 +177,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     this.leases.clear()
   }
 
-  /** Number of live entries (counters and lease sets); for tests of the sweep. */
+  /** Number of entries: counters (at most `maxKeys`) and lease sets (one per subject with requests running). */
   get size (): number {
     return this.counters.size + this.leases.size
   }
@@ -171,6 +189,30 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     for (const [key, entry] of this.leases) {
       for (const [member, expiry] of entry.members) if (expiry <= now) entry.members.delete(member)
       if (entry.expiresAt <= now || entry.members.size === 0) this.leases.delete(key)
+    }
+  }
+
+  /**
+   * Adds a subject's counters, forgetting the least recently used when full. The forgotten subject
+   * starts afresh (window and month) when it returns. Lease sets are never evicted: there is one per
+   * subject with requests running, so the requests in flight bound them, and forgetting one would let
+   * its subject past its concurrency limit.
+   */
+  private keepCounters (key: string, counters: Counters): void {
+    if (this.counters.size >= this.maxKeys) this.evictLeastRecent()
+    this.counters.set(key, counters)
+  }
+
+  /**
+   * Forgets the least recently used hundredth of the counters. A hundredth, not one: deletions leave
+   * holes at the front of a Map that every new iterator walks again until the Map compacts, so
+   * evicting one at a time cost 100 µs per eviction at 100,000 keys.
+   */
+  private evictLeastRecent (): void {
+    let left = Math.ceil(this.maxKeys / 100)
+    for (const key of this.counters.keys()) {
+      this.counters.delete(key)
+      if (--left === 0) return
     }
   }
 
@@ -191,9 +233,11 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     const curH = Math.floor(now / gH)
 
     let counters = this.counters.get(request.keys.counters)
-    if (counters !== undefined && counters.expiresAt <= now) {
+    if (counters !== undefined) {
+      // Taken out and put back last: the least recently used counters stay first in line for eviction.
       this.counters.delete(request.keys.counters)
-      counters = undefined
+      if (counters.expiresAt <= now) counters = undefined
+      else this.counters.set(request.keys.counters, counters)
     }
     const usedM = counters === undefined || limM < 0 ? 0 : counters.minute.used(curM, k)
     const usedH = counters === undefined || limH < 0 ? 0 : counters.hour.used(curH, k)
@@ -235,7 +279,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
       if (limM >= 0 || limH >= 0 || limQ >= 0) {
         if (counters === undefined) {
           counters = { minute: new WindowCounts(), hour: new WindowCounts(), monthId, month: 0, expiresAt: 0 }
-          this.counters.set(request.keys.counters, counters)
+          this.keepCounters(request.keys.counters, counters)
         }
         if (limM >= 0) counters.minute.add(curM, k, cost)
         if (limH >= 0) counters.hour.add(curH, k, cost)

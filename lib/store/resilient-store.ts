@@ -2,9 +2,9 @@
 // store for a while, and an optional local fallback limiter. (The deadline of each decision is the
 // Redis store's: it is measured from the moment a call is sent, see SentCall in admit-batcher.ts.)
 import type { StoreKeys } from '../keys.js'
-import { MemoryStore } from './memory-store.js'
+import { MemoryStore, type MemoryStoreOptions } from './memory-store.js'
 import { StoreUnavailableError } from './store-unavailable.js'
-import { admitAsPromise, admitInto, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
+import { admitAsPromise, admitInto, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage } from './types.js'
 import { applyMultiplier } from '../tiers.js'
 
 export { StoreUnavailableError }
@@ -41,11 +41,12 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
   private state: BreakerState = 'closed'
   private failures = 0
   private openedAt = 0
-  private readonly fallback: MemoryStore | undefined
+  /** The local fallback limiter, when there is one. */
+  readonly fallback: MemoryStore | undefined
   /** Leases the fallback granted (given back to it, not to the store). */
   private readonly fallbackLeases = new Set<string>()
 
-  constructor (readonly inner: RateLimitStore & { readonly ready?: boolean }, private readonly options: ResilienceOptions & { fallbackSettings?: WindowSettings }) {
+  constructor (readonly inner: RateLimitStore & { readonly ready?: boolean }, private readonly options: ResilienceOptions & { fallbackSettings?: MemoryStoreOptions }) {
     this.kind = inner.kind
     this.fallback = options.fallbackShare === undefined ? undefined : new MemoryStore(options.fallbackSettings)
   }
