@@ -306,3 +306,17 @@ for (const kind of STORE_KINDS) {
     })
   })
 }
+
+t.test('a number too large for a double (1e400, Infinity once parsed) is refused over HTTP, never taken as unlimited', async t => {
+  const app = await adminApp(t, 'memory')
+  const put = async (path: string, body: string): Promise<number> => (await app.inject({
+    method: 'PUT', url: PREFIX + path, headers: { ...TOKEN, 'content-type': 'application/json' }, payload: body
+  })).statusCode
+  t.equal(await put('/tenants/acme/override', '{"requestsPerMinute":1e400}'), 400, 'an override')
+  t.equal(await put('/tiers/gold', '{"requestsPerMinute":1e400,"requestsPerHour":1,"concurrentRequests":1,"monthlyQuota":1}'), 400, 'a tier')
+  t.equal(await put('/multipliers/staging', '{"multiplier":1e400}'), 400, 'a multiplier')
+  t.equal(await put('/tenants/acme/block', '{"seconds":1e400}'), 400, 'a block\'s duration')
+  t.equal(await app.policies.getTenantOverride('acme'), null, 'nothing was stored')
+  t.equal((await app.policies.listTiers()).gold, undefined)
+  t.equal(await app.policies.getEnvironmentMultiplier('staging'), 1)
+})
