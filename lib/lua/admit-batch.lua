@@ -27,12 +27,10 @@ Returns one string, a line per item:
   'R' for an item that only gave leases back
   'E <message>' for an item that failed (a foreign value under its keys): the others still count
 
-Items run one after another, and each sees what the items before it took, exactly as if each were a
-call of its own; their reads and writes go through hash-cache.lua, so a hash that several items
-share (a busy tenant) is read once and written once per batch.
+Items run one by one, each reading and writing Redis itself: an item sees what the items before it
+took, exactly as if each were a call of its own.
 ]]
 
---- @include "hash-cache"
 --- @include "clock"
 --- @include "utc-month"
 --- @include "sliding-window"
@@ -56,12 +54,12 @@ local function admit (key, legacyKey, termsText, leaseId, releasing)
 
   -- One read for everything this admission needs, unless a window has moved on or a limit is hit.
   local M, H = window_at('m', 60000, k, now), window_at('h', 3600000, k, now)
-  local f = hash_get(key, { M.sum, M.oldest, M.bucket, H.sum, H.oldest, H.bucket, monthField, 'lN', 'x' })
+  local f = redis.call('HMGET', key, M.sum, M.oldest, M.bucket, H.sum, H.oldest, H.bucket, monthField, 'lN', 'x')
   local usedM, staleM, usedH, staleH = 0, nil, 0, nil
   if limM >= 0 then usedM, staleM = window_used(key, M, f[1], f[2]) end
   if limH >= 0 then usedH, staleH = window_used(key, H, f[4], f[5]) end
   local usedQ = tonumber(f[7])
-  if usedQ == nil then usedQ = limQ >= 0 and tonumber(hash_get(legacyKey, { monthField })[1]) or 0 end
+  if usedQ == nil then usedQ = limQ >= 0 and tonumber(redis.call('HGET', legacyKey, monthField)) or 0 end
   local inFlight = limC >= 0 and tonumber(f[8]) or 0
 
   local reason, retry = 0, 0
@@ -88,27 +86,33 @@ local function admit (key, legacyKey, termsText, leaseId, releasing)
 
   if reason == 0 then
     -- need: until when the fields written now count; keep: the expiry to give the key for that.
-    local need, keep = 0, 0
+    local writes, need, keep = {}, 0, 0
     if limM >= 0 then
-      need = window_take(key, M, usedM, staleM, f[3], f[2], cost)
+      need = window_take(key, M, usedM, staleM, f[3], f[2], cost, writes)
       usedM = usedM + cost
     end
     if limH >= 0 then
-      need = max(need, window_take(key, H, usedH, staleH, f[6], f[5], cost))
+      need = max(need, window_take(key, H, usedH, staleH, f[6], f[5], cost, writes))
       usedH = usedH + cost
     end
     if limQ >= 0 then
       usedQ = usedQ + cost
-      hash_set(key, monthField, usedQ)
+      writes[#writes + 1], writes[#writes + 2] = monthField, usedQ
       need = max(need, monthEnd)
     end
     if limC >= 0 then
-      inFlight = leases_take(key, leaseId, now + leaseTtl, inFlight)
+      inFlight = inFlight + 1
+      local n = #writes
+      writes[n + 1], writes[n + 2] = 'l:' .. leaseId, format('%.0f', now + leaseTtl)
+      writes[n + 3], writes[n + 4] = 'lN', inFlight
       need = max(need, now + leaseTtl)
       -- Two lifetimes, so the expiry is set again once per lifetime, not with every lease.
       keep = now + 2 * leaseTtl
     end
-    if need > 0 then keep_until(key, need, max(need, keep), f[9]) end
+    if #writes > 0 then
+      redis.call('HSET', key, unpack(writes))
+      keep_until(key, need, max(need, keep), f[9], now)
+    end
   end
 
   return format('%d %.0f %.0f %.0f %.0f %.0f %d', reason, math.ceil(retry), now,
@@ -124,5 +128,4 @@ for i = 1, (#ARGV - 1) / 3 do
   end
   lines[i] = line
 end
-hash_flush(now)
 return table.concat(lines, '\n')

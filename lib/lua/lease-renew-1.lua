@@ -9,7 +9,6 @@ ARGV[2…] lease ids
 Returns the number of leases extended.
 ]]
 
---- @include "hash-cache"
 --- @include "clock"
 --- @include "expiry"
 
@@ -18,11 +17,10 @@ local expiry = now + tonumber(ARGV[1])
 local renewed = 0
 for i = 2, #ARGV do
   local field = 'l:' .. ARGV[i]
-  if hash_get(KEYS[1], { field })[1] then
-    hash_set(KEYS[1], field, string.format('%.0f', expiry))
+  if redis.call('HEXISTS', KEYS[1], field) == 1 then
+    redis.call('HSET', KEYS[1], field, string.format('%.0f', expiry))
     renewed = renewed + 1
   end
 end
-if renewed > 0 then keep_until(KEYS[1], expiry, now + 2 * tonumber(ARGV[1]), hash_get(KEYS[1], { 'x' })[1]) end
-hash_flush(now)
+if renewed > 0 then keep_until(KEYS[1], expiry, now + 2 * tonumber(ARGV[1]), redis.call('HGET', KEYS[1], 'x'), now) end
 return renewed

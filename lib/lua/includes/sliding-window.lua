@@ -1,5 +1,5 @@
 --[[
-sliding-window.lua: a strict sliding window, kept as k buckets in a hash (through hash-cache.lua).
+sliding-window.lua: a strict sliding window, kept as k buckets in a hash.
 
 A window of length W is k buckets of W/k ms: field <p><index>, index = floor(ms / (W/k)). Beside
 them, <p>S holds their running sum and <p>O the oldest index that may still hold a field. The
@@ -25,18 +25,18 @@ local function window_used (key, w, sum, oldest)
   if o == nil or o >= w.cur - w.k then return used, nil end
   local names = {}
   for idx = o, math.min(w.cur - w.k - 1, o + w.k) do names[#names + 1] = w.p .. idx end
-  local values = hash_get(key, names)
+  local values = redis.call('HMGET', key, unpack(names))
   for i = 1, #names do
     if values[i] then used = used - tonumber(values[i]) end
   end
   return used, names
 end
 
--- Ms from now until `need` units have left the window; its length if they never will.
+-- Ms from now until `need` units have left the window; the window's length if they never will.
 local function window_wait (key, w, need)
   local names = {}
   for idx = w.cur - w.k, w.cur do names[#names + 1] = w.p .. idx end
-  local values = hash_get(key, names)
+  local values = redis.call('HMGET', key, unpack(names))
   local freed = 0
   for i = 1, #names do
     if values[i] then
@@ -48,15 +48,14 @@ local function window_wait (key, w, need)
   return w.length
 end
 
--- Counts `cost` in the window whose use is `used` (stale: the buckets that left, deleted now),
--- whose current bucket holds `bucket` and whose oldest index is `oldest` (as read). Returns the
--- Unix ms until which the current bucket counts.
-local function window_take (key, w, used, stale, bucket, oldest, cost)
-  hash_set(key, w.bucket, (tonumber(bucket) or 0) + cost)
-  hash_set(key, w.sum, used + cost)
-  if stale ~= nil or not oldest then hash_set(key, w.oldest, w.cur - w.k) end
-  if stale ~= nil then
-    for i = 1, #stale do hash_del(key, stale[i]) end
-  end
+-- Counts `cost` in the window whose use is `used` (stale: the buckets that left, to delete now),
+-- whose current bucket holds `bucket` and whose oldest index is `oldest` (as read). Appends the
+-- fields to write to `writes`; returns the Unix ms until which the current bucket counts.
+local function window_take (key, w, used, stale, bucket, oldest, cost, writes)
+  local n = #writes
+  writes[n + 1], writes[n + 2] = w.bucket, (tonumber(bucket) or 0) + cost
+  writes[n + 3], writes[n + 4] = w.sum, used + cost
+  if stale ~= nil or not oldest then writes[n + 5], writes[n + 6] = w.oldest, w.cur - w.k end
+  if stale ~= nil then redis.call('HDEL', key, unpack(stale)) end
   return (w.cur + w.k + 1) * w.g
 end
