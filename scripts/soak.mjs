@@ -522,7 +522,7 @@ Results
   redis client errors     ${count(clientErrors)} 'error' events on the app's ioredis client
   unhandled rejections    ${problems.unhandledRejections}
   uncaught exceptions     ${problems.uncaughtExceptions}
-  leaked leases           ${leases.total} (held in ${leases.keys} subject keys, ${SETTLE_MS / 1000} s after traffic stopped)
+  leaked leases           ${leases.total} (leases in ${leases.keys} *:c keys, ${SETTLE_MS / 1000} s after traffic stopped)
   in-flight lease gauge   ${inFlight}
   result                  ${failures.length === 0 ? 'PASS' : 'FAIL: ' + failures.join('; ')}
 
