@@ -7,11 +7,8 @@ import { TwoKeyCache } from './bounded-cache.js'
 /** Ids made only of these characters (and at most 64 of them) are used as they are. */
 const PLAIN_ID = /^[A-Za-z0-9_.:@-]{1,64}$/
 
-/** Bumped whenever the layout or the meaning of stored counters changes. */
-export const KEY_LAYOUT_VERSION = 'v2'
-
-/** The layout whose month counts an upgrade carries over (see StoreKeys.legacy). */
-const PREVIOUS_LAYOUT_VERSION = 'v1'
+/** Bumped whenever the layout or the meaning of stored values changes. */
+export const KEY_LAYOUT_VERSION = 'v1'
 
 /**
  * Encodes an id for use inside a key. Plain ids stay readable; anything else (empty, long, braces,
@@ -27,32 +24,21 @@ export function encodeId (id: string): string {
 export type SubjectKind = 'tenant' | 'anonymous'
 
 export interface StoreKeys {
-  /** The one hash of a subject's bucket: window buckets, the month's count and the concurrency leases. */
+  /** Hash of window buckets and the month's count. */
   readonly counters: string
-  /**
-   * The same bucket's counters under the previous layout (v1): read only while the month has no count
-   * in `counters`, so an upgrade mid-month loses no monthly usage.
-   */
-  readonly legacy: string
+  /** Hash of concurrency leases: lease id → expiry (ms). */
+  readonly leases: string
 }
 
-/** The part of every key of one subject, whatever the bucket: `<prefix>:v2:{t:<id>}:`. */
-export function subjectBase (prefix: string, kind: SubjectKind, id: string, version = KEY_LAYOUT_VERSION): string {
-  return `${prefix}:${version}:{${kind === 'tenant' ? 't:' : 'a:'}${encodeId(id)}}:`
+/** The part of every key of one subject, whatever the bucket: `<prefix>:v1:{t:<id>}:`. */
+export function subjectBase (prefix: string, kind: SubjectKind, id: string): string {
+  return `${prefix}:${KEY_LAYOUT_VERSION}:{${kind === 'tenant' ? 't:' : 'a:'}${encodeId(id)}}:`
 }
 
 /** Where one subject's counters live for one bucket (`undefined` = the subject's shared counters). */
 export function storeKeys (prefix: string, kind: SubjectKind, id: string, bucket: string | undefined): StoreKeys {
-  const name = bucket === undefined ? 'all' : 'b.' + encodeId(bucket)
-  return {
-    counters: subjectBase(prefix, kind, id) + name,
-    legacy: subjectBase(prefix, kind, id, PREVIOUS_LAYOUT_VERSION) + name + ':n'
-  }
-}
-
-/** The key bases of every layout a subject's counters may live under (a reset clears them all). */
-export function subjectBases (prefix: string, kind: SubjectKind, id: string): string[] {
-  return [subjectBase(prefix, kind, id), subjectBase(prefix, kind, id, PREVIOUS_LAYOUT_VERSION)]
+  const base = subjectBase(prefix, kind, id) + (bucket === undefined ? 'all' : 'b.' + encodeId(bucket))
+  return { counters: base + ':n', leases: base + ':c' }
 }
 
 /** Above this many subjects a key cache starts again (about 10 MB of keys at most). */

@@ -394,20 +394,16 @@ async function decisionLatency (registry) {
   return { count, sum, upper, lower }
 }
 
-/** Leases still held in Redis: every subject hash's lease count (`lN`), and how many hashes hold one. */
 async function leasesLeft (client) {
   let total = 0
   let keys = 0
   let cursor = '0'
   do {
-    const [next, found] = await client.scan(cursor, 'MATCH', '*:v2:*', 'COUNT', 500)
+    const [next, found] = await client.scan(cursor, 'MATCH', '*:c', 'COUNT', 500)
     cursor = next
     for (const key of found) {
-      const held = Number(await client.hget(key, 'lN'))
-      if (held > 0) {
-        keys++
-        total += held
-      }
+      keys++
+      total += await client.hlen(key)
     }
   } while (cursor !== '0')
   return { total, keys }

@@ -62,7 +62,7 @@ t.test('a call that fails as a whole fails every item in it, and their releases 
   t.ok((await store.admit({ keys, cost: 1, limits: OPEN, leaseId: 'c' })).allowed, 'Redis answers again')
   await new Promise(resolve => setTimeout(resolve, 20))
   t.equal(store.pendingReleaseCount, 0, 'and the kept release went out')
-  t.notOk(await client.hexists(keys.counters, 'l:held'), 'the held lease is given back')
+  t.notOk(await client.hexists(keys.leases, 'held'), 'the held lease is given back')
 })
 
 t.test('with pipeline: false every admission is a call of its own (for proxies that check slots)', async t => {

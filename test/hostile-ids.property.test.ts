@@ -15,7 +15,7 @@ const anyId = fc.oneof(
 t.test('keys: one hash tag, no injected braces, bounded length', async t => {
   fc.assert(fc.property(anyId, anyId, (tenant, bucket) => {
     const keys = storeKeys('maestro-rl', 'tenant', tenant, bucket)
-    for (const key of [keys.counters, keys.legacy]) {
+    for (const key of [keys.counters, keys.leases]) {
       if (key.split('{').length !== 2 || key.split('}').length !== 2) return false
       if (key.length > 130) return false
       if (/[\s*?[\]]/.test(key)) return false

@@ -3,6 +3,7 @@
 // every entry read is checked here (lib/policies/schemas.ts), and one that does not fit is not
 // handed on as a policy.
 import type { Redis } from 'ioredis'
+import { KEY_LAYOUT_VERSION } from '../keys.js'
 import { LuaScript, type RedisClient } from '../store/lua-script.js'
 import type { StoredEntry } from './policy-state.js'
 import { storedEntryProblem } from './schemas.js'
@@ -56,10 +57,9 @@ export class RedisPolicyBackend implements PolicyBackend {
   private subscriber: RedisClient | undefined
 
   constructor (private readonly client: RedisClient, keyPrefix: string) {
-    // One hash tag for every policy key, so the write script stays on one Cluster slot. Policies keep
-    // the key of layout v1: their format did not change when the counters' did.
-    this.key = `${keyPrefix}:v1:{policies}`
-    this.channel = `${keyPrefix}:v1:policies`
+    // One hash tag for every policy key, so the write script stays on one Cluster slot.
+    this.key = `${keyPrefix}:${KEY_LAYOUT_VERSION}:{policies}`
+    this.channel = `${keyPrefix}:${KEY_LAYOUT_VERSION}:policies`
   }
 
   async write (field: string, value: unknown, lifetimeMs: number | null, onlyIfVersion?: number): Promise<ChangeNotice | undefined> {

@@ -3,7 +3,7 @@
 // Redis), kept fresh by pub/sub notices, a full reload whenever a notice does not fit what is held,
 // and a periodic full reload.
 import type { FastifyBaseLogger } from 'fastify'
-import { subjectBases, storeKeys } from '../keys.js'
+import { subjectBase, storeKeys } from '../keys.js'
 import { resolveOptions } from '../options.js'
 import type { RouteLimiter } from '../route-config.js'
 import { RedisStore } from '../store/redis-store.js'
@@ -375,8 +375,7 @@ export class PolicyManager {
   /** Forgets every counter and lease of a tenant, in every bucket. */
   async resetUsage (tenantId: string): Promise<void> {
     check(TenantId, tenantId, 'tenantId')
-    // Every layout's keys: a month carried over from the previous layout must not come back.
-    for (const base of subjectBases(this.keyPrefix, 'tenant', tenantId)) await this.requireStore().resetSubject(base)
+    await this.requireStore().resetSubject(subjectBase(this.keyPrefix, 'tenant', tenantId))
     // Tell every instance, so rejections they remember for this tenant are dropped.
     await this.write(Field.reset(tenantId), Date.now(), 3_600_000)
   }

@@ -10,8 +10,7 @@ import { rethrowLater } from './types.js'
 /** One request's part of a batch (or an item that only gives leases back: `terms` ''). */
 export interface BatchItem {
   readonly counters: string
-  /** The same bucket's counters under key layout v1 (see StoreKeys). */
-  readonly legacy: string
+  readonly leases: string
   /** JSON `[cost, minute, hour, month, concurrency]`, or '' to only give leases back. */
   readonly terms: string
   readonly leaseId: string
@@ -86,7 +85,7 @@ export class AdmitBatcher {
     for (let i = 0; i < count; i++) {
       const item = items[start + i]
       args[2 * i] = item.counters
-      args[2 * i + 1] = item.legacy
+      args[2 * i + 1] = item.leases
       const at = 2 * count + 1 + 3 * i
       args[at] = item.terms
       args[at + 1] = item.leaseId

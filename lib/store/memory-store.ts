@@ -131,17 +131,17 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
   }
 
   release (keys: StoreKeys, leaseId: string): void {
-    const entry = this.leases.get(keys.counters)
+    const entry = this.leases.get(keys.leases)
     if (entry === undefined) return
     entry.members.delete(leaseId)
-    // Lease sets exist only while requests run, so many distinct subjects never pile them up.
-    if (entry.members.size === 0) this.leases.delete(keys.counters)
+    // As in Redis, where a hash whose last field goes is gone: lease sets exist only while requests run.
+    if (entry.members.size === 0) this.leases.delete(keys.leases)
   }
 
   async renewLeases (leases: ReadonlyArray<{ readonly keys: StoreKeys, readonly id: string }>): Promise<void> {
     const expiry = this.clock() + this.settings.leaseTtlMs
     for (const { keys, id } of leases) {
-      const entry = this.leases.get(keys.counters)
+      const entry = this.leases.get(keys.leases)
       if (entry === undefined || !entry.members.has(id)) continue
       entry.members.set(id, expiry)
       entry.expiresAt = Math.max(entry.expiresAt, expiry)
@@ -162,7 +162,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
       if (counters.monthId === monthId) month = counters.month
     }
     let inFlight = 0
-    for (const expiry of this.leases.get(keys.counters)?.members.values() ?? []) if (expiry > now) inFlight++
+    for (const expiry of this.leases.get(keys.leases)?.members.values() ?? []) if (expiry > now) inFlight++
     return { now, minute, hour, month, inFlight, monthResetAt }
   }
 
@@ -259,7 +259,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     }
 
     let inFlight = 0
-    let leases = this.leases.get(request.keys.counters)
+    let leases = this.leases.get(request.keys.leases)
     if (limC >= 0) {
       inFlight = leases?.members.size ?? 0
       if (leases !== undefined && inFlight + 1 > limC) {
@@ -294,7 +294,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
       if (limC >= 0) {
         if (leases === undefined) {
           leases = { members: new Map(), expiresAt: 0 }
-          this.leases.set(request.keys.counters, leases)
+          this.leases.set(request.keys.leases, leases)
         }
         leases.members.set(request.leaseId, now + leaseTtlMs)
         leases.expiresAt = now + leaseTtlMs

@@ -5,7 +5,7 @@ import { MonthCache } from './calendar.js'
 import { decodeDecision, limitArg, parseAdmitReply } from './decision.js'
 import { AdmitBatcher, type BatchItem } from './admit-batcher.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
-import { admitAsPromise, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
+import { admitAsPromise, HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { StoreReplyError } from '../errors.js'
 import { StoreUnavailableError } from './store-unavailable.js'
 import type { TierLimits } from '../tiers.js'
@@ -59,7 +59,7 @@ interface ItemAnswers {
 /** One admission in a batch: what the script needs, and where its answer goes. */
 class AdmitItem implements BatchItem {
   readonly counters: string
-  readonly legacy: string
+  readonly leases: string
   readonly leaseId: string
   readonly releasing: string
   private failed = false
@@ -74,7 +74,7 @@ class AdmitItem implements BatchItem {
     readonly sink: DecisionSink
   ) {
     this.counters = request.keys.counters
-    this.legacy = request.keys.legacy
+    this.leases = request.keys.leases
     this.leaseId = request.leaseId
     this.releasing = released === undefined ? '' : releasingArg(released)
   }
@@ -98,7 +98,8 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
   private readonly batcher: AdmitBatcher
   private readonly months = new MonthCache()
   private readonly termsByLimits = new WeakMap<TierLimits, string>()
-  /** Releases not sent yet, by counters key: they wait for the next admission of those keys. */
+  private hints = { minuteBucket: NaN, text: '' }
+  /** Releases not sent yet, by leases key: they wait for the next admission of those keys. */
   private readonly unsent = new Map<string, { readonly keys: StoreKeys, readonly ids: string[] }>()
   private releaseTimer: NodeJS.Timeout | undefined
   /** Releases that failed (Redis away), sent again once it answers. */
@@ -130,8 +131,8 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
   admitTo (request: AdmitRequest, sink: DecisionSink): void {
     const { keys } = request
     // Leases given back since the last call for these keys ride along: one item, not two.
-    const releasing = this.unsent.get(keys.counters)?.ids
-    if (releasing !== undefined) this.unsent.delete(keys.counters)
+    const releasing = this.unsent.get(keys.leases)?.ids
+    if (releasing !== undefined) this.unsent.delete(keys.leases)
     this.batcher.send(new AdmitItem(this.answers, request, this.terms(request.limits, request.cost), releasing, this.batchClock(), sink))
   }
 
@@ -167,8 +168,23 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     return cost === 1 ? '[1,' + known : '[' + cost + ',' + known
   }
 
-  /** What a batch shares: k, the lease lifetime and the clock (-1: Redis TIME). */
-  private readonly sharedTerms = (clock: number): string => '[' + this.settings.bucketsPerWindow + ',' + this.settings.leaseTtlMs + ',' + clock + ']'
+  /** What a batch shares: k, the lease lifetime, the clock (-1: Redis TIME) and the clock guesses. */
+  private readonly sharedTerms = (clock: number): string => {
+    const now = clock < 0 ? Date.now() : clock
+    return '[' + this.settings.bucketsPerWindow + ',' + this.settings.leaseTtlMs + ',' + clock + ',' + this.hintsFor(now) + ']'
+  }
+
+  /** The clock guesses of the batch script (buckets, field names, month), rebuilt when the minute bucket moves. */
+  private hintsFor (now: number): string {
+    const k = this.settings.bucketsPerWindow
+    const minuteBucket = Math.floor(now / (MINUTE_MS / k))
+    if (minuteBucket !== this.hints.minuteBucket) {
+      const hourBucket = Math.floor(now / (HOUR_MS / k))
+      const month = this.months.of(now)
+      this.hints = { minuteBucket, text: `${minuteBucket},${hourBucket},"m${minuteBucket}","h${hourBucket}","q${month.id}",${month.start},${month.end}` }
+    }
+    return this.hints.text
+  }
 
   /** False while the client is not connected: callers fail fast instead of queueing commands. */
   get ready (): boolean {
@@ -182,8 +198,8 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
    * is the last resort.
    */
   release (keys: StoreKeys, leaseId: string): void {
-    const waiting = this.unsent.get(keys.counters)
-    if (waiting === undefined) this.unsent.set(keys.counters, { keys, ids: [leaseId] })
+    const waiting = this.unsent.get(keys.leases)
+    if (waiting === undefined) this.unsent.set(keys.leases, { keys, ids: [leaseId] })
     else waiting.ids.push(leaseId)
     if (this.releaseTimer === undefined) {
       this.releaseTimer = setTimeout(this.sendReleases, RELEASE_DELAY_MS)
@@ -197,7 +213,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     for (const { keys, ids } of this.unsent.values()) {
       this.batcher.send({
         counters: keys.counters,
-        legacy: keys.legacy,
+        leases: keys.leases,
         terms: '',
         leaseId: '',
         releasing: releasingArg(ids),
@@ -212,8 +228,8 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
   async renewLeases (leases: ReadonlyArray<{ readonly keys: StoreKeys, readonly id: string }>): Promise<void> {
     const byKey = new Map<string, string[]>()
     for (const { keys, id } of leases) {
-      const ids = byKey.get(keys.counters)
-      if (ids === undefined) byKey.set(keys.counters, [id])
+      const ids = byKey.get(keys.leases)
+      if (ids === undefined) byKey.set(keys.leases, [id])
       else ids.push(id)
     }
     await Promise.all([...byKey].map(async ([key, ids]) => await LEASE_RENEW_SCRIPT.run(this.client, [key, this.settings.leaseTtlMs, ...ids])))
@@ -251,7 +267,8 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
 
   async usage (keys: StoreKeys): Promise<Usage> {
     const reply = await USAGE_SCRIPT.run(this.client, [
-      keys.counters, keys.legacy, this.settings.bucketsPerWindow, this.clock === undefined ? '' : this.clock()
+      keys.counters, keys.leases, MINUTE_MS, HOUR_MS, this.settings.bucketsPerWindow,
+      this.clock === undefined ? '' : this.clock()
     ]) as number[]
     if (!Array.isArray(reply) || reply.length !== 6) throw new StoreReplyError(JSON.stringify(reply))
     return { now: reply[0], minute: reply[1], hour: reply[2], month: reply[3], inFlight: reply[4], monthResetAt: reply[5] }

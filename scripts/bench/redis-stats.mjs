@@ -160,7 +160,7 @@ export async function memoryPerTenant (redis, keyPrefix) {
         rejected,
         keys: found.length,
         fields: await redis.hlen(keys.counters),
-        leases: Number(await redis.hget(keys.counters, 'lN')),
+        leases: await redis.hlen(keys.leases),
         bytes
       })
     }

@@ -176,7 +176,7 @@ export function buildReport ({ scenarios, results, settings, env, commands, memo
       'One tenant per default tier, replayed on the store\'s clock over the last 60 simulated minutes: its hour limit ' +
         'spread over the hour (every hour bucket present), one request per minute bucket in the last minute (as many ' +
         'as the minute limit allows), the month\'s counter, and one lease still held. Bytes: the sum of ' +
-        '`MEMORY USAGE <key> SAMPLES 0` over every key of the tenant (`SCAN MATCH <prefix>:v2:{t:<id>}:*`).',
+        '`MEMORY USAGE <key> SAMPLES 0` over every key of the tenant (`SCAN MATCH <prefix>:v1:{t:<id>}:*`).',
       '',
       '| tier | per minute / hour / concurrent / month | requests admitted | keys | hash fields | leases held | bytes | ≤ 1 KiB |',
       '|---|---|---:|---:|---:|---:|---:|:---:|'
