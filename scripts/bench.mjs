@@ -120,6 +120,16 @@ async function main () {
       return m
     }
 
+    // Every Redis scenario but the probe (which only reads) must have written under its prefix; on
+    // the Cluster, on every master.
+    const checkKeys = async (scenario) => {
+      if (scenario.store !== 'redis' || scenario.kind === 'probe') return
+      const pattern = scenarioPrefix(keyPrefix, scenario.name) + ':*'
+      const counts = scenario.cluster ? await keysPerMaster(cluster.client, pattern) : [await countKeys(redis, pattern)]
+      log(`${scenario.name}: ${counts.join(' + ')} Redis keys under its prefix`)
+      if (counts.includes(0)) problems.push(`${scenario.name}: no Redis keys under its prefix${scenario.cluster ? ' on some master' : ''}; the scenario did not use Redis as it should`)
+    }
+
     for (const scenario of scenarios) {
       const child = await startServer(scenario, serverEnv)
       children.push(child)
@@ -147,17 +157,9 @@ async function main () {
         log(`round ${round + 1}/${settings.rounds} ${child.scenario.name}: ${Math.round(m.rps)} req/s, ` +
           `p50 ${m.p50.toFixed(2)} ms, p99 ${m.p99.toFixed(2)} ms, statuses ${JSON.stringify(m.statusCodes)}, errors ${m.errors}`)
         problems.push(...checkRun(child, m, `round ${round + 1}`))
+        // Checked right after the scenario's first run, before the keys of a short window expire.
+        if (round === 0) await checkKeys(child.scenario)
       }
-    }
-
-    // Every Redis scenario but the probe (which only reads) must have written under its prefix; on
-    // the Cluster, on every master.
-    for (const { scenario } of children) {
-      if (scenario.store !== 'redis' || scenario.kind === 'probe') continue
-      const pattern = scenarioPrefix(keyPrefix, scenario.name) + ':*'
-      const counts = scenario.cluster ? await keysPerMaster(cluster.client, pattern) : [await countKeys(redis, pattern)]
-      log(`${scenario.name}: ${counts.join(' + ')} Redis keys under its prefix`)
-      if (counts.includes(0)) problems.push(`${scenario.name}: no Redis keys under its prefix${scenario.cluster ? ' on some master' : ''}; the scenario did not use Redis as it should`)
     }
 
     // Redis commands per request: a dedicated run of a fixed number of requests per scenario.
