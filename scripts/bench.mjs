@@ -18,6 +18,7 @@
 //   BENCH_WARMUP        seconds of warm-up per scenario before the first round (default 2)
 //   BENCH_CMD_REQUESTS  requests of each run that counts Redis commands (default 20000)
 //   REDIS_URL           Redis of the redis scenarios (default redis://127.0.0.1:6379)
+//   BENCH_PROFILE       a folder: every server writes a CPU profile there (<scenario>.cpuprofile)
 //
 // Exit status 1 when a server fails, a request errors, a scenario that must never be limited answers
 // anything but 2xx, or the over-limit scenario answers anything but 200 and 429 (or never 429).
@@ -317,8 +318,11 @@ async function measureCommands ({ scenarios, settings, serverEnv, children, prob
 
 /** `env`: REDIS_URL, BENCH_KEY_PREFIX and BENCH_CLUSTER of the server (scripts/bench/server.mjs). */
 function startServer (scenario, env) {
+  const profileDir = process.env.BENCH_PROFILE
   const child = fork(SERVER, [scenario.name], {
     env: { ...process.env, ...env },
+    // A CPU profile of each server, written when it stops (open it in Chrome's DevTools).
+    execArgv: profileDir === undefined || profileDir === '' ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', `${scenario.name}.cpuprofile`],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
   return new Promise((resolve, reject) => {
