@@ -96,6 +96,8 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
   readonly settings: WindowSettings
   private readonly clock: (() => number) | undefined
   private readonly batcher: AdmitBatcher
+  /** Whether admissions share script calls (a single Redis); else each is a call of its own. */
+  private readonly batching: boolean
   private readonly months = new MonthCache()
   private readonly termsByLimits = new WeakMap<TierLimits, string>()
   private hints = { minuteBucket: NaN, text: '' }
@@ -114,7 +116,8 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     this.clock = options.clock
     // Never on a Cluster: one call may only touch one slot.
     const isCluster = 'nodes' in this.client
-    this.batcher = new AdmitBatcher(this.client, ADMIT_SCRIPT, !isCluster && (options.pipeline ?? true), this.sharedTerms, options.timeoutMs)
+    this.batching = !isCluster && (options.pipeline ?? true)
+    this.batcher = new AdmitBatcher(this.client, ADMIT_SCRIPT, this.batching, this.sharedTerms, options.timeoutMs)
     // Releases that failed during an outage go out as soon as the connection is back.
     this.client.on('ready', this.onReady)
   }
@@ -211,6 +214,12 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     this.releaseTimer = undefined
     const clock = this.batchClock()
     for (const { keys, ids } of this.unsent.values()) {
+      if (!this.batching) {
+        // A call of its own either way (a Cluster): a plain HDEL costs Redis far less than a script.
+        // The leases hash holds nothing else, so Redis deletes it with its last lease, as the script would.
+        this.client.hdel(keys.leases, ...ids).catch((err: unknown) => this.releasesFailed(keys, ids, err))
+        continue
+      }
       this.batcher.send({
         counters: keys.counters,
         leases: keys.leases,

@@ -1,0 +1,74 @@
+// Redis time per admission: what the store's commands cost Redis itself, read from INFO commandstats
+// of a private redis-server and of a private three-master Cluster, with no HTTP in the way. Three
+// traffic shapes: one busy tenant (batches share a hash), 10,000 tenants on one Redis, and 10,000
+// tenants on the Cluster (a call per admission). Every admission takes a lease and gives it back.
+//
+//   npm run build && node scripts/redis-cost.mjs [--turns N]
+//
+// Prints, per shape, the µs of Redis time per admission by command (a script's commands are counted
+// inside EVALSHA too, and listed on their own lines).
+import { spawn } from 'node:child_process'
+import { parseArgs } from 'node:util'
+import { Redis } from 'ioredis'
+import { RedisStore, storeKeys } from '../dist/index.js'
+import { startPrivateCluster } from './bench/cluster.mjs'
+import { freePort, waitForRedis } from './loopback-redis.mjs'
+
+const { values } = parseArgs({ options: { turns: { type: 'string', default: '2000' } } })
+const TURNS = Number(values.turns)
+const PER_TURN = 16
+const LIMITS = { requestsPerMinute: 1e9, requestsPerHour: 1e9, concurrentRequests: 10_000, monthlyQuota: 1e12 }
+
+/** `turns` event-loop turns of PER_TURN admissions each, every lease given back after its answer. */
+async function traffic (store, tenantOf, turns) {
+  let id = 0
+  for (let turn = 0; turn < turns; turn++) {
+    await Promise.all(Array.from({ length: PER_TURN }, async () => {
+      const keys = storeKeys('cost', 'tenant', tenantOf(), undefined)
+      const leaseId = 'l' + (++id)
+      await store.admit({ keys, cost: 1, limits: LIMITS, leaseId })
+      store.release(keys, leaseId)
+    }))
+  }
+  await new Promise(resolve => setTimeout(resolve, 50)) // the last releases go out
+}
+
+/** Warms up (every tenant touched, scripts loaded), then measures `TURNS` turns. */
+async function measure (label, client, nodes, tenantOf) {
+  const store = new RedisStore({ client })
+  await traffic(store, tenantOf, 2500)
+  for (const node of nodes) await node.config('RESETSTAT')
+  await traffic(store, tenantOf, TURNS)
+  const totals = new Map()
+  for (const node of nodes) {
+    for (const [, command, calls, usec] of (await node.info('commandstats')).matchAll(/cmdstat_(\w+):calls=(\d+),usec=(\d+)/g)) {
+      const [c, u] = totals.get(command) ?? [0, 0]
+      totals.set(command, [c + Number(calls), u + Number(usec)])
+    }
+  }
+  await store.close()
+  const admissions = TURNS * PER_TURN
+  console.log(`\n${label}: ${admissions} admissions`)
+  for (const [command, [calls, usec]] of [...totals].sort((a, b) => b[1][1] - a[1][1])) {
+    console.log(`  ${command.padEnd(10)} ${(calls / admissions).toFixed(3).padStart(7)} calls  ${(usec / admissions).toFixed(2).padStart(7)} µs per admission`)
+  }
+}
+
+const random10k = () => 't' + Math.floor(Math.random() * 10_000)
+
+const port = await freePort()
+const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+let cluster
+try {
+  await waitForRedis(port, server)
+  const redis = new Redis({ port })
+  await measure('one busy tenant, one Redis', redis, [redis], () => 'hot')
+  await measure('10,000 tenants, one Redis', redis, [redis], random10k)
+  redis.disconnect()
+
+  cluster = await startPrivateCluster()
+  await measure('10,000 tenants, three-master Cluster', cluster.client, cluster.client.nodes('master'), random10k)
+} finally {
+  server.kill('SIGKILL')
+  cluster?.stop()
+}
