@@ -135,6 +135,41 @@ for (const kind of STORE_KINDS) {
       const freed = await within(1500, async () => (await get(port, '/ok', tenant)).status === 200)
       t.ok(freed >= 0, `freed ${freed} ms after the client left (lease lifetime 300 ms)`)
     })
+
+    t.test('a reply the handler takes over (hijack) gives its lease back when it ends, or one lifetime after its client left', async t => {
+      let held!: (value: unknown) => void
+      const app = await buildApp(t, {
+        kind,
+        options: { tenantExtractor: headerTenant, leaseTtlSeconds: 0.3, tiers: { narrow: { ...LIMITS, concurrentRequests: 1 } } }
+      }, app => {
+        // Written by the handler itself, as a proxy or a file server might.
+        app.get('/raw', (_request, reply) => {
+          reply.hijack()
+          reply.raw.end('raw')
+        })
+        // Kept open by the handler until the client goes, as a WebSocket would be.
+        app.get('/socket', (request, reply) => {
+          reply.hijack()
+          reply.raw.writeHead(200)
+          reply.raw.write('open')
+          request.raw.socket.once('close', () => held(null))
+        })
+        app.get('/ok', async () => 'ok')
+      })
+      const port = await listen(app)
+      t.equal((await get(port, '/raw', tenant)).status, 200)
+      const freed = await within(1500, async () => (await get(port, '/ok', tenant)).status === 200)
+      t.ok(freed >= 0, `the ended hijacked reply's slot came back (${freed} ms): its response ended, so onResponse ran`)
+
+      const closed = new Promise(resolve => { held = resolve })
+      const socket = abortedGet(port, '/socket', tenant, 600)
+      await sleep(300)
+      t.equal((await get(port, '/ok', tenant)).status, 429, 'held, and renewed, while the hijacked connection is open')
+      await closed
+      t.ok(socket.destroyed)
+      const again = await within(1500, async () => (await get(port, '/ok', tenant)).status === 200)
+      t.ok(again >= 0, `its slot came back after the connection closed (${again} ms, lease lifetime 300 ms): no longer renewed once its client left`)
+    })
   })
 }
 
