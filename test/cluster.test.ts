@@ -3,6 +3,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { RedisStore, storeKeys, PolicyManager } from '../dist/index.js'
+import { keySlot } from '../dist/store/key-slot.js'
 import { buildApp, headerTenant } from './helpers/app.js'
 import { privateCluster } from './helpers/cluster.js'
 import { conformanceSuite } from './helpers/conformance.js'
@@ -99,6 +100,61 @@ t.test('on a three-master Redis Cluster', async t => {
     const next = await get('/')
     t.equal(next.status, 200)
     t.equal(next.headers.get('x-ratelimit-concurrent-remaining'), '4', 'only itself in flight')
+  })
+
+  t.test('the slot of a key is the one Redis computes, hash tags and all', async t => {
+    const keys = ['plain', '{acme}:all', 'x{}y', '{}{acme}', 'a{b}{c}', '{t:Ångström}:n', 'emoji-🚦{🚦}', '', '{', '}{a}']
+    for (let i = 0; i < 50; i++) keys.push(storeKeys('cl', 'tenant', `tenant-${i}-${Math.random()}`, i % 3 === 0 ? 'b' : undefined).counters)
+    for (const key of keys) t.equal(keySlot(key), Number(await client.cluster('KEYSLOT', key)), JSON.stringify(key))
+  })
+
+  t.test('a master that stops answering degrades only the tenants whose slots it holds', async t => {
+    const keyPrefix = 'cl-breaker'
+    const app = await buildApp(t, {
+      kind: 'memory',
+      keyPrefix,
+      options: {
+        redis: cluster.client(),
+        tenantExtractor: headerTenant,
+        storeTimeoutMs: 100,
+        breakerThreshold: 3,
+        breakerCooldownSeconds: 0.5,
+        tiers: { wide: { requestsPerMinute: 100_000, requestsPerHour: null, concurrentRequests: null, monthlyQuota: null } }
+      }
+    })
+    // Tenants on every master; the first master's are the ones that will lose it.
+    const victim = `127.0.0.1:${cluster.ports[0]}`
+    const tenants = Array.from({ length: 30 }, (_, i) => `tenant-${i}`)
+    const onVictim = new Set<string>()
+    for (const id of tenants) {
+      const slot = Number(await client.cluster('KEYSLOT', storeKeys(keyPrefix, 'tenant', id, undefined).counters))
+      if (client.slots[slot][0] === victim) onVictim.add(id)
+    }
+    t.ok(onVictim.size > 0 && onVictim.size < tenants.length, `${onVictim.size} of ${tenants.length} tenants on the master that stops`)
+    const degraded = async (id: string): Promise<boolean> =>
+      (await app.inject({ url: '/', headers: { 'x-tenant': id, 'x-tier': 'wide' } })).headers['x-ratelimit-status'] === 'degraded'
+    for (const id of tenants) t.notOk(await degraded(id), `${id} decided by Redis while every master answers`)
+
+    process.kill(cluster.pids[0], 'SIGSTOP')
+    t.teardown(() => { try { process.kill(cluster.pids[0], 'SIGCONT') } catch {} })
+    const seen = { victim: 0, healthy: 0 }
+    const started = Date.now()
+    while (Date.now() - started < 1500) {
+      // Every tenant at once, as under load: the stopped master's timeouts come back together.
+      const round = await Promise.all(tenants.map(degraded))
+      round.forEach((was, i) => { if (was) seen[onVictim.has(tenants[i]) ? 'victim' : 'healthy']++ })
+    }
+    t.equal(seen.healthy, 0, 'no tenant of a healthy master was degraded')
+    t.ok(seen.victim > 0, `the stopped master's tenants were (${seen.victim} degraded answers)`)
+
+    process.kill(cluster.pids[0], 'SIGCONT')
+    const back = Date.now()
+    let recovered = false
+    while (!recovered && Date.now() - back < 5000) {
+      recovered = true
+      for (const id of onVictim) if (await degraded(id)) recovered = false
+    }
+    t.ok(recovered, `its tenants are decided by Redis again ${Date.now() - back} ms after it answers`)
   })
 
   t.test('a standalone PolicyManager on the cluster', async t => {

@@ -30,9 +30,10 @@ export function createStore (options: ResolvedOptions, fastify: FastifyInstance)
     breakerCooldownMs: options.breakerCooldownMs,
     fallbackShare: options.fallbackShare,
     fallbackSettings: memory,
-    onStateChange: (state, cause) => {
-      if (state === 'open') fastify.log.error({ err: cause }, 'rate limiting: Redis failing, circuit open (decisions use failMode%s)', options.fallbackShare === undefined ? '' : ' and the local fallback')
-      else fastify.log.info('rate limiting: Redis answers again, circuit closed')
+    onStateChange: (state, cause, node) => {
+      const where = node === '' ? 'Redis' : `Redis Cluster node ${node}`
+      if (state === 'open') fastify.log.error({ err: cause, node }, 'rate limiting: %s failing, circuit open (its decisions use failMode%s)', where, options.fallbackShare === undefined ? '' : ' and the local fallback')
+      else fastify.log.info({ node }, 'rate limiting: %s answers again, circuit closed', where)
     }
   })
   return { store, owned: true, redis: client }

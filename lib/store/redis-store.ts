@@ -4,6 +4,7 @@ import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
 import { decodeDecision, limitArg, parseAdmitReply } from './decision.js'
 import { AdmitBatcher, type BatchItem } from './admit-batcher.js'
+import { keySlot } from './key-slot.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
 import { admitAsPromise, HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { StoreReplyError } from '../errors.js'
@@ -100,6 +101,8 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
   private readonly batching: boolean
   private readonly months = new MonthCache()
   private readonly termsByLimits = new WeakMap<TierLimits, string>()
+  /** Cluster slots of keys seen (the limiter reuses one StoreKeys object per subject and bucket). */
+  private readonly slots = new WeakMap<StoreKeys, number>()
   private hints = { minuteBucket: NaN, text: '' }
   /** Releases not sent yet, by leases key: they wait for the next admission of those keys. */
   private readonly unsent = new Map<string, { readonly keys: StoreKeys, readonly ids: string[] }>()
@@ -187,6 +190,20 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
       this.hints = { minuteBucket, text: `${minuteBucket},${hourBucket},"m${minuteBucket}","h${hourBucket}","q${month.id}",${month.start},${month.end}` }
     }
     return this.hints.text
+  }
+
+  /**
+   * The Cluster node that holds these keys (`host:port` of its master), or '' on a single Redis: the
+   * resilient store keeps a circuit breaker per node, so a failing master degrades only its tenants.
+   */
+  nodeOf (keys: StoreKeys): string {
+    if (!('nodes' in this.client)) return ''
+    let slot = this.slots.get(keys)
+    if (slot === undefined) {
+      slot = keySlot(keys.counters)
+      this.slots.set(keys, slot)
+    }
+    return this.client.slots[slot]?.[0] ?? ''
   }
 
   /** False while the client is not connected: callers fail fast instead of queueing commands. */

@@ -1,8 +1,10 @@
-// Keeps Redis trouble away from the request path: a circuit breaker that stops calling a failing
-// store for a while, and an optional local fallback limiter. (The deadline of each decision is the
+// Keeps Redis trouble away from the request path: circuit breakers that stop calling a failing
+// store for a while (one per Cluster node, so a failing master degrades only the tenants it holds),
+// and an optional local fallback limiter. (The deadline of each decision is the
 // Redis store's: it is measured from the moment a call is sent, see SentCall in admit-batcher.ts.)
 import type { StoreKeys } from '../keys.js'
 import { MemoryStore, type MemoryStoreOptions } from './memory-store.js'
+import { CircuitBreaker } from './circuit-breaker.js'
 import { StoreUnavailableError } from './store-unavailable.js'
 import { admitAsPromise, admitInto, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage } from './types.js'
 import { applyMultiplier } from '../tiers.js'
@@ -10,21 +12,22 @@ import { applyMultiplier } from '../tiers.js'
 export { StoreUnavailableError }
 
 export interface ResilienceOptions {
-  /** Consecutive failures that open the breaker. */
+  /** Consecutive failures that open a breaker. */
   breakerThreshold: number
-  /** How long the breaker stays open before one probe is let through, in ms. */
+  /** How long a breaker stays open before one probe is let through, in ms. */
   breakerCooldownMs: number
   /** Share of each limit the local fallback enforces on this instance (undefined: no fallback). */
   fallbackShare: number | undefined
-  /** Reports when the store fails and recovers (for logs). */
-  onStateChange?: (state: 'open' | 'closed', cause: unknown) => void
+  /** Reports when the store (on a Cluster: one node, named) fails and recovers (for logs). */
+  onStateChange?: (state: 'open' | 'closed', cause: unknown, node: string) => void
 }
 
-type BreakerState = 'closed' | 'open' | 'half-open'
+/** A store that can say which Cluster node holds a request's keys ('' for a single Redis). */
+type InnerStore = RateLimitStore & { readonly ready?: boolean, nodeOf?: (keys: StoreKeys) => string }
 
-/** A decision waiting for the store: its outcome counts for the breaker before it reaches the sink. */
+/** A decision waiting for the store: its outcome counts for its node's breaker before it reaches the sink. */
 class Waiter implements DecisionSink {
-  constructor (private readonly owner: ResilientStore, readonly request: AdmitRequest, readonly sink: DecisionSink) {}
+  constructor (private readonly owner: ResilientStore, readonly request: AdmitRequest, readonly sink: DecisionSink, readonly breaker: CircuitBreaker) {}
 
   decided (decision: Decision): void {
     this.owner.answered(this, decision)
@@ -38,22 +41,38 @@ class Waiter implements DecisionSink {
 /** Wraps a store; decisions it fails (or cannot make, the breaker open) are errors, or fallback decisions. */
 export class ResilientStore implements RateLimitStore, DirectAdmit {
   readonly kind: 'redis' | 'memory'
-  private state: BreakerState = 'closed'
-  private failures = 0
-  private openedAt = 0
+  /** One breaker per Cluster node ('' for a single Redis). */
+  private readonly breakers = new Map<string, CircuitBreaker>()
   /** The local fallback limiter, when there is one. */
   readonly fallback: MemoryStore | undefined
   /** Leases the fallback granted (given back to it, not to the store). */
   private readonly fallbackLeases = new Set<string>()
 
-  constructor (readonly inner: RateLimitStore & { readonly ready?: boolean }, private readonly options: ResilienceOptions & { fallbackSettings?: MemoryStoreOptions }) {
+  constructor (readonly inner: InnerStore, private readonly options: ResilienceOptions & { fallbackSettings?: MemoryStoreOptions }) {
     this.kind = inner.kind
     this.fallback = options.fallbackShare === undefined ? undefined : new MemoryStore(options.fallbackSettings)
   }
 
-  /** Whether the breaker is open (decisions skip the store). */
+  /** Whether a breaker is open (decisions for its node skip the store). */
   get circuitOpen (): boolean {
-    return this.state !== 'closed'
+    for (const breaker of this.breakers.values()) if (!breaker.closed) return true
+    return false
+  }
+
+  /** The breaker of the node that holds these keys. */
+  private breakerFor (keys: StoreKeys): CircuitBreaker {
+    const node = this.inner.nodeOf?.(keys) ?? ''
+    let breaker = this.breakers.get(node)
+    if (breaker === undefined) {
+      const onStateChange = this.options.onStateChange
+      breaker = new CircuitBreaker({
+        threshold: this.options.breakerThreshold,
+        cooldownMs: this.options.breakerCooldownMs,
+        onStateChange: onStateChange === undefined ? undefined : (state, cause) => onStateChange(state, cause, node)
+      })
+      this.breakers.set(node, breaker)
+    }
+    return breaker
   }
 
   admit (request: AdmitRequest): Promise<Decision> {
@@ -62,14 +81,14 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
 
   /** `admit` without a promise (the limiter's path): the outcome goes to `sink`. */
   admitTo (request: AdmitRequest, sink: DecisionSink): void {
-    if (this.state === 'open') {
-      if (Date.now() - this.openedAt < this.options.breakerCooldownMs) return this.withoutStore(request, sink, new StoreUnavailableError('circuit-open'))
-      this.state = 'half-open' // this request is the probe
-    } else if (this.state === 'half-open') {
-      return this.withoutStore(request, sink, new StoreUnavailableError('circuit-open')) // one probe at a time
+    const breaker = this.breakerFor(request.keys)
+    if (!breaker.allows()) return this.withoutStore(request, sink, new StoreUnavailableError('circuit-open'))
+    if (this.inner.ready === false) {
+      const err = new StoreUnavailableError('not-connected')
+      breaker.failed(err)
+      return this.withoutStore(request, sink, err)
     }
-    if (this.inner.ready === false) return this.withoutStore(request, sink, this.failed(new StoreUnavailableError('not-connected')))
-    admitInto(this.inner, request, new Waiter(this, request, sink))
+    admitInto(this.inner, request, new Waiter(this, request, sink, breaker))
   }
 
   /** The store could not decide: the local fallback does, when there is one; else the error stands. */
@@ -94,7 +113,8 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
 
   async renewLeases (leases: ReadonlyArray<{ readonly keys: StoreKeys, readonly id: string }>): Promise<void> {
     if (this.fallback !== undefined) await this.fallback.renewLeases(leases.filter(l => this.fallbackLeases.has(l.id)))
-    if (this.state === 'closed') await this.inner.renewLeases(leases.filter(l => !this.fallbackLeases.has(l.id)))
+    // Not through a node whose breaker is open: that would only pay its deadline again.
+    await this.inner.renewLeases(leases.filter(l => !this.fallbackLeases.has(l.id) && this.breakerFor(l.keys).closed))
   }
 
   async usage (keys: StoreKeys): Promise<Usage> {
@@ -113,29 +133,13 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
 
   /** @internal The store answered (called by Waiter). */
   answered (waiter: Waiter, decision: Decision): void {
-    this.succeeded()
+    waiter.breaker.succeeded()
     waiter.sink.decided(decision)
   }
 
   /** @internal The store failed the decision (called by Waiter): the fallback decides, or the error stands. */
   refused (waiter: Waiter, err: unknown): void {
-    this.withoutStore(waiter.request, waiter.sink, this.failed(err))
-  }
-
-  private succeeded (): void {
-    if (this.state !== 'closed') this.options.onStateChange?.('closed', undefined)
-    this.state = 'closed'
-    this.failures = 0
-  }
-
-  /** Counts a failure (opening the breaker when due) and hands the error back to be thrown. */
-  private failed (err: unknown): unknown {
-    this.failures++
-    if (this.state === 'half-open' || (this.state === 'closed' && this.failures >= this.options.breakerThreshold)) {
-      if (this.state === 'closed') this.options.onStateChange?.('open', err)
-      this.state = 'open'
-      this.openedAt = Date.now()
-    }
-    return err
+    waiter.breaker.failed(err)
+    this.withoutStore(waiter.request, waiter.sink, err)
   }
 }

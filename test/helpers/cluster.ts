@@ -27,7 +27,7 @@ async function freeRun (): Promise<number> {
   throw new Error('no free ports for a local Redis Cluster')
 }
 
-export async function privateCluster (t: Teardown): Promise<{ ports: number[], client: () => Cluster }> {
+export async function privateCluster (t: Teardown): Promise<{ ports: number[], pids: number[], client: () => Cluster }> {
   const dir = mkdtempSync(join(tmpdir(), 'maestro-rl-cluster-')) + '/'
   const { ports, pids } = await startCluster(await freeRun(), dir)
   t.teardown(() => { stopCluster(pids); rmSync(dir, { recursive: true, force: true }) })
@@ -36,5 +36,5 @@ export async function privateCluster (t: Teardown): Promise<{ ports: number[], c
     t.teardown(() => cluster.disconnect())
     return cluster
   }
-  return { ports, client }
+  return { ports, pids, client }
 }
