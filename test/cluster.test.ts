@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { RedisStore, storeKeys, PolicyManager } from '../dist/index.js'
 import { keySlot } from '../dist/store/key-slot.js'
-import { buildApp, headerTenant } from './helpers/app.js'
+import { buildApp, headerTenant, listen } from './helpers/app.js'
 import { privateCluster } from './helpers/cluster.js'
 import { conformanceSuite } from './helpers/conformance.js'
 import { limits } from './helpers/stores.js'
@@ -89,9 +89,7 @@ t.test('on a three-master Redis Cluster', async t => {
       app.get('/', async () => 'ok')
       app.get('/slow', async () => { handled++; return 'ok' })
     })
-    await app.listen({ port: 0, host: '127.0.0.1' })
-    const address = app.server.address()
-    const port = typeof address === 'object' && address !== null ? address.port : 0
+    const port = await listen(app)
     const get = async (path: string): Promise<Response> => await fetch(`http://127.0.0.1:${port}${path}`)
     for (let i = 0; i < 8; i++) t.equal((await get(`/missing-${i}`)).status, 404)
     for (let i = 0; i < 5; i++) await fetch(`http://127.0.0.1:${port}/slow`, { signal: AbortSignal.timeout(50) }).catch(() => {})

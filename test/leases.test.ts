@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import { request as httpRequest } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { buildApp, headerTenant } from './helpers/app.js'
+import { buildApp, headerTenant, listen } from './helpers/app.js'
 import { STORE_KINDS } from './helpers/stores.js'
 import { REDIS_URL, sharedRedis, uniquePrefix } from './helpers/redis.js'
 
@@ -52,9 +52,7 @@ for (const kind of STORE_KINDS) {
         app.get('/hang', async () => { reached(); await sleep(300); finish(); return 'late' })
         app.get('/ok', async () => 'ok')
       })
-      await app.listen({ port: 0, host: '127.0.0.1' })
-      const address = app.server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
+      const port = await listen(app)
       const req = httpRequest({ host: '127.0.0.1', port, path: '/hang', headers: tenant })
       req.on('error', () => {})
       req.end()

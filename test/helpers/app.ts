@@ -26,6 +26,13 @@ export async function buildApp (t: Teardown, { kind, options = {}, server = {}, 
   return app
 }
 
+/** Listens on a free loopback port (closed with the app); returns the port. */
+export async function listen (app: FastifyInstance): Promise<number> {
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  return typeof address === 'object' && address !== null ? address.port : 0
+}
+
 /** The tenant named by the test's `x-tenant` / `x-tier` headers (a trusted test extractor). */
 export const headerTenant: RateLimitingOptions['tenantExtractor'] = (request) => {
   const tenantId = request.headers['x-tenant']
