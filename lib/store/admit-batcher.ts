@@ -41,7 +41,7 @@ export class AdmitBatcher {
   constructor (
     private readonly client: RedisClient,
     private readonly script: LuaScript,
-    private readonly batching: boolean,
+    readonly batching: boolean,
     private readonly shared: (clock: number) => string,
     private readonly timeoutMs?: number
   ) {}

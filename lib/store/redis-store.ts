@@ -97,8 +97,6 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
   readonly settings: WindowSettings
   private readonly clock: (() => number) | undefined
   private readonly batcher: AdmitBatcher
-  /** Whether admissions share script calls (a single Redis); else each is a call of its own. */
-  private readonly batching: boolean
   private readonly months = new MonthCache()
   private readonly termsByLimits = new WeakMap<TierLimits, string>()
   /** Cluster slots of keys seen (the limiter reuses one StoreKeys object per subject and bucket). */
@@ -119,8 +117,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     this.clock = options.clock
     // Never on a Cluster: one call may only touch one slot.
     const isCluster = 'nodes' in this.client
-    this.batching = !isCluster && (options.pipeline ?? true)
-    this.batcher = new AdmitBatcher(this.client, ADMIT_SCRIPT, this.batching, this.sharedTerms, options.timeoutMs)
+    this.batcher = new AdmitBatcher(this.client, ADMIT_SCRIPT, !isCluster && (options.pipeline ?? true), this.sharedTerms, options.timeoutMs)
     // Releases that failed during an outage go out as soon as the connection is back.
     this.client.on('ready', this.onReady)
   }
@@ -231,7 +228,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     this.releaseTimer = undefined
     const clock = this.batchClock()
     for (const { keys, ids } of this.unsent.values()) {
-      if (!this.batching) {
+      if (!this.batcher.batching) {
         // A call of its own either way (a Cluster): a plain HDEL costs Redis far less than a script.
         // The leases hash holds nothing else, so Redis deletes it with its last lease, as the script would.
         this.client.hdel(keys.leases, ...ids).catch((err: unknown) => this.releasesFailed(keys, ids, err))

@@ -1,7 +1,7 @@
 // Keeps Redis trouble away from the request path: circuit breakers that stop calling a failing
 // store for a while (one per Cluster node, so a failing master degrades only the tenants it holds),
-// and an optional local fallback limiter. (The deadline of each decision is the
-// Redis store's: it is measured from the moment a call is sent, see SentCall in admit-batcher.ts.)
+// and an optional local fallback limiter. (The deadline of each decision is the Redis store's: it is
+// measured from the moment a call is sent, see SentCall in admit-batcher.ts.)
 import type { StoreKeys } from '../keys.js'
 import { MemoryStore, type MemoryStoreOptions } from './memory-store.js'
 import { CircuitBreaker } from './circuit-breaker.js'
@@ -30,7 +30,8 @@ class Waiter implements DecisionSink {
   constructor (private readonly owner: ResilientStore, readonly request: AdmitRequest, readonly sink: DecisionSink, readonly breaker: CircuitBreaker) {}
 
   decided (decision: Decision): void {
-    this.owner.answered(this, decision)
+    this.breaker.succeeded()
+    this.sink.decided(decision)
   }
 
   failed (err: unknown): void {
@@ -129,12 +130,6 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
     // The store fails the decisions still waiting for it first (failMode, or the fallback, decides them).
     await this.inner.close()
     await this.fallback?.close()
-  }
-
-  /** @internal The store answered (called by Waiter). */
-  answered (waiter: Waiter, decision: Decision): void {
-    waiter.breaker.succeeded()
-    waiter.sink.decided(decision)
   }
 
   /** @internal The store failed the decision (called by Waiter): the fallback decides, or the error stands. */
