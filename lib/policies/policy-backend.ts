@@ -55,6 +55,7 @@ export class RedisPolicyBackend implements PolicyBackend {
   readonly key: string
   readonly channel: string
   private subscriber: RedisClient | undefined
+  private onClientReady: (() => void) | undefined
 
   constructor (private readonly client: RedisClient, keyPrefix: string) {
     // One hash tag for every policy key, so the write script stays on one Cluster slot.
@@ -107,6 +108,10 @@ export class RedisPolicyBackend implements PolicyBackend {
     this.subscriber = subscriber
     subscriber.on('error', () => {}) // reconnects by itself; the periodic reload covers the gap
     subscriber.on('ready', onMissed)
+    // The reload reads through the main client: when it reconnects after the subscriber (each backs
+    // off on its own), only a reload then sees the restarted store at once.
+    this.onClientReady = onMissed
+    this.client.on('ready', onMissed)
     subscriber.on('message', (_channel: string, message: string) => {
       let notice: { v?: unknown, field?: unknown, entry?: unknown } | null
       try {
@@ -125,6 +130,9 @@ export class RedisPolicyBackend implements PolicyBackend {
   async close (): Promise<void> {
     this.subscriber?.disconnect()
     this.subscriber = undefined
+    // The client belongs to whoever created it: only our listener goes.
+    if (this.onClientReady !== undefined) this.client.off('ready', this.onClientReady)
+    this.onClientReady = undefined
   }
 }
 
