@@ -24,10 +24,15 @@ export function encodeId (id: string): string {
 export type SubjectKind = 'tenant' | 'anonymous'
 
 export interface StoreKeys {
-  /** Hash of window buckets and the month's count. */
+  /** Hash of one bucket's window buckets (and its own month's count, when a route caps it). */
   readonly counters: string
   /** Hash of concurrency leases: lease id → expiry (ms). */
   readonly leases: string
+  /**
+   * The hash that counts the subject's month, whatever the bucket: the subject's shared counters
+   * (the same key as `counters` for the shared bucket).
+   */
+  readonly month: string
 }
 
 /** The part of every key of one subject, whatever the bucket: `<prefix>:v1:{t:<id>}:`. */
@@ -37,8 +42,9 @@ export function subjectBase (prefix: string, kind: SubjectKind, id: string): str
 
 /** Where one subject's counters live for one bucket (`undefined` = the subject's shared counters). */
 export function storeKeys (prefix: string, kind: SubjectKind, id: string, bucket: string | undefined): StoreKeys {
-  const base = subjectBase(prefix, kind, id) + (bucket === undefined ? 'all' : 'b.' + encodeId(bucket))
-  return { counters: base + ':n', leases: base + ':c' }
+  const subject = subjectBase(prefix, kind, id)
+  const base = subject + (bucket === undefined ? 'all' : 'b.' + encodeId(bucket))
+  return { counters: base + ':n', leases: base + ':c', month: subject + 'all:n' }
 }
 
 /** Above this many subjects a key cache starts again (about 10 MB of keys at most). */

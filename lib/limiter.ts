@@ -146,7 +146,7 @@ export class Limiter {
     const started = metrics.enabled ? performance.now() : 0
     const subject = anonymous ? options.anonymousKey(request) : identity.tenantId
     const policy = this.policies.forRequest(anonymous ? undefined : subject, anonymous ? undefined : identity.tier ?? undefined, route)
-    const { tier, limits, shadow } = policy
+    const { tier, limits, bucketQuota, shadow } = policy
     const { cost, bucket } = route
     const series = endpointMetrics.series(subject, anonymous, tier)
     // What handlers see on request.rateLimit; the decision is filled in once the store has answered.
@@ -159,7 +159,7 @@ export class Limiter {
       this.blocked(reply, policy.block.reason)
       return
     }
-    if (isUnlimited(limits)) {
+    if (isUnlimited(limits) && bucketQuota === Infinity) {
       series.request('bypassed')
       done()
       return
@@ -173,7 +173,7 @@ export class Limiter {
     }
     const leaseId = limits.concurrentRequests === Infinity ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
     const pending = new PendingDecision(this, request, reply, done, context, series, keys, leaseId, started)
-    admitInto(this.store, { keys, cost, limits, leaseId }, pending)
+    admitInto(this.store, bucketQuota === Infinity ? { keys, cost, limits, leaseId } : { keys, cost, limits, leaseId, bucketQuota }, pending)
   }
 
   /** @internal The store's answer for a pending request (called by PendingDecision). */

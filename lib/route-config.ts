@@ -12,7 +12,10 @@ export interface RouteRateLimitConfig {
   cost?: number
   /** Count in these named counters instead of the tenant's shared ones (shared by routes naming it). */
   bucket?: string
-  /** Limits for every tier on this route (field by field over the tier's own). */
+  /**
+   * Limits for every tier on this route (field by field over the tier's own). A `monthlyQuota` here
+   * is a cap on this route's bucket, on top of the tenant's own quota, which every bucket shares.
+   */
   limits?: Partial<TierLimitsInput>
   /** Limits for named tiers on this route (over `limits`). */
   tiers?: Record<string, Partial<TierLimitsInput>>
@@ -34,8 +37,13 @@ const checkRouteConfig = Compile(RouteConfigSchema)
 export interface RouteLimiter {
   readonly cost: number
   readonly bucket: string | undefined
-  /** The limits a tier gets on this route, given that tier's own limits. Memoised per tier object. */
+  /**
+   * The limits a tier gets on this route, given that tier's own limits. Memoised per tier object.
+   * The monthly quota stays the tier's: it is the tenant's, counted across all buckets.
+   */
   limitsFor (tierName: string, tierLimits: TierLimits): TierLimits
+  /** The route's own monthly cap on its bucket for a tier (`Infinity`: none). */
+  bucketQuotaFor (tierName: string): number
 }
 
 /**
@@ -64,7 +72,8 @@ export function resolveRouteConfig (routeName: string, value: unknown, global: b
 export const sharedLimiter: RouteLimiter = {
   cost: 1,
   bucket: undefined,
-  limitsFor: (_name, tierLimits) => tierLimits
+  limitsFor: (_name, tierLimits) => tierLimits,
+  bucketQuotaFor: () => Infinity
 }
 
 class ConfiguredRouteLimiter implements RouteLimiter {
@@ -81,10 +90,23 @@ class ConfiguredRouteLimiter implements RouteLimiter {
   limitsFor (tierName: string, tierLimits: TierLimits): TierLimits {
     const known = this.memo.get(tierName)
     if (known !== undefined && known.from === tierLimits) return known.limits
-    const limits = overlayLimits(overlayLimits(tierLimits, this.allTiers), this.perTier[tierName])
+    const limits = overlayLimits(overlayLimits(tierLimits, withoutMonth(this.allTiers)), withoutMonth(this.perTier[tierName]))
     this.memo.set(tierName, { from: tierLimits, limits })
     return limits
   }
+
+  bucketQuotaFor (tierName: string): number {
+    const perTier = this.perTier[tierName]
+    const own = perTier !== undefined && 'monthlyQuota' in perTier ? perTier.monthlyQuota : this.allTiers?.monthlyQuota
+    return own === undefined || own === null ? Infinity : own
+  }
+}
+
+/** A route's limits without its monthly cap (which counts in the route's bucket, not the tenant's month). */
+function withoutMonth (limits: Partial<TierLimitsInput> | undefined): Partial<TierLimitsInput> | undefined {
+  if (limits === undefined || !('monthlyQuota' in limits)) return limits
+  const { monthlyQuota: _cap, ...rest } = limits
+  return rest
 }
 
 function normaliseInfinity (value: unknown): unknown {

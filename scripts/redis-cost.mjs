@@ -3,28 +3,38 @@
 // traffic shapes: one busy tenant (batches share a hash), 10,000 tenants on one Redis, and 10,000
 // tenants on the Cluster (a call per admission). Every admission takes a lease and gives it back.
 //
-//   npm run build && node scripts/redis-cost.mjs [--turns N]
+//   npm run build && node scripts/redis-cost.mjs [--turns N] [--against DIR] [--rounds N]
 //
 // Prints, per shape, the µs of Redis time per admission by command (a script's commands are counted
-// inside EVALSHA too, and listed on their own lines).
+// inside EVALSHA too, and listed on their own lines). With --against, DIR is another checkout of this
+// package, built: each shape runs this build and that one alternately (--rounds times each, default
+// 3), and the report ends with both totals per shape: an ablation of whatever differs between them.
 import { spawn } from 'node:child_process'
 import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
-import { RedisStore, storeKeys } from '../dist/index.js'
+import { pathToFileURL } from 'node:url'
+import * as thisBuild from '../dist/index.js'
 import { startPrivateCluster } from './bench/cluster.mjs'
 import { freePort, waitForRedis } from './loopback-redis.mjs'
 
-const { values } = parseArgs({ options: { turns: { type: 'string', default: '2000' } } })
+const { values } = parseArgs({
+  options: { turns: { type: 'string', default: '2000' }, against: { type: 'string' }, rounds: { type: 'string', default: '3' } }
+})
 const TURNS = Number(values.turns)
+const builds = [{ name: 'this build', lib: thisBuild }]
+if (values.against !== undefined) {
+  builds.push({ name: values.against, lib: await import(pathToFileURL(`${values.against}/dist/index.js`).href) })
+}
+const ROUNDS = values.against === undefined ? 1 : Number(values.rounds)
 const PER_TURN = 16
 const LIMITS = { requestsPerMinute: 1e9, requestsPerHour: 1e9, concurrentRequests: 10_000, monthlyQuota: 1e12 }
 
 /** `turns` event-loop turns of PER_TURN admissions each, every lease given back after its answer. */
-async function traffic (store, tenantOf, turns) {
+async function traffic (lib, store, tenantOf, turns) {
   let id = 0
   for (let turn = 0; turn < turns; turn++) {
     await Promise.all(Array.from({ length: PER_TURN }, async () => {
-      const keys = storeKeys('cost', 'tenant', tenantOf(), undefined)
+      const keys = lib.storeKeys('cost', 'tenant', tenantOf(), undefined)
       const leaseId = 'l' + (++id)
       await store.admit({ keys, cost: 1, limits: LIMITS, leaseId })
       store.release(keys, leaseId)
@@ -33,12 +43,13 @@ async function traffic (store, tenantOf, turns) {
   await new Promise(resolve => setTimeout(resolve, 50)) // the last releases go out
 }
 
-/** Warms up (every tenant touched, scripts loaded), then measures `TURNS` turns. */
-async function measure (label, client, nodes, tenantOf) {
-  const store = new RedisStore({ client })
-  await traffic(store, tenantOf, 2500)
+/** Warms up (every tenant touched, scripts loaded), then measures `TURNS` turns; returns µs per admission. */
+async function measure (label, client, nodes, tenantOf, { name, lib }) {
+  for (const node of nodes) await node.flushall()
+  const store = new lib.RedisStore({ client })
+  await traffic(lib, store, tenantOf, 2500)
   for (const node of nodes) await node.config('RESETSTAT')
-  await traffic(store, tenantOf, TURNS)
+  await traffic(lib, store, tenantOf, TURNS)
   const totals = new Map()
   for (const node of nodes) {
     for (const [, command, calls, usec] of (await node.info('commandstats')).matchAll(/cmdstat_(\w+):calls=(\d+),usec=(\d+)/g)) {
@@ -48,9 +59,25 @@ async function measure (label, client, nodes, tenantOf) {
   }
   await store.close()
   const admissions = TURNS * PER_TURN
-  console.log(`\n${label}: ${admissions} admissions`)
+  console.log(`\n${label}, ${name}: ${admissions} admissions`)
+  let total = 0
   for (const [command, [calls, usec]] of [...totals].sort((a, b) => b[1][1] - a[1][1])) {
     console.log(`  ${command.padEnd(10)} ${(calls / admissions).toFixed(3).padStart(7)} calls  ${(usec / admissions).toFixed(2).padStart(7)} µs per admission`)
+    // Commands a script runs are counted inside its EVALSHA too; on a Cluster a release is a plain HDEL.
+    if (command === 'evalsha' || command === 'eval' || (command === 'hdel' && nodes.length > 1)) total += usec
+  }
+  return total / admissions
+}
+
+const results = new Map()
+/** Every build measured on one shape, alternately, ROUNDS times. */
+async function compare (label, client, nodes, tenantOf) {
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const build of round % 2 === 0 ? builds : [...builds].reverse()) {
+      const us = await measure(label, client, nodes, tenantOf, build)
+      const key = `${label} | ${build.name}`
+      results.set(key, [...(results.get(key) ?? []), us])
+    }
   }
 }
 
@@ -62,12 +89,14 @@ let cluster
 try {
   await waitForRedis(port, server)
   const redis = new Redis({ port })
-  await measure('one busy tenant, one Redis', redis, [redis], () => 'hot')
-  await measure('10,000 tenants, one Redis', redis, [redis], random10k)
+  await compare('one busy tenant, one Redis', redis, [redis], () => 'hot')
+  await compare('10,000 tenants, one Redis', redis, [redis], random10k)
   redis.disconnect()
 
   cluster = await startPrivateCluster()
-  await measure('10,000 tenants, three-master Cluster', cluster.client, cluster.client.nodes('master'), random10k)
+  await compare('10,000 tenants, three-master Cluster', cluster.client, cluster.client.nodes('master'), random10k)
+  console.log('\nRedis µs per admission (commands outside scripts, plus scripts with what they run), per round:')
+  for (const [key, rounds] of results) console.log(`  ${key}: ${rounds.map(us => us.toFixed(1)).join(', ')}`)
 } finally {
   server.kill('SIGKILL')
   cluster?.stop()

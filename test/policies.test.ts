@@ -149,11 +149,11 @@ for (const kind of STORE_KINDS) {
         bucket: null,
         minute: { limit: 10, used: 3, remaining: 7 },
         hour: { limit: 100, used: 3, remaining: 97 },
-        month: { limit: 10000, used: 3, remaining: 9997 },
+        month: { limit: 10000, used: 5, remaining: 9995 }, // the month counts every bucket: 3 + the search's cost of 2
         concurrent: { limit: 10, inFlight: 0 }
       })
       t.ok(usage.month.resetAt > Date.now())
-      t.match(await app.policies.usage('acme', { bucket: 'search' }), { bucket: 'search', minute: { used: 2 } })
+      t.match(await app.policies.usage('acme', { bucket: 'search' }), { bucket: 'search', minute: { used: 2 }, month: { used: 5 } })
       await app.policies.resetUsage('acme')
       t.match(await app.policies.usage('acme'), { minute: { used: 0 }, month: { used: 0 } })
       t.match(await app.policies.usage('acme', { bucket: 'search' }), { minute: { used: 0 } }, 'every bucket')

@@ -52,6 +52,30 @@ for (const kind of STORE_KINDS) {
       t.equal((await app.inject({ url: '/search/advanced' })).headers['x-ratelimit-remaining-minute'], '3', 'shared by routes naming the bucket')
     })
 
+    t.test('the monthly quota is the tenant\'s across every bucket; a route\'s own monthlyQuota caps its bucket on top', async t => {
+      const small = { requestsPerMinute: 100, requestsPerHour: 1000, concurrentRequests: 10, monthlyQuota: 6 }
+      const app = await buildApp(t, { kind, options: { tenantExtractor: headerTenant, tiers: { small } } }, app => {
+        app.get('/', async () => 'shared')
+        app.get('/search', { config: { rateLimit: { bucket: 'search' } } }, async () => 'search')
+        app.post('/export', { config: { rateLimit: { limits: { monthlyQuota: 2 } } } }, async () => 'exported')
+      })
+      const acme = { 'x-tenant': 'acme', 'x-tier': 'small' }
+      const month = (res: { headers: Record<string, unknown> }): string => `${String(res.headers['x-ratelimit-remaining-month'])} of ${String(res.headers['x-ratelimit-limit-month'])}`
+      t.equal(month(await app.inject({ url: '/', headers: acme })), '5 of 6')
+      t.equal(month(await app.inject({ url: '/search', headers: acme })), '4 of 6', 'a bucket of its own draws on the same month')
+      t.equal(month(await app.inject({ method: 'POST', url: '/export', headers: acme })), '1 of 2', 'the route\'s cap binds first: it is the month shown')
+      t.equal(month(await app.inject({ method: 'POST', url: '/export', headers: acme })), '0 of 2')
+      const refused = await app.inject({ method: 'POST', url: '/export', headers: acme })
+      t.equal(refused.statusCode, 429)
+      t.equal(refused.json().reason, 'quota_exceeded', 'the route\'s month is spent')
+      t.equal(month(await app.inject({ url: '/', headers: acme })), '1 of 6', 'the exports counted in the tenant\'s month too')
+      t.match(await app.policies.usage('acme', { bucket: 'search' }), { month: { used: 5 } }, 'usage of any bucket reports the tenant\'s month')
+      t.equal(month(await app.inject({ url: '/search', headers: acme })), '0 of 6')
+      const spent = await app.inject({ url: '/search', headers: acme })
+      t.equal(spent.statusCode, 429)
+      t.equal(spent.json().reason, 'quota_exceeded', 'the tenant\'s month is spent, in every bucket')
+    })
+
     t.test('limits and tiers: per-route limits in counters of the route', async t => {
       const app = await buildApp(t, { kind, options: { tenantExtractor: headerTenant } }, app => {
         app.get('/', async () => 'shared')
@@ -73,7 +97,7 @@ for (const kind of STORE_KINDS) {
       t.equal((await app.inject({ url: '/', headers: starter })).headers['x-ratelimit-remaining-minute'], '9', 'the route used counters of its own')
       const ent = await app.inject({ method: 'POST', url: '/export', headers: { 'x-tenant': 'b', 'x-tier': 'enterprise' } })
       t.equal(ent.headers['x-ratelimit-limit-minute'], '20', 'tiers override limits')
-      t.notOk(ent.headers['x-ratelimit-limit-month'], 'null makes a field unlimited on this route')
+      t.equal(ent.headers['x-ratelimit-limit-month'], '1000000', 'a month of null sets no cap of the route\'s own: the tenant\'s quota still holds')
       const admin = await app.inject({ method: 'POST', url: '/export', headers: { 'x-tenant': 'c', 'x-tier': 'platform_admin' } })
       t.equal(admin.headers['x-ratelimit-limit-minute'], '1', 'a route can limit even an unlimited tier')
     })

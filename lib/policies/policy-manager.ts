@@ -9,7 +9,7 @@ import type { RouteLimiter } from '../route-config.js'
 import { RedisStore } from '../store/redis-store.js'
 import type { RedisClient } from '../store/lua-script.js'
 import type { RateLimitStore } from '../store/types.js'
-import { applyMultiplier, LIMIT_FIELDS, limitsToJSON, overlayLimits, tierLimitsFrom, type LimitField, type LimitInput, type TierLimits, type TierLimitsInput } from '../tiers.js'
+import { applyMultiplier, LIMIT_FIELDS, scaleLimit, limitsToJSON, overlayLimits, tierLimitsFrom, type LimitField, type LimitInput, type TierLimits, type TierLimitsInput } from '../tiers.js'
 import { LocalPolicyBackend, RedisPolicyBackend, type ChangeNotice, type InvalidEntry, type PolicyBackend } from './policy-backend.js'
 import { Field, PolicyState, type Block } from './policy-state.js'
 import { BlockSchema, check, EnvironmentName, MultiplierSchema, OverrideSchema, ShadowScopeSchema, TenantId, TierLimitsSchema, TierName, UsageOptionsSchema } from './schemas.js'
@@ -46,7 +46,10 @@ export type ShadowScope = { scope: 'global' } | { scope: 'tier', tier: string } 
 /** What the request path needs about one request's subject. */
 export interface RequestPolicy {
   readonly tier: string
+  /** Its `monthlyQuota` is the subject's, across all buckets. */
   readonly limits: TierLimits
+  /** The route's own monthly cap on its bucket (`Infinity`: none). */
+  readonly bucketQuota: number
   readonly shadow: boolean
   readonly block: Block | undefined
 }
@@ -190,7 +193,7 @@ export class PolicyManager {
     if (tenantId === undefined) {
       const tier = this.anonymousTier
       const limits = this.multiply(route.limitsFor(tier, this.tierLimits(tier)))
-      return { tier, limits, shadow: state.shadowGlobal || state.shadowTiers.has(tier), block: undefined }
+      return { tier, limits, bucketQuota: this.multiplyQuota(route.bucketQuotaFor(tier)), shadow: state.shadowGlobal || state.shadowTiers.has(tier), block: undefined }
     }
     const tier = this.knownTier(requestedTier ?? state.tenantTiers.get(tenantId))
     let base = this.tierLimits(tier)
@@ -201,6 +204,7 @@ export class PolicyManager {
     return {
       tier,
       limits,
+      bucketQuota: this.multiplyQuota(route.bucketQuotaFor(tier)),
       shadow: state.shadowGlobal || state.shadowTiers.has(tier) || state.shadowTenants.has(tenantId),
       block: block !== undefined && !expired(block.expiresAt) ? block : undefined
     }
@@ -415,6 +419,11 @@ export class PolicyManager {
       this.multiplied.set(limits, out)
     }
     return out
+  }
+
+  /** A route's monthly cap, scaled like every other limit of this environment. */
+  private multiplyQuota (quota: number): number {
+    return scaleLimit(quota, this.state.multipliers.get(this.environment) ?? 1)
   }
 
   private requireStore (): RateLimitStore {

@@ -11,7 +11,9 @@ import { rethrowLater } from './types.js'
 export interface BatchItem {
   readonly counters: string
   readonly leases: string
-  /** JSON `[cost, minute, hour, month, concurrency]`, or '' to only give leases back. */
+  /** The counters that count the subject's month (`counters` itself for the shared bucket). */
+  readonly month: string
+  /** JSON `[cost, minute, hour, month, concurrency, bucketMonth]`, or '' to only give leases back. */
   readonly terms: string
   readonly leaseId: string
   /** Lease ids to give back first: '', one id (not starting with '['), or a JSON array of ids. */
@@ -80,19 +82,20 @@ export class AdmitBatcher {
   /** Sends items[start, end) as one script call; every item gets its own line back. */
   private call (items: readonly BatchItem[], start: number, end: number): void {
     const count = end - start
-    const args: string[] = new Array(count * 5 + 1)
-    args[2 * count] = this.shared(items[start].clock)
+    const args: string[] = new Array(count * 6 + 1)
+    args[3 * count] = this.shared(items[start].clock)
     for (let i = 0; i < count; i++) {
       const item = items[start + i]
-      args[2 * i] = item.counters
-      args[2 * i + 1] = item.leases
-      const at = 2 * count + 1 + 3 * i
+      args[3 * i] = item.counters
+      args[3 * i + 1] = item.leases
+      args[3 * i + 2] = item.month
+      const at = 3 * count + 1 + 3 * i
       args[at] = item.terms
       args[at + 1] = item.leaseId
       args[at + 2] = item.releasing
     }
     const call = new SentCall(this.inFlight, items, start, end, this.timeoutMs)
-    this.script.run(this.client as Redis, args, 2 * count).then(call.replied, call.fail)
+    this.script.run(this.client as Redis, args, 3 * count).then(call.replied, call.fail)
   }
 }
 

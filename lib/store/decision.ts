@@ -1,7 +1,7 @@
 // Both stores answer with the same flat reply (the Lua script's return shape); this reads it.
 import type { TierLimits } from '../tiers.js'
 import type { MonthCache } from './calendar.js'
-import { HOUR_MS, MINUTE_MS, type Decision, type RejectReason } from './types.js'
+import { HOUR_MS, MINUTE_MS, type Decision, type RejectReason, type WindowState } from './types.js'
 
 const REASONS: ReadonlyArray<RejectReason | undefined> =
   [undefined, 'rate_limit_exceeded', 'concurrent_limit_exceeded', 'quota_exceeded']
@@ -9,7 +9,7 @@ const REASONS: ReadonlyArray<RejectReason | undefined> =
 /** Reply layout: see lib/lua/admit-batch.lua. Used amounts are 0 for unlimited windows. */
 export type AdmitReply = readonly [
   reason: number, retryAfterMs: number, now: number,
-  minuteUsed: number, hourUsed: number, monthUsed: number, inFlight: number
+  minuteUsed: number, hourUsed: number, monthUsed: number, inFlight: number, bucketMonthUsed: number
 ]
 
 const SPACE = 32
@@ -17,7 +17,7 @@ const MINUS = 45
 const ZERO = 48
 
 /**
- * Reads the script's reply line ('0 0 1764236000123 3 3 3 1'): seven integers separated by single
+ * Reads the script's reply line ('0 0 1764236000123 3 3 3 1 0'): eight integers separated by single
  * spaces. Undefined when it is anything else. Parsed in place: no substrings, no array of strings.
  */
 export function parseAdmitReply (line: unknown): AdmitReply | undefined {
@@ -43,7 +43,7 @@ export function parseAdmitReply (line: unknown): AdmitReply | undefined {
       return undefined
     }
   }
-  return out.length === 7 ? out as unknown as AdmitReply : undefined
+  return out.length === 8 ? out as unknown as AdmitReply : undefined
 }
 
 const remainingOf = (limit: number, used: number): number => limit === Infinity ? Infinity : Math.max(0, limit - used)
@@ -58,7 +58,20 @@ function resetOf (limit: number, used: number, now: number, bucketMs: number, k:
   return Math.ceil((Math.floor(now / bucketMs) + k + 1) * bucketMs)
 }
 
-export function decodeDecision (reply: AdmitReply, limits: TierLimits, k: number, months: MonthCache): Decision {
+/**
+ * The month a decision reports: the subject's quota, or the bucket's own cap when that one leaves
+ * less (the one that binds).
+ */
+function monthOf (monthlyQuota: number, monthUsed: number, bucketQuota: number, bucketUsed: number, resetAt: number): WindowState {
+  const remaining = remainingOf(monthlyQuota, monthUsed)
+  if (bucketQuota !== Infinity) {
+    const bucketRemaining = remainingOf(bucketQuota, bucketUsed)
+    if (bucketRemaining < remaining) return { limit: bucketQuota, remaining: bucketRemaining, resetAt }
+  }
+  return { limit: monthlyQuota, remaining, resetAt }
+}
+
+export function decodeDecision (reply: AdmitReply, limits: TierLimits, bucketQuota: number, k: number, months: MonthCache): Decision {
   const now = reply[2]
   const minuteUsed = reply[3]
   const hourUsed = reply[4]
@@ -71,7 +84,7 @@ export function decodeDecision (reply: AdmitReply, limits: TierLimits, k: number
     now,
     minute: { limit: requestsPerMinute, remaining: remainingOf(requestsPerMinute, minuteUsed), resetAt: resetOf(requestsPerMinute, minuteUsed, now, MINUTE_MS / k, k) },
     hour: { limit: requestsPerHour, remaining: remainingOf(requestsPerHour, hourUsed), resetAt: resetOf(requestsPerHour, hourUsed, now, HOUR_MS / k, k) },
-    month: { limit: monthlyQuota, remaining: remainingOf(monthlyQuota, monthUsed), resetAt: months.of(now).end },
+    month: monthOf(monthlyQuota, monthUsed, bucketQuota, reply[7], months.of(now).end),
     concurrent: { limit: limits.concurrentRequests, inFlight: reply[6] }
   }
 }

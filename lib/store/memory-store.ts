@@ -127,7 +127,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
   }
 
   private decision (request: AdmitRequest): Decision {
-    return decodeDecision(this.decide(request), request.limits, this.settings.bucketsPerWindow, this.months)
+    return decodeDecision(this.decide(request), request.limits, request.bucketQuota ?? Infinity, this.settings.bucketsPerWindow, this.months)
   }
 
   release (keys: StoreKeys, leaseId: string): void {
@@ -159,8 +159,9 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     if (counters !== undefined && counters.expiresAt > now) {
       minute = counters.minute.used(Math.floor(now / (MINUTE_MS / k)), k)
       hour = counters.hour.used(Math.floor(now / (HOUR_MS / k)), k)
-      if (counters.monthId === monthId) month = counters.month
     }
+    const monthCounters = this.counters.get(keys.month)
+    if (monthCounters !== undefined && monthCounters.expiresAt > now && monthCounters.monthId === monthId) month = monthCounters.month
     let inFlight = 0
     for (const expiry of this.leases.get(keys.leases)?.members.values() ?? []) if (expiry > now) inFlight++
     return { now, minute, hour, month, inFlight, monthResetAt }
@@ -216,13 +217,31 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     }
   }
 
+  /** A subject's counters under `key`, marked as the most recently used; undefined when none or expired. */
+  private touch (key: string, now: number): Counters | undefined {
+    const counters = this.counters.get(key)
+    if (counters === undefined) return undefined
+    // Taken out and put back last: the least recently used counters stay first in line for eviction.
+    this.counters.delete(key)
+    if (counters.expiresAt <= now) return undefined
+    this.counters.set(key, counters)
+    return counters
+  }
+
+  private create (key: string, monthId: number): Counters {
+    const counters = { minute: new WindowCounts(), hour: new WindowCounts(), monthId, month: 0, expiresAt: 0 }
+    this.keepCounters(key, counters)
+    return counters
+  }
+
   // Mirrors admit-batch.lua; keep the two in step.
   private decide (request: AdmitRequest): AdmitReply {
-    const { cost, limits } = request
+    const { cost, limits, keys } = request
     const limM = limitArg(limits.requestsPerMinute)
     const limH = limitArg(limits.requestsPerHour)
     const limQ = limitArg(limits.monthlyQuota)
     const limC = limitArg(limits.concurrentRequests)
+    const limB = limitArg(request.bucketQuota ?? Infinity)
     const { bucketsPerWindow: k, leaseTtlMs } = this.settings
     const now = this.clock()
 
@@ -232,20 +251,21 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     const curM = Math.floor(now / gM)
     const curH = Math.floor(now / gH)
 
-    let counters = this.counters.get(request.keys.counters)
-    if (counters !== undefined) {
-      // Taken out and put back last: the least recently used counters stay first in line for eviction.
-      this.counters.delete(request.keys.counters)
-      if (counters.expiresAt <= now) counters = undefined
-      else this.counters.set(request.keys.counters, counters)
-    }
+    let counters = this.touch(keys.counters, now)
+    // The subject's month is counted in its shared counters; a bucket cap in the bucket's own.
+    const shared = keys.month === keys.counters
+    let monthCounters = shared ? counters : this.touch(keys.month, now)
+    const countQ = limQ >= 0 || (limB >= 0 && shared)
+    const countB = limB >= 0 && !shared
+    const monthOf = (c: Counters | undefined): number => c !== undefined && c.monthId === monthId ? c.month : 0
+    let usedQ = monthOf(monthCounters)
+    let usedB = shared ? usedQ : monthOf(counters)
     const usedM = counters === undefined || limM < 0 ? 0 : counters.minute.used(curM, k)
     const usedH = counters === undefined || limH < 0 ? 0 : counters.hour.used(curH, k)
-    let usedQ = counters !== undefined && counters.monthId === monthId ? counters.month : 0
 
     let reason = 0
     let retry = 0
-    if (limQ >= 0 && usedQ + cost > limQ) {
+    if ((limQ >= 0 && usedQ + cost > limQ) || (limB >= 0 && usedB + cost > limB)) {
       reason = 3
       retry = monthEnd - now
     }
@@ -259,7 +279,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     }
 
     let inFlight = 0
-    let leases = this.leases.get(request.keys.leases)
+    let leases = this.leases.get(keys.leases)
     if (limC >= 0) {
       inFlight = leases?.members.size ?? 0
       if (leases !== undefined && inFlight + 1 > limC) {
@@ -276,25 +296,30 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     }
 
     if (reason === 0) {
-      if (limM >= 0 || limH >= 0 || limQ >= 0) {
-        if (counters === undefined) {
-          counters = { minute: new WindowCounts(), hour: new WindowCounts(), monthId, month: 0, expiresAt: 0 }
-          this.keepCounters(request.keys.counters, counters)
-        }
+      if (limM >= 0 || limH >= 0 || (countQ && shared) || countB) {
+        counters ??= this.create(keys.counters, monthId)
+        if (shared) monthCounters = counters
         if (limM >= 0) counters.minute.add(curM, k, cost)
         if (limH >= 0) counters.hour.add(curH, k, cost)
-        if (limQ >= 0) {
-          usedQ += cost
+        if (countB) {
+          usedB += cost
           counters.monthId = monthId
-          counters.month = usedQ
+          counters.month = usedB
         }
-        // The entry lives as long as its longest-lived count.
-        counters.expiresAt = Math.ceil(Math.max(counters.minute.liveUntil(k, gM), counters.hour.liveUntil(k, gH), counters.month > 0 ? monthEnd : 0))
       }
+      if (countQ) {
+        monthCounters ??= this.create(keys.month, monthId)
+        usedQ += cost
+        monthCounters.monthId = monthId
+        monthCounters.month = usedQ
+        if (shared) usedB = usedQ
+        monthCounters.expiresAt = this.liveUntil(monthCounters, k, gM, gH, monthEnd)
+      }
+      if (counters !== undefined) counters.expiresAt = this.liveUntil(counters, k, gM, gH, monthEnd)
       if (limC >= 0) {
         if (leases === undefined) {
           leases = { members: new Map(), expiresAt: 0 }
-          this.leases.set(request.keys.leases, leases)
+          this.leases.set(keys.leases, leases)
         }
         leases.members.set(request.leaseId, now + leaseTtlMs)
         leases.expiresAt = now + leaseTtlMs
@@ -302,6 +327,11 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
       }
     }
 
-    return [reason, Math.ceil(retry), now, limM >= 0 ? usedM + (reason === 0 ? cost : 0) : 0, limH >= 0 ? usedH + (reason === 0 ? cost : 0) : 0, usedQ, inFlight]
+    return [reason, Math.ceil(retry), now, limM >= 0 ? usedM + (reason === 0 ? cost : 0) : 0, limH >= 0 ? usedH + (reason === 0 ? cost : 0) : 0, usedQ, inFlight, limB >= 0 ? usedB : 0]
+  }
+
+  /** An entry lives as long as its longest-lived count. */
+  private liveUntil (counters: Counters, k: number, gM: number, gH: number, monthEnd: number): number {
+    return Math.ceil(Math.max(counters.minute.liveUntil(k, gM), counters.hour.liveUntil(k, gH), counters.month > 0 ? monthEnd : 0))
   }
 }

@@ -6,13 +6,13 @@ import { decodeDecision, limitArg, parseAdmitReply } from './decision.js'
 import { AdmitBatcher, type BatchItem } from './admit-batcher.js'
 import { keySlot } from './key-slot.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
-import { admitAsPromise, HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
+import { admitAsPromise, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { StoreReplyError } from '../errors.js'
 import { StoreUnavailableError } from './store-unavailable.js'
 import type { TierLimits } from '../tiers.js'
 
 export const ADMIT_SCRIPT = new LuaScript('admit-batch')
-export const USAGE_SCRIPT = new LuaScript('usage-2')
+export const USAGE_SCRIPT = new LuaScript('usage-3')
 export const LEASE_RENEW_SCRIPT = new LuaScript('lease-renew-1')
 
 /** How long a release waits for an admission of the same keys to ride along with. */
@@ -61,6 +61,7 @@ interface ItemAnswers {
 class AdmitItem implements BatchItem {
   readonly counters: string
   readonly leases: string
+  readonly month: string
   readonly leaseId: string
   readonly releasing: string
   private failed = false
@@ -76,6 +77,7 @@ class AdmitItem implements BatchItem {
   ) {
     this.counters = request.keys.counters
     this.leases = request.keys.leases
+    this.month = request.keys.month
     this.leaseId = request.leaseId
     this.releasing = released === undefined ? '' : releasingArg(released)
   }
@@ -101,7 +103,6 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
   private readonly termsByLimits = new WeakMap<TierLimits, string>()
   /** Cluster slots of keys seen (the limiter reuses one StoreKeys object per subject and bucket). */
   private readonly slots = new WeakMap<StoreKeys, number>()
-  private hints = { minuteBucket: NaN, text: '' }
   /** Releases not sent yet, by leases key: they wait for the next admission of those keys. */
   private readonly unsent = new Map<string, { readonly keys: StoreKeys, readonly ids: string[] }>()
   private releaseTimer: NodeJS.Timeout | undefined
@@ -136,7 +137,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     // Leases given back since the last call for these keys ride along: one item, not two.
     const releasing = this.unsent.get(keys.leases)?.ids
     if (releasing !== undefined) this.unsent.delete(keys.leases)
-    this.batcher.send(new AdmitItem(this.answers, request, this.terms(request.limits, request.cost), releasing, this.batchClock(), sink))
+    this.batcher.send(new AdmitItem(this.answers, request, this.terms(request.limits, request.cost, request.bucketQuota), releasing, this.batchClock(), sink))
   }
 
   /** What every admission item does with its answer: one pair of functions per store, none per request. */
@@ -148,7 +149,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
         return
       }
       if (this.pendingReleases.length > 0) this.retryReleases()
-      item.sink.decided(decodeDecision(reply, item.request.limits, this.settings.bucketsPerWindow, this.months))
+      item.sink.decided(decodeDecision(reply, item.request.limits, item.request.bucketQuota ?? Infinity, this.settings.bucketsPerWindow, this.months))
     },
     error: (item, err) => {
       if (item.released !== undefined) this.releasesFailed(item.request.keys, item.released, err)
@@ -161,33 +162,19 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     }
   }
 
-  /** An item's terms (`[cost, minute, hour, month, concurrency]`), built once per limits object. */
-  private terms (limits: TierLimits, cost: number): string {
+  /** An item's terms (`[cost, minute, hour, month, concurrency, bucketMonth]`); the limits' part built once per limits object. */
+  private terms (limits: TierLimits, cost: number, bucketQuota = Infinity): string {
     let known = this.termsByLimits.get(limits)
     if (known === undefined) {
-      known = `${limitArg(limits.requestsPerMinute)},${limitArg(limits.requestsPerHour)},${limitArg(limits.monthlyQuota)},${limitArg(limits.concurrentRequests)}]`
+      known = `${limitArg(limits.requestsPerMinute)},${limitArg(limits.requestsPerHour)},${limitArg(limits.monthlyQuota)},${limitArg(limits.concurrentRequests)},`
       this.termsByLimits.set(limits, known)
     }
-    return cost === 1 ? '[1,' + known : '[' + cost + ',' + known
+    return '[' + cost + ',' + known + limitArg(bucketQuota) + ']'
   }
 
-  /** What a batch shares: k, the lease lifetime, the clock (-1: Redis TIME) and the clock guesses. */
-  private readonly sharedTerms = (clock: number): string => {
-    const now = clock < 0 ? Date.now() : clock
-    return '[' + this.settings.bucketsPerWindow + ',' + this.settings.leaseTtlMs + ',' + clock + ',' + this.hintsFor(now) + ']'
-  }
-
-  /** The clock guesses of the batch script (buckets, field names, month), rebuilt when the minute bucket moves. */
-  private hintsFor (now: number): string {
-    const k = this.settings.bucketsPerWindow
-    const minuteBucket = Math.floor(now / (MINUTE_MS / k))
-    if (minuteBucket !== this.hints.minuteBucket) {
-      const hourBucket = Math.floor(now / (HOUR_MS / k))
-      const month = this.months.of(now)
-      this.hints = { minuteBucket, text: `${minuteBucket},${hourBucket},"m${minuteBucket}","h${hourBucket}","q${month.id}",${month.start},${month.end}` }
-    }
-    return this.hints.text
-  }
+  /** What a batch shares: k, the lease lifetime and the clock (-1: Redis TIME). */
+  private readonly sharedTerms = (clock: number): string =>
+    '[' + this.settings.bucketsPerWindow + ',' + this.settings.leaseTtlMs + ',' + clock + ']'
 
   /**
    * The Cluster node that holds these keys (`host:port` of its master), or '' on a single Redis: the
@@ -237,6 +224,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
       this.batcher.send({
         counters: keys.counters,
         leases: keys.leases,
+        month: keys.counters, // unused by a release; any key of the subject's slot
         terms: '',
         leaseId: '',
         releasing: releasingArg(ids),
@@ -290,7 +278,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
 
   async usage (keys: StoreKeys): Promise<Usage> {
     const reply = await USAGE_SCRIPT.run(this.client, [
-      keys.counters, keys.leases, MINUTE_MS, HOUR_MS, this.settings.bucketsPerWindow,
+      keys.counters, keys.leases, keys.month, this.settings.bucketsPerWindow,
       this.clock === undefined ? '' : this.clock()
     ]) as number[]
     if (!Array.isArray(reply) || reply.length !== 6) throw new StoreReplyError(JSON.stringify(reply))

@@ -7,7 +7,7 @@ import { MemoryStore, type MemoryStoreOptions } from './memory-store.js'
 import { CircuitBreaker } from './circuit-breaker.js'
 import { StoreUnavailableError } from './store-unavailable.js'
 import { admitAsPromise, admitInto, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage } from './types.js'
-import { applyMultiplier } from '../tiers.js'
+import { applyMultiplier, scaleLimit } from '../tiers.js'
 
 export { StoreUnavailableError }
 
@@ -101,8 +101,10 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
   /** Roughly enforced while the store is away: each instance holds its share of every limit. */
   private async admitLocally (request: AdmitRequest): Promise<Decision> {
     const fallback = this.fallback as MemoryStore
-    const limits = applyMultiplier(request.limits, this.options.fallbackShare as number)
-    const decision = await fallback.admit({ ...request, limits })
+    const share = this.options.fallbackShare as number
+    const limits = applyMultiplier(request.limits, share)
+    const bucketQuota = request.bucketQuota === undefined ? undefined : scaleLimit(request.bucketQuota, share)
+    const decision = await fallback.admit({ ...request, limits, bucketQuota })
     if (decision.allowed && request.leaseId !== '') this.fallbackLeases.add(request.leaseId)
     return { ...decision, degraded: true }
   }

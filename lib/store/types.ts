@@ -9,7 +9,13 @@ export interface AdmitRequest {
   readonly keys: StoreKeys
   /** How much the request counts against the windows and the month. */
   readonly cost: number
+  /** `monthlyQuota` is the subject's, across all its buckets (counted in `keys.month`). */
   readonly limits: TierLimits
+  /**
+   * A monthly cap on this bucket alone, on top of the subject's quota (a route's own
+   * `monthlyQuota`), counted in `keys.counters`. Absent or `Infinity`: none.
+   */
+  readonly bucketQuota?: number
   /** Identifies the concurrency lease this request takes (when concurrency is limited). */
   readonly leaseId: string
 }
@@ -51,6 +57,7 @@ export interface Usage {
   readonly now: number
   readonly minute: number
   readonly hour: number
+  /** The subject's month, across all its buckets. */
   readonly month: number
   readonly inFlight: number
   readonly monthResetAt: number
