@@ -49,10 +49,16 @@ export function doneOf (doneOrPayload: unknown, preParsingDone: Done | undefined
   return (typeof doneOrPayload === 'function' ? doneOrPayload : preParsingDone) as Done
 }
 
+/** What the limiter does with a store's answer: its own steps, handed to every PendingDecision. */
+interface LimiterSteps {
+  settle: (pending: PendingDecision, decision: Decision) => void
+  storeFailed: (pending: PendingDecision, err: unknown) => void
+}
+
 /** One request waiting for the store: what its answer needs, and the sink the store answers. */
 class PendingDecision implements DecisionSink {
   constructor (
-    private readonly limiter: Limiter,
+    private readonly steps: LimiterSteps,
     readonly request: FastifyRequest,
     readonly reply: FastifyReply,
     readonly done: Done,
@@ -64,19 +70,19 @@ class PendingDecision implements DecisionSink {
   ) {}
 
   decided (decision: Decision): void {
-    this.finish(this.limiter.settle, decision)
+    // What a step throws (a user hook, say) goes to Fastify, not to the store.
+    try {
+      this.steps.settle(this, decision)
+    } catch (err) {
+      this.done(err as Error)
+    }
   }
 
   failed (err: unknown): void {
-    this.finish(this.limiter.storeFailed, err)
-  }
-
-  /** Runs the limiter's last step; what it throws (a user hook, say) goes to Fastify, not to the store. */
-  private finish<A> (step: (this: Limiter, pending: PendingDecision, arg: A) => void, arg: A): void {
     try {
-      step.call(this.limiter, this, arg)
-    } catch (err) {
-      this.done(err as Error)
+      this.steps.storeFailed(this, err)
+    } catch (thrown) {
+      this.done(thrown as Error)
     }
   }
 }
@@ -168,25 +174,28 @@ export class Limiter {
     const keys = this.keys.get(anonymous ? 'anonymous' : 'tenant', subject, bucket)
     const cached = this.rejections.get(keys.counters, cost, limits, this.policies.generation)
     if (cached !== undefined) {
-      this.apply(new PendingDecision(this, request, reply, done, context, series, keys, '', started), cached)
+      this.apply(new PendingDecision(this.steps, request, reply, done, context, series, keys, '', started), cached)
       return
     }
     const leaseId = limits.concurrentRequests === Infinity ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
-    const pending = new PendingDecision(this, request, reply, done, context, series, keys, leaseId, started)
+    const pending = new PendingDecision(this.steps, request, reply, done, context, series, keys, leaseId, started)
     admitInto(this.store, bucketQuota === Infinity ? { keys, cost, limits, leaseId } : { keys, cost, limits, leaseId, bucketQuota }, pending)
   }
 
-  /** @internal The store's answer for a pending request (called by PendingDecision). */
-  settle (pending: PendingDecision, decision: Decision): void {
-    if (!decision.allowed) this.rejections.set(pending.keys.counters, pending.context.cost, decision, this.policies.generation)
-    this.apply(pending, decision)
+  /** The store's answer for a pending request, and its failure: one pair of functions per limiter, none per request. */
+  private readonly steps: LimiterSteps = {
+    settle: (pending, decision) => {
+      if (!decision.allowed) this.rejections.set(pending.keys.counters, pending.context.cost, decision, this.policies.generation)
+      this.apply(pending, decision)
+    },
+    storeFailed: (pending, err) => this.storeFailed(pending, err)
   }
 
   /** Headers, the lease, metrics; then the request goes on, or is answered 429. */
   private apply (pending: PendingDecision, decision: Decision): void {
     const { options, metrics } = this
     const { request, reply, context, series, leaseId } = pending
-    if (metrics.enabled) metrics.decision((performance.now() - pending.started) / 1000, this.store.kind)
+    if (metrics.enabled) metrics.decision((performance.now() - pending.started) / 1000, decision.degraded === true ? 'fallback' : this.store.kind)
 
     context.decision = decision
     if (options.headers === 'compact') setCompactRateLimitHeaders(reply, decision)
@@ -307,8 +316,8 @@ export class Limiter {
     })
   }
 
-  /** @internal The store failed this request (called by PendingDecision): fail open or closed, as the options say. */
-  storeFailed (pending: PendingDecision, err: unknown): void {
+  /** The store failed this request: fail open or closed, as the options say. */
+  private storeFailed (pending: PendingDecision, err: unknown): void {
     const { options, metrics } = this
     const { request, reply } = pending
     metrics.storeError(this.store.kind)

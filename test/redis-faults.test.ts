@@ -4,6 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import Fastify from 'fastify'
+import { Registry } from 'prom-client'
 import t from 'tap'
 import rateLimiting from '../dist/index.js'
 import { buildApp, headerTenant } from './helpers/app.js'
@@ -131,7 +132,8 @@ t.test('the circuit breaker stops paying the deadline on every request', async t
 
 t.test('local fallback keeps limits roughly enforced while Redis is gone', async t => {
   const server = await privateRedis(t)
-  const { app } = await appOn(t, server, { localFallback: { share: 1 }, tenantExtractor: undefined })
+  const registry = new Registry()
+  const { app } = await appOn(t, server, { localFallback: { share: 1 }, tenantExtractor: undefined, metrics: { registry } })
   t.equal((await app.inject({ url: '/work' })).statusCode, 200)
   await server.stop()
   const codes = []
@@ -141,6 +143,9 @@ t.test('local fallback keeps limits roughly enforced while Redis is gone', async
     t.equal(res.headers['x-ratelimit-status'], 'degraded')
   }
   t.same(codes, [200, 200, 200, 200, 200, 429, 429], 'the anonymous limit of 5, held in memory')
+  const samples = (await registry.getSingleMetric('rate_limit_decision_duration_seconds')?.get())?.values
+    .filter(v => v.metricName === 'rate_limit_decision_duration_seconds_count').map(v => `${String(v.labels.store)} ${v.value}`)
+  t.same(samples?.sort(), ['fallback 7', 'redis 1'], 'decision latency: the fallback\'s decisions under their own label, not as Redis\'s')
 })
 
 t.test('Redis down at boot: the service boots; open admits, closed refuses, until Redis is back', async t => {

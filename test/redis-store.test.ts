@@ -10,7 +10,7 @@ import { commandCalls, privateRedis, REDIS_URL, sharedRedis, uniquePrefix } from
 import { limits } from './helpers/stores.js'
 
 t.test('the admit script is pinned: a change to it is a deliberate change of this SHA', async t => {
-  t.equal(ADMIT_SCRIPT.sha, '69e881b62ece9b3f7bb80745a5771a9f3393a77f')
+  t.equal(ADMIT_SCRIPT.sha, '741ad8891be86428b68668f27e9a56479a57392c')
   t.equal(ADMIT_SCRIPT.numberOfKeys, undefined, 'three keys per item of a batch: callers say how many')
   t.match(ADMIT_SCRIPT.source, /^--\[\[\nadmit-batch\.lua/)
 })

@@ -2,6 +2,7 @@
 admit-batch.lua: decide a batch of requests, one after another, and for each one admitted take
 everything it needs; the whole batch runs atomically, at one instant of Redis's clock. A batch of
 one is the same as a single call; on a Redis Cluster every batch is one item (its keys share a slot).
+The caller's side of this format lives in lib/store/admit-protocol.ts.
 
 For item i (i = 1…n, n = (#ARGV - 1) / 3):
 KEYS[3i-2]  counters hash of the bucket: the minute and hour windows (fields m… and h…, see

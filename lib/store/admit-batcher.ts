@@ -2,22 +2,14 @@
 // (lib/lua/admit-batch.lua): one command to encode, one reply to read and one script start in Redis
 // for many requests, instead of one each. Each item still succeeds or fails on its own.
 import type { Redis } from 'ioredis'
+import { batchArguments, type WireItem } from './admit-protocol.js'
 import type { LuaScript, RedisClient } from './lua-script.js'
 import { StoreReplyError } from '../errors.js'
 import { StoreUnavailableError } from './store-unavailable.js'
 import { rethrowLater } from './types.js'
 
 /** One request's part of a batch (or an item that only gives leases back: `terms` ''). */
-export interface BatchItem {
-  readonly counters: string
-  readonly leases: string
-  /** The counters that count the subject's month (`counters` itself for the shared bucket). */
-  readonly month: string
-  /** JSON `[cost, minute, hour, month, concurrency, bucketMonth]`, or '' to only give leases back. */
-  readonly terms: string
-  readonly leaseId: string
-  /** Lease ids to give back first: '', one id (not starting with '['), or a JSON array of ids. */
-  readonly releasing: string
+export interface BatchItem extends WireItem {
   /** The store's clock in ms, or -1 for Redis TIME: a batch holds items of one clock only. */
   readonly clock: number
   /** May come after `reject` (a reply past the deadline): the item then undoes what it took. */
@@ -81,21 +73,9 @@ export class AdmitBatcher {
 
   /** Sends items[start, end) as one script call; every item gets its own line back. */
   private call (items: readonly BatchItem[], start: number, end: number): void {
-    const count = end - start
-    const args: string[] = new Array(count * 6 + 1)
-    args[3 * count] = this.shared(items[start].clock)
-    for (let i = 0; i < count; i++) {
-      const item = items[start + i]
-      args[3 * i] = item.counters
-      args[3 * i + 1] = item.leases
-      args[3 * i + 2] = item.month
-      const at = 3 * count + 1 + 3 * i
-      args[at] = item.terms
-      args[at + 1] = item.leaseId
-      args[at + 2] = item.releasing
-    }
+    const { args, keys } = batchArguments(items, start, end, this.shared(items[start].clock))
     const call = new SentCall(this.inFlight, items, start, end, this.timeoutMs)
-    this.script.run(this.client as Redis, args, 3 * count).then(call.replied, call.fail)
+    this.script.run(this.client as Redis, args, keys).then(call.replied, call.fail)
   }
 }
 

@@ -1,10 +1,10 @@
 // In-process store with the same semantics as the Redis script (lib/lua/admit-batch.lua), step for step,
-// so one conformance suite holds both to the same answers. For one process only: counters are not
+// so one conformance suite holds both to the same answers (and the same decision arithmetic, decision.ts). For one process only: counters are not
 // shared between instances. Unlike Redis it has no memory of its own to fill: the number of counters
 // it keeps is bounded, the least recently used going first.
 import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
-import { decodeDecision, limitArg, type AdmitReply } from './decision.js'
+import { decisionOf, type AdmitOutcome } from './decision.js'
 import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 
 export interface MemoryStoreOptions extends Partial<WindowSettings> {
@@ -127,7 +127,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
   }
 
   private decision (request: AdmitRequest): Decision {
-    return decodeDecision(this.decide(request), request.limits, request.bucketQuota ?? Infinity, this.settings.bucketsPerWindow, this.months)
+    return decisionOf(this.decide(request), request.limits, request.bucketQuota ?? Infinity, this.settings.bucketsPerWindow, this.months)
   }
 
   release (keys: StoreKeys, leaseId: string): void {
@@ -235,13 +235,16 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
   }
 
   // Mirrors admit-batch.lua; keep the two in step.
-  private decide (request: AdmitRequest): AdmitReply {
-    const { cost, limits, keys } = request
-    const limM = limitArg(limits.requestsPerMinute)
-    const limH = limitArg(limits.requestsPerHour)
-    const limQ = limitArg(limits.monthlyQuota)
-    const limC = limitArg(limits.concurrentRequests)
-    const limB = limitArg(request.bucketQuota ?? Infinity)
+  private decide (request: AdmitRequest): AdmitOutcome {
+    const { cost, keys } = request
+    const { requestsPerMinute: limM, requestsPerHour: limH, monthlyQuota: limQ, concurrentRequests: limC } = request.limits
+    const limB = request.bucketQuota ?? Infinity
+    // Which limits apply (an unlimited one is neither checked nor counted).
+    const hasM = limM !== Infinity
+    const hasH = limH !== Infinity
+    const hasQ = limQ !== Infinity
+    const hasC = limC !== Infinity
+    const hasB = limB !== Infinity
     const { bucketsPerWindow: k, leaseTtlMs } = this.settings
     const now = this.clock()
 
@@ -255,32 +258,32 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     // The subject's month is counted in its shared counters; a bucket cap in the bucket's own.
     const shared = keys.month === keys.counters
     let monthCounters = shared ? counters : this.touch(keys.month, now)
-    const countQ = limQ >= 0 || (limB >= 0 && shared)
-    const countB = limB >= 0 && !shared
+    const countQ = hasQ || (hasB && shared)
+    const countB = hasB && !shared
     const monthOf = (c: Counters | undefined): number => c !== undefined && c.monthId === monthId ? c.month : 0
     let usedQ = monthOf(monthCounters)
     let usedB = shared ? usedQ : monthOf(counters)
-    const usedM = counters === undefined || limM < 0 ? 0 : counters.minute.used(curM, k)
-    const usedH = counters === undefined || limH < 0 ? 0 : counters.hour.used(curH, k)
+    const usedM = counters === undefined || !hasM ? 0 : counters.minute.used(curM, k)
+    const usedH = counters === undefined || !hasH ? 0 : counters.hour.used(curH, k)
 
     let reason = 0
     let retry = 0
-    if ((limQ >= 0 && usedQ + cost > limQ) || (limB >= 0 && usedB + cost > limB)) {
+    if ((hasQ && usedQ + cost > limQ) || (hasB && usedB + cost > limB)) {
       reason = 3
       retry = monthEnd - now
     }
-    if (limH >= 0 && usedH + cost > limH) {
+    if (hasH && usedH + cost > limH) {
       if (reason === 0) reason = 1
       retry = Math.max(retry, counters === undefined ? HOUR_MS : counters.hour.waitFor(curH, k, gH, usedH + cost - limH, now, HOUR_MS))
     }
-    if (limM >= 0 && usedM + cost > limM) {
+    if (hasM && usedM + cost > limM) {
       if (reason === 0) reason = 1
       retry = Math.max(retry, counters === undefined ? MINUTE_MS : counters.minute.waitFor(curM, k, gM, usedM + cost - limM, now, MINUTE_MS))
     }
 
     let inFlight = 0
     let leases = this.leases.get(keys.leases)
-    if (limC >= 0) {
+    if (hasC) {
       inFlight = leases?.members.size ?? 0
       if (leases !== undefined && inFlight + 1 > limC) {
         // Only a full set needs its expired leases (crashed processes) dropped.
@@ -296,11 +299,11 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     }
 
     if (reason === 0) {
-      if (limM >= 0 || limH >= 0 || (countQ && shared) || countB) {
+      if (hasM || hasH || (countQ && shared) || countB) {
         counters ??= this.create(keys.counters, monthId)
         if (shared) monthCounters = counters
-        if (limM >= 0) counters.minute.add(curM, k, cost)
-        if (limH >= 0) counters.hour.add(curH, k, cost)
+        if (hasM) counters.minute.add(curM, k, cost)
+        if (hasH) counters.hour.add(curH, k, cost)
         if (countB) {
           usedB += cost
           counters.monthId = monthId
@@ -316,7 +319,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
         monthCounters.expiresAt = this.liveUntil(monthCounters, k, gM, gH, monthEnd)
       }
       if (counters !== undefined) counters.expiresAt = this.liveUntil(counters, k, gM, gH, monthEnd)
-      if (limC >= 0) {
+      if (hasC) {
         if (leases === undefined) {
           leases = { members: new Map(), expiresAt: 0 }
           this.leases.set(keys.leases, leases)
@@ -327,7 +330,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
       }
     }
 
-    return [reason, Math.ceil(retry), now, limM >= 0 ? usedM + (reason === 0 ? cost : 0) : 0, limH >= 0 ? usedH + (reason === 0 ? cost : 0) : 0, usedQ, inFlight, limB >= 0 ? usedB : 0]
+    return [reason, Math.ceil(retry), now, hasM ? usedM + (reason === 0 ? cost : 0) : 0, hasH ? usedH + (reason === 0 ? cost : 0) : 0, usedQ, inFlight, hasB ? usedB : 0]
   }
 
   /** An entry lives as long as its longest-lived count. */

@@ -2,14 +2,14 @@
 // node (or one call per admission on a Cluster).
 import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
-import { decodeDecision, limitArg, parseAdmitReply } from './decision.js'
+import { decisionOf } from './decision.js'
+import { readOutcome, releasingArg, sharedTerms, TermsWriter } from './admit-protocol.js'
 import { AdmitBatcher, type BatchItem } from './admit-batcher.js'
 import { keySlot } from './key-slot.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
 import { admitAsPromise, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { StoreReplyError } from '../errors.js'
 import { StoreUnavailableError } from './store-unavailable.js'
-import type { TierLimits } from '../tiers.js'
 
 export const ADMIT_SCRIPT = new LuaScript('admit-batch')
 export const USAGE_SCRIPT = new LuaScript('usage-3')
@@ -44,11 +44,6 @@ export interface RedisStoreOptions extends Partial<WindowSettings> {
 }
 
 const noop = (): void => {}
-
-/** Lease ids to give back, as the batch script takes them: one id alone, several as a JSON array. */
-function releasingArg (ids: readonly string[]): string {
-  return ids.length === 1 && ids[0] !== '' && !ids[0].startsWith('[') ? ids[0] : JSON.stringify(ids)
-}
 
 interface ItemAnswers {
   line: (item: AdmitItem, line: string) => void
@@ -100,7 +95,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
   private readonly clock: (() => number) | undefined
   private readonly batcher: AdmitBatcher
   private readonly months = new MonthCache()
-  private readonly termsByLimits = new WeakMap<TierLimits, string>()
+  private readonly termsWriter = new TermsWriter()
   /** Cluster slots of keys seen (the limiter reuses one StoreKeys object per subject and bucket). */
   private readonly slots = new WeakMap<StoreKeys, number>()
   /** Releases not sent yet, by leases key: they wait for the next admission of those keys. */
@@ -137,19 +132,19 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     // Leases given back since the last call for these keys ride along: one item, not two.
     const releasing = this.unsent.get(keys.leases)?.ids
     if (releasing !== undefined) this.unsent.delete(keys.leases)
-    this.batcher.send(new AdmitItem(this.answers, request, this.terms(request.limits, request.cost, request.bucketQuota), releasing, this.batchClock(), sink))
+    this.batcher.send(new AdmitItem(this.answers, request, this.termsWriter.terms(request.limits, request.cost, request.bucketQuota), releasing, this.batchClock(), sink))
   }
 
   /** What every admission item does with its answer: one pair of functions per store, none per request. */
   private readonly answers: ItemAnswers = {
     line: (item, line) => {
-      const reply = parseAdmitReply(line)
-      if (reply === undefined) {
+      const outcome = readOutcome(line)
+      if (outcome === undefined) {
         item.sink.failed(new StoreReplyError(line))
         return
       }
       if (this.pendingReleases.length > 0) this.retryReleases()
-      item.sink.decided(decodeDecision(reply, item.request.limits, item.request.bucketQuota ?? Infinity, this.settings.bucketsPerWindow, this.months))
+      item.sink.decided(decisionOf(outcome, item.request.limits, item.request.bucketQuota ?? Infinity, this.settings.bucketsPerWindow, this.months))
     },
     error: (item, err) => {
       if (item.released !== undefined) this.releasesFailed(item.request.keys, item.released, err)
@@ -158,23 +153,13 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     late: (item, line) => {
       // The request went on without this answer (failMode): a lease granted now would never be given back.
       const { leaseId, keys } = item.request
-      if (leaseId !== '' && parseAdmitReply(line)?.[0] === 0) this.release(keys, leaseId)
+      if (leaseId !== '' && readOutcome(line)?.[0] === 0) this.release(keys, leaseId)
     }
-  }
-
-  /** An item's terms (`[cost, minute, hour, month, concurrency, bucketMonth]`); the limits' part built once per limits object. */
-  private terms (limits: TierLimits, cost: number, bucketQuota = Infinity): string {
-    let known = this.termsByLimits.get(limits)
-    if (known === undefined) {
-      known = `${limitArg(limits.requestsPerMinute)},${limitArg(limits.requestsPerHour)},${limitArg(limits.monthlyQuota)},${limitArg(limits.concurrentRequests)},`
-      this.termsByLimits.set(limits, known)
-    }
-    return '[' + cost + ',' + known + limitArg(bucketQuota) + ']'
   }
 
   /** What a batch shares: k, the lease lifetime and the clock (-1: Redis TIME). */
   private readonly sharedTerms = (clock: number): string =>
-    '[' + this.settings.bucketsPerWindow + ',' + this.settings.leaseTtlMs + ',' + clock + ']'
+    sharedTerms(this.settings.bucketsPerWindow, this.settings.leaseTtlMs, clock)
 
   /**
    * The Cluster node that holds these keys (`host:port` of its master), or '' on a single Redis: the

@@ -27,7 +27,13 @@ type InnerStore = RateLimitStore & { readonly ready?: boolean, nodeOf?: (keys: S
 
 /** A decision waiting for the store: its outcome counts for its node's breaker before it reaches the sink. */
 class Waiter implements DecisionSink {
-  constructor (private readonly owner: ResilientStore, readonly request: AdmitRequest, readonly sink: DecisionSink, readonly breaker: CircuitBreaker) {}
+  constructor (
+    readonly request: AdmitRequest,
+    readonly sink: DecisionSink,
+    readonly breaker: CircuitBreaker,
+    /** What the store does without the inner store's answer (the fallback, or the error). */
+    private readonly withoutStore: (request: AdmitRequest, sink: DecisionSink, err: unknown) => void
+  ) {}
 
   decided (decision: Decision): void {
     this.breaker.succeeded()
@@ -35,7 +41,8 @@ class Waiter implements DecisionSink {
   }
 
   failed (err: unknown): void {
-    this.owner.refused(this, err)
+    this.breaker.failed(err)
+    this.withoutStore(this.request, this.sink, err)
   }
 }
 
@@ -89,11 +96,11 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
       breaker.failed(err)
       return this.withoutStore(request, sink, err)
     }
-    admitInto(this.inner, request, new Waiter(this, request, sink, breaker))
+    admitInto(this.inner, request, new Waiter(request, sink, breaker, this.withoutStore))
   }
 
   /** The store could not decide: the local fallback does, when there is one; else the error stands. */
-  private withoutStore (request: AdmitRequest, sink: DecisionSink, err: unknown): void {
+  private readonly withoutStore = (request: AdmitRequest, sink: DecisionSink, err: unknown): void => {
     if (this.fallback === undefined) sink.failed(err)
     else this.admitLocally(request).then(decision => sink.decided(decision), (fallbackErr: unknown) => sink.failed(fallbackErr))
   }
@@ -132,11 +139,5 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
     // The store fails the decisions still waiting for it first (failMode, or the fallback, decides them).
     await this.inner.close()
     await this.fallback?.close()
-  }
-
-  /** @internal The store failed the decision (called by Waiter): the fallback decides, or the error stands. */
-  refused (waiter: Waiter, err: unknown): void {
-    waiter.breaker.failed(err)
-    this.withoutStore(waiter.request, waiter.sink, err)
   }
 }

@@ -1,0 +1,103 @@
+// The one owner of the admit script's wire format (lib/lua/admit-batch.lua): how a batch's keys and
+// arguments are laid out, how limits and releases are written, and how a reply line is read. The
+// script's header says the same; a test pins both sides (the script's SHA, and replies read here).
+import type { TierLimits } from '../tiers.js'
+import type { AdmitOutcome } from './decision.js'
+
+/** What the script needs of one item: its three keys, its terms, the lease it takes and gives back. */
+export interface WireItem {
+  readonly counters: string
+  readonly leases: string
+  /** The counters that count the subject's month (`counters` itself for the shared bucket). */
+  readonly month: string
+  /** `[cost, minute, hour, month, concurrency, bucketMonth]` as JSON, or '' to only give leases back. */
+  readonly terms: string
+  readonly leaseId: string
+  /** Lease ids to give back first: '', one id (not starting with '['), or a JSON array of ids. */
+  readonly releasing: string
+}
+
+/**
+ * The arguments of one call for items[start, end): three keys per item, then what the batch shares,
+ * then three values per item. Returns them with the number of keys.
+ */
+export function batchArguments (items: readonly WireItem[], start: number, end: number, shared: string): { args: string[], keys: number } {
+  const count = end - start
+  const args: string[] = new Array(count * 6 + 1)
+  args[3 * count] = shared
+  for (let i = 0; i < count; i++) {
+    const item = items[start + i]
+    args[3 * i] = item.counters
+    args[3 * i + 1] = item.leases
+    args[3 * i + 2] = item.month
+    const at = 3 * count + 1 + 3 * i
+    args[at] = item.terms
+    args[at + 1] = item.leaseId
+    args[at + 2] = item.releasing
+  }
+  return { args, keys: 3 * count }
+}
+
+/** What a batch shares: sub-buckets per window, the lease lifetime and the clock (-1: Redis TIME). */
+export function sharedTerms (bucketsPerWindow: number, leaseTtlMs: number, clock: number): string {
+  return '[' + bucketsPerWindow + ',' + leaseTtlMs + ',' + clock + ']'
+}
+
+/** A limit as the script takes it: -1 for unlimited. */
+function limitArg (limit: number): number {
+  return limit === Infinity ? -1 : limit
+}
+
+/** Items' terms, with the limits' part written once per limits object (the limiter reuses them). */
+export class TermsWriter {
+  private readonly byLimits = new WeakMap<TierLimits, string>()
+
+  terms (limits: TierLimits, cost: number, bucketQuota = Infinity): string {
+    let known = this.byLimits.get(limits)
+    if (known === undefined) {
+      known = `${limitArg(limits.requestsPerMinute)},${limitArg(limits.requestsPerHour)},${limitArg(limits.monthlyQuota)},${limitArg(limits.concurrentRequests)},`
+      this.byLimits.set(limits, known)
+    }
+    return '[' + cost + ',' + known + limitArg(bucketQuota) + ']'
+  }
+}
+
+/** Lease ids to give back, as the script takes them: one id alone, several as a JSON array. */
+export function releasingArg (ids: readonly string[]): string {
+  return ids.length === 1 && ids[0] !== '' && !ids[0].startsWith('[') ? ids[0] : JSON.stringify(ids)
+}
+
+const SPACE = 32
+const MINUS = 45
+const ZERO = 48
+
+/**
+ * Reads one reply line of an admitted or refused item ('0 0 1764236000123 3 3 3 1 0'): eight
+ * integers separated by single spaces. Undefined when it is anything else. Parsed in place: no
+ * substrings, no array of strings.
+ */
+export function readOutcome (line: unknown): AdmitOutcome | undefined {
+  if (typeof line !== 'string') return undefined
+  const out: number[] = []
+  let value = 0
+  let sign = 1
+  let digits = 0
+  for (let i = 0; i <= line.length; i++) {
+    const c = i === line.length ? SPACE : line.charCodeAt(i)
+    if (c === SPACE) {
+      if (digits === 0) return undefined
+      out.push(sign * value)
+      value = 0
+      sign = 1
+      digits = 0
+    } else if (c === MINUS && digits === 0 && sign === 1) {
+      sign = -1
+    } else if (c >= ZERO && c <= ZERO + 9) {
+      value = value * 10 + (c - ZERO)
+      digits++
+    } else {
+      return undefined
+    }
+  }
+  return out.length === 8 ? out as unknown as AdmitOutcome : undefined
+}
