@@ -19,6 +19,8 @@
 //   BENCH_CMD_REQUESTS  requests of each run that counts Redis commands (default 20000)
 //   REDIS_URL           Redis of the redis scenarios (default redis://127.0.0.1:6379)
 //   BENCH_PROFILE       a folder: every server writes a CPU profile there (<scenario>.cpuprofile)
+//   BENCH_BASELINE      another checkout of this package, built: adds the baseline-* scenarios, which
+//                       run its plugin in the same rounds (an ablation of whatever differs)
 //
 // Exit status 1 when a server fails, a request errors, a scenario that must never be limited answers
 // anything but 2xx, or the over-limit scenario answers anything but 200 and 429 (or never 429).
@@ -236,14 +238,17 @@ function envInteger (name, fallback, min, max) {
 
 /** The scenarios named in BENCH_ONLY (in the table's order), all when unset; null on an unknown name. */
 function selectScenarios (only) {
-  if (only === undefined || only.trim() === '') return SCENARIOS
+  const baseline = process.env.BENCH_BASELINE !== undefined && process.env.BENCH_BASELINE !== ''
+  const available = SCENARIOS.filter((s) => baseline || s.baseline !== true)
+  if (only === undefined || only.trim() === '') return available
   const names = new Set(only.split(',').map((n) => n.trim()).filter((n) => n !== ''))
-  const unknown = [...names].filter((n) => !SCENARIOS.some((s) => s.name === n))
+  const unknown = [...names].filter((n) => !available.some((s) => s.name === n))
   if (unknown.length > 0 || names.size === 0) {
-    console.error(`bench: BENCH_ONLY names unknown scenario(s) ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`)
+    console.error(`bench: BENCH_ONLY names unknown scenario(s) ${unknown.join(', ')}; known: ${available.map((s) => s.name).join(', ')}` +
+      (baseline ? '' : ' (the baseline-* ones need BENCH_BASELINE)'))
     return null
   }
-  return SCENARIOS.filter((s) => names.has(s.name))
+  return available.filter((s) => names.has(s.name))
 }
 
 function log (message) {

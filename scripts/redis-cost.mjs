@@ -6,7 +6,8 @@
 //   npm run build && node scripts/redis-cost.mjs [--turns N] [--against DIR] [--rounds N]
 //
 // Prints, per shape, the µs of Redis time per admission by command (a script's commands are counted
-// inside EVALSHA too, and listed on their own lines). With --against, DIR is another checkout of this
+// inside EVALSHA too, and listed on their own lines), then what one call costs before its first
+// item (the admit script with no item, against `return 1`). With --against, DIR is another checkout of this
 // package, built: each shape runs this build and that one alternately (--rounds times each, default
 // 3), and the report ends with both totals per shape: an ablation of whatever differs between them.
 import { spawn } from 'node:child_process'
@@ -69,6 +70,25 @@ async function measure (label, client, nodes, tenantOf, { name, lib }) {
   return total / admissions
 }
 
+/** What a script call costs Redis before its first item: the admit script with none, against `return 1`. */
+async function fixedCost (redis) {
+  console.log('\nRedis µs per call with no item (the fixed cost of a call):')
+  const calls = 20_000
+  const probe = async (label, source, args) => {
+    const sha = await redis.script('LOAD', source)
+    await redis.config('RESETSTAT')
+    for (let sent = 0; sent < calls; sent += 500) {
+      const pipeline = redis.pipeline()
+      for (let i = 0; i < 500; i++) pipeline.evalsha(sha, 0, ...args)
+      await pipeline.exec()
+    }
+    const [, count, usec] = /cmdstat_evalsha:calls=(\d+),usec=(\d+)/.exec(await redis.info('commandstats'))
+    console.log(`  ${label}: ${(Number(usec) / Number(count)).toFixed(2)}`)
+  }
+  await probe('return 1', 'return 1', [])
+  for (const { name, lib } of builds) await probe(`admit script, ${name}`, lib.ADMIT_SCRIPT.source, [JSON.stringify([20, 60_000, -1])])
+}
+
 const results = new Map()
 /** Every build measured on one shape, alternately, ROUNDS times. */
 async function compare (label, client, nodes, tenantOf) {
@@ -91,6 +111,7 @@ try {
   const redis = new Redis({ port })
   await compare('one busy tenant, one Redis', redis, [redis], () => 'hot')
   await compare('10,000 tenants, one Redis', redis, [redis], random10k)
+  await fixedCost(redis)
   redis.disconnect()
 
   cluster = await startPrivateCluster()

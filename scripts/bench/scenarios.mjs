@@ -36,6 +36,8 @@ export const BARE_ONE_CONNECTION = 'bare-1conn'
  * cluster: Redis is the bench's private three-master Redis Cluster, not REDIS_URL.
  * connections: this many load-generator connections instead of BENCH_CONNECTIONS (the unloaded-latency
  * scenarios, reported apart from the others).
+ * baseline: the plugin of another checkout, built (its folder in BENCH_BASELINE): an ablation of
+ * whatever differs, measured in the same rounds. Run only when BENCH_BASELINE is set.
  */
 export const SCENARIOS = Object.freeze([
   { name: 'bare', label: 'bare Fastify', kind: 'bare', store: null },
@@ -57,7 +59,10 @@ export const SCENARIOS = Object.freeze([
   { name: 'evalsha-pipelined', label: 'probe: one bare EVALSHA, `enableAutoPipelining`', kind: 'probe', store: 'redis', autoPipelining: true },
   { name: BARE_ONE_CONNECTION, label: 'bare Fastify, one connection', kind: 'bare', store: null, connections: 1 },
   { name: 'redis-1conn', label: 'this plugin, Redis (one tenant), one connection', kind: 'plugin', store: 'redis', connections: 1 },
-  { name: 'frl-redis-1conn', label: '@fastify/rate-limit, Redis, one connection', kind: 'frl', store: 'redis', connections: 1 }
+  { name: 'frl-redis-1conn', label: '@fastify/rate-limit, Redis, one connection', kind: 'frl', store: 'redis', connections: 1 },
+  { name: 'baseline-redis', label: 'the baseline build (BENCH_BASELINE), Redis (one tenant)', kind: 'plugin', store: 'redis', baseline: true },
+  { name: 'baseline-redis-10k-tenants', label: 'the baseline build, Redis, 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT, baseline: true },
+  { name: 'baseline-redis-10k-cluster', label: 'the baseline build, Redis Cluster (3 masters), 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT, cluster: true, baseline: true }
 ].map((s) => Object.freeze({ expect: 'ok', ...s })))
 
 /** Same-round ratios worth reading on their own: [numerator, denominator, what it shows]. */
@@ -77,7 +82,10 @@ export const PAIRS = Object.freeze([
   ['redis', 'evalsha', 'this plugin, Redis ÷ bare EVALSHA probe'],
   ['redis', 'evalsha-pipelined', 'this plugin, Redis ÷ bare EVALSHA probe, auto-pipelined (the one-round-trip floor)'],
   ['evalsha-pipelined', 'evalsha', 'auto-pipelined probe ÷ plain probe'],
-  ['memory', 'frl-memory', 'this plugin, memory ÷ @fastify/rate-limit, memory']
+  ['memory', 'frl-memory', 'this plugin, memory ÷ @fastify/rate-limit, memory'],
+  ['redis', 'baseline-redis', 'this build ÷ the baseline build, Redis (one tenant)'],
+  ['redis-10k-tenants', 'baseline-redis-10k-tenants', 'this build ÷ the baseline build, Redis (10,000 tenants)'],
+  ['redis-10k-cluster', 'baseline-redis-10k-cluster', 'this build ÷ the baseline build, Redis Cluster (10,000 tenants)']
 ])
 
 /** Scenarios whose Redis commands per request are counted after the throughput rounds. */

@@ -3,6 +3,8 @@
 //   REDIS_URL          the Redis of the redis scenarios
 //   BENCH_CLUSTER      the loopback ports of the Redis Cluster's masters, comma-separated (cluster scenarios)
 //   BENCH_KEY_PREFIX   the run's key prefix; this scenario writes under `<prefix>:<scenario>:`
+//   BENCH_BASELINE     the checkout whose plugin the baseline-* scenarios run
+import { pathToFileURL } from 'node:url'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import { clusterClient } from './cluster.mjs'
@@ -20,7 +22,8 @@ const SETUP = {
   async bare () {},
 
   async plugin (app) {
-    const { default: rateLimiting } = await import('../../dist/index.js')
+    const from = scenario.baseline === true ? pathToFileURL(`${process.env.BENCH_BASELINE}/dist/index.js`).href : '../../dist/index.js'
+    const { default: rateLimiting } = await import(from)
     const tier = scenario.tier ?? 'bench'
     const hot = Object.freeze({ tenantId: HOT_TENANT, tier })
     await app.register(rateLimiting, {
