@@ -42,6 +42,7 @@ export const BARE_ONE_CONNECTION = 'bare-1conn'
 export const SCENARIOS = Object.freeze([
   { name: 'bare', label: 'bare Fastify', kind: 'bare', store: null },
   { name: 'memory', label: 'this plugin, memory store', kind: 'plugin', store: 'memory' },
+  { name: 'memory-compact-headers', label: 'this plugin, memory store, `headers: \'compact\'`', kind: 'plugin', store: 'memory', headers: 'compact' },
   { name: 'redis', label: 'this plugin, Redis (one tenant)', kind: 'plugin', store: 'redis' },
   { name: 'redis-over-limit', label: 'this plugin, Redis, tenant over its minute limit', kind: 'plugin', store: 'redis', tier: 'bench-over', expect: 'reject' },
   { name: 'redis-10k-tenants', label: 'this plugin, Redis, 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT },
@@ -62,7 +63,8 @@ export const SCENARIOS = Object.freeze([
   { name: 'frl-redis-1conn', label: '@fastify/rate-limit, Redis, one connection', kind: 'frl', store: 'redis', connections: 1 },
   { name: 'baseline-redis', label: 'the baseline build (BENCH_BASELINE), Redis (one tenant)', kind: 'plugin', store: 'redis', baseline: true },
   { name: 'baseline-redis-10k-tenants', label: 'the baseline build, Redis, 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT, baseline: true },
-  { name: 'baseline-redis-10k-cluster', label: 'the baseline build, Redis Cluster (3 masters), 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT, cluster: true, baseline: true }
+  { name: 'baseline-redis-10k-cluster', label: 'the baseline build, Redis Cluster (3 masters), 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT, cluster: true, baseline: true },
+  { name: 'baseline-redis-1conn', label: 'the baseline build, Redis (one tenant), one connection', kind: 'plugin', store: 'redis', connections: 1, baseline: true }
 ].map((s) => Object.freeze({ expect: 'ok', ...s })))
 
 /** Same-round ratios worth reading on their own: [numerator, denominator, what it shows]. */
@@ -83,9 +85,11 @@ export const PAIRS = Object.freeze([
   ['redis', 'evalsha-pipelined', 'this plugin, Redis ÷ bare EVALSHA probe, auto-pipelined (the one-round-trip floor)'],
   ['evalsha-pipelined', 'evalsha', 'auto-pipelined probe ÷ plain probe'],
   ['memory', 'frl-memory', 'this plugin, memory ÷ @fastify/rate-limit, memory'],
+  ['memory-compact-headers', 'frl-memory', 'this plugin, memory, `headers: \'compact\'` ÷ @fastify/rate-limit, memory (3 headers each)'],
   ['redis', 'baseline-redis', 'this build ÷ the baseline build, Redis (one tenant)'],
   ['redis-10k-tenants', 'baseline-redis-10k-tenants', 'this build ÷ the baseline build, Redis (10,000 tenants)'],
-  ['redis-10k-cluster', 'baseline-redis-10k-cluster', 'this build ÷ the baseline build, Redis Cluster (10,000 tenants)']
+  ['redis-10k-cluster', 'baseline-redis-10k-cluster', 'this build ÷ the baseline build, Redis Cluster (10,000 tenants)'],
+  ['redis-1conn', 'baseline-redis-1conn', 'this build ÷ the baseline build, Redis, one connection']
 ])
 
 /** Scenarios whose Redis commands per request are counted after the throughput rounds. */
