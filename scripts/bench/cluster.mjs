@@ -7,9 +7,12 @@ import { join } from 'node:path'
 import { Cluster } from 'ioredis'
 import { startCluster, stopCluster } from '../redis-cluster.mjs'
 
-/** A Cluster client of the masters on these loopback ports; `redisOptions` apply to each node's connection. */
-export function clusterClient (ports, redisOptions) {
-  return new Cluster(ports.map((port) => ({ host: '127.0.0.1', port })), { lazyConnect: true, redisOptions })
+/**
+ * A Cluster client of the masters on these loopback ports; `redisOptions` apply to each node's
+ * connection, `enableAutoPipelining` to the client (one write per node and event-loop turn).
+ */
+export function clusterClient (ports, redisOptions, enableAutoPipelining = false) {
+  return new Cluster(ports.map((port) => ({ host: '127.0.0.1', port })), { lazyConnect: true, redisOptions, enableAutoPipelining })
 }
 
 /**

@@ -111,7 +111,7 @@ try {
     // turns on auto-pipelining.
     const settings = { maxRetriesPerRequest: 1, connectTimeout: 3000 }
     redis = scenario.cluster === true
-      ? clusterClient(process.env.BENCH_CLUSTER.split(',').map(Number), settings)
+      ? clusterClient(process.env.BENCH_CLUSTER.split(',').map(Number), settings, scenario.autoPipelining === true)
       : new Redis(process.env.REDIS_URL, { lazyConnect: true, ...settings, enableAutoPipelining: scenario.autoPipelining === true })
     redis.on('error', () => {}) // a failed connect rejects below; the run fails on non-2xx
     await redis.connect()
