@@ -65,6 +65,7 @@ class PendingDecision implements DecisionSink {
     readonly context: Mutable<RateLimitContext>,
     readonly series: RequestSeries,
     readonly keys: StoreKeys,
+    readonly bucketQuota: number,
     readonly leaseId: string,
     readonly started: number
   ) {}
@@ -172,20 +173,20 @@ export class Limiter {
     }
 
     const keys = this.keys.get(anonymous ? 'anonymous' : 'tenant', subject, bucket)
-    const cached = this.rejections.get(keys.counters, cost, limits, this.policies.generation)
+    const cached = this.rejections.get(keys.counters, cost, limits, bucketQuota, this.policies.generation)
     if (cached !== undefined) {
-      this.apply(new PendingDecision(this.steps, request, reply, done, context, series, keys, '', started), cached)
+      this.apply(new PendingDecision(this.steps, request, reply, done, context, series, keys, bucketQuota, '', started), cached)
       return
     }
     const leaseId = limits.concurrentRequests === Infinity ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
-    const pending = new PendingDecision(this.steps, request, reply, done, context, series, keys, leaseId, started)
+    const pending = new PendingDecision(this.steps, request, reply, done, context, series, keys, bucketQuota, leaseId, started)
     admitInto(this.store, bucketQuota === Infinity ? { keys, cost, limits, leaseId } : { keys, cost, limits, leaseId, bucketQuota }, pending)
   }
 
   /** The store's answer for a pending request, and its failure: one pair of functions per limiter, none per request. */
   private readonly steps: LimiterSteps = {
     settle: (pending, decision) => {
-      if (!decision.allowed) this.rejections.set(pending.keys.counters, pending.context.cost, decision, this.policies.generation)
+      if (!decision.allowed) this.rejections.set(pending.keys.counters, pending.context.cost, pending.context.limits, pending.bucketQuota, decision, this.policies.generation)
       this.apply(pending, decision)
     },
     storeFailed: (pending, err) => this.storeFailed(pending, err)

@@ -101,3 +101,28 @@ t.test('a cached rejection holds only for the limits that produced it', async t 
   t.equal(lenient.statusCode, 200, 'a lenient route of the same bucket is not refused with the strict one')
   t.equal(lenient.headers['x-ratelimit-remaining-minute'], '47')
 })
+
+t.test('a route\'s own monthly cap: its rejections are cached, and never served to another route of the bucket', async t => {
+  const server = await privateRedis(t)
+  const redis = new Redis(server.url)
+  t.teardown(() => redis.disconnect())
+  const app = await buildApp(t, { kind: 'memory', options: { redis, tenantExtractor: headerTenant } }, app => {
+    app.get('/plain', { config: { rateLimit: { bucket: 'exports', limits: { requestsPerMinute: 3 } } } }, async () => 'plain')
+    app.get('/capped', { config: { rateLimit: { bucket: 'exports', limits: { requestsPerMinute: 3, monthlyQuota: 1 } } } }, async () => 'capped')
+  })
+  const headers = { 'x-tenant': 'acme', 'x-tier': 'starter' }
+  t.equal((await app.inject({ url: '/capped', headers })).statusCode, 200)
+  const capped = await app.inject({ url: '/capped', headers })
+  t.equal(capped.headers['x-ratelimit-error'], 'quota_exceeded', 'the route\'s month is spent')
+  const before = await scriptCalls(redis)
+  for (let i = 0; i < 20; i++) t.equal((await app.inject({ url: '/capped', headers })).statusCode, 429)
+  t.equal(await scriptCalls(redis), before, 'twenty more rejections by the cap, no Redis call')
+
+  for (let i = 0; i < 2; i++) t.equal((await app.inject({ url: '/plain', headers })).statusCode, 200)
+  const full = await app.inject({ url: '/plain', headers })
+  t.equal(full.headers['x-ratelimit-error'], 'rate_limit_exceeded', 'the bucket\'s minute is full (3)')
+  t.equal((await app.inject({ url: '/plain', headers })).statusCode, 429, 'and cached')
+  const again = await app.inject({ url: '/capped', headers })
+  t.equal(again.headers['x-ratelimit-error'], 'quota_exceeded', 'the capped route is not answered with the plain route\'s rejection')
+  t.equal(again.headers['x-ratelimit-limit-month'], '1')
+})
