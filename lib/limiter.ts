@@ -180,7 +180,7 @@ export class Limiter {
     }
     const leaseId = limits.concurrentRequests === Infinity ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
     const pending = new PendingDecision(this.steps, request, reply, done, context, series, keys, bucketQuota, leaseId, started)
-    admitInto(this.store, bucketQuota === Infinity ? { keys, cost, limits, leaseId } : { keys, cost, limits, leaseId, bucketQuota }, pending)
+    admitInto(this.store, { keys, cost, limits, leaseId, bucketQuota }, pending)
   }
 
   /** The store's answer for a pending request, and its failure: one pair of functions per limiter, none per request. */

@@ -90,19 +90,18 @@ export function infinityToNull<T extends object> (input: T): T {
   return (copy ?? input) as T
 }
 
-/** Every limited value × multiplier, rounded down, never below 1; 0 and unlimited stay as they are. */
-/** One limit scaled by a multiplier: never below 1 (nor 0 above it), unlimited staying unlimited. */
+/** One limit × multiplier, rounded down, never below 1; 0 and unlimited stay as they are. */
 export function scaleLimit (n: number, multiplier: number): number {
   return n === Infinity || n === 0 || multiplier === 1 ? n : Math.max(1, Math.floor(n * multiplier))
 }
 
+/** Every limit × multiplier (scaleLimit). */
 export function applyMultiplier (limits: TierLimits, multiplier: number): TierLimits {
   if (multiplier === 1) return limits
-  const scale = (n: number): number => scaleLimit(n, multiplier)
   return Object.freeze({
-    requestsPerMinute: scale(limits.requestsPerMinute),
-    requestsPerHour: scale(limits.requestsPerHour),
-    concurrentRequests: scale(limits.concurrentRequests),
-    monthlyQuota: scale(limits.monthlyQuota)
+    requestsPerMinute: scaleLimit(limits.requestsPerMinute, multiplier),
+    requestsPerHour: scaleLimit(limits.requestsPerHour, multiplier),
+    concurrentRequests: scaleLimit(limits.concurrentRequests, multiplier),
+    monthlyQuota: scaleLimit(limits.monthlyQuota, multiplier)
   })
 }

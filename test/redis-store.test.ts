@@ -10,7 +10,7 @@ import { commandCalls, privateRedis, REDIS_URL, sharedRedis, uniquePrefix } from
 import { limits } from './helpers/stores.js'
 
 t.test('the admit script is pinned: a change to it is a deliberate change of this SHA', async t => {
-  t.equal(ADMIT_SCRIPT.sha, '741ad8891be86428b68668f27e9a56479a57392c')
+  t.equal(ADMIT_SCRIPT.sha, 'acfd43abb944c4f1980e9ca34ceb01ffd97bf8fd')
   t.equal(ADMIT_SCRIPT.numberOfKeys, undefined, 'three keys per item of a batch: callers say how many')
   t.match(ADMIT_SCRIPT.source, /^--\[\[\nadmit-batch\.lua/)
 })

@@ -137,6 +137,8 @@ local function admit (countersKey, leasesKey, monthKey, termsText, leaseId, rele
   if monthKey ~= countersKey then mt = counters_open(monthKey) end
   local countQ = limQ >= 0 or (limB >= 0 and mt == st)
   local countB = limB >= 0 and mt ~= st
+  -- Whether this admission counts a month in the bucket's own hash (st).
+  local monthHere = countB or (countQ and mt == st)
   local usedQ = tonumber(mt.month) or 0
   local usedB = mt == st and usedQ or tonumber(st.month) or 0
   local usedM, staleM, usedH, staleH = 0, nil, 0, nil
@@ -195,26 +197,22 @@ local function admit (countersKey, leasesKey, monthKey, termsText, leaseId, rele
     textH, isNew = take(countersKey, st, hour, usedH, cost, staleH, 'bucketH', 'sumH', 'oldestH')
     newField, counted = newField or isNew, true
   end
+  if countQ then
+    textQ = text(usedQ + cost)
+    if mt ~= st and not mt.month then
+      -- The shared counters, opened for their month only: when the field is new, the hash must last
+      -- the month, and as long as its window buckets still need it.
+      mt.keepUntil = math.max(mt.keepUntil, monthEnd, window_keep_until(minute, false, mt.oldestM), window_keep_until(hour, false, mt.oldestH))
+    end
+    set(mt, 'month', textQ)
+  end
   if countB then
     textB = text(usedB + cost)
     set(st, 'month', textB)
-    newField, counted = newField or not monthKnown, true
+  elseif limB >= 0 then
+    textB = textQ -- a cap on the shared bucket: its count is the subject's
   end
-  if countQ then
-    textQ = text(usedQ + cost)
-    if limB >= 0 and mt == st then textB = textQ end
-    if mt == st then
-      set(st, 'month', textQ)
-      newField, counted = newField or not monthKnown, true
-    else
-      -- The shared counters, opened for their month only: when the field is new, the hash must last
-      -- the month, and as long as its window buckets still need it.
-      if not mt.month then
-        mt.keepUntil = math.max(mt.keepUntil, monthEnd, window_keep_until(minute, false, mt.oldestM), window_keep_until(hour, false, mt.oldestH))
-      end
-      set(mt, 'month', textQ)
-    end
-  end
+  if monthHere then newField, counted = newField or not monthKnown, true end
   if limC >= 0 then
     -- The leases hash must outlive its newest lease. Its expiry is renewed (to two lifetimes) only
     -- when the hash is new or a lease taken now would outlive it; lX remembers that expiry, and
@@ -231,7 +229,7 @@ local function admit (countersKey, leasesKey, monthKey, termsText, leaseId, rele
   -- whose tier changed). That only grows when a new bucket or month field appears.
   if newField then
     local keep = math.max(window_keep_until(minute, limM >= 0, oldestM), window_keep_until(hour, limH >= 0, oldestH))
-    if (countQ and mt == st) or countB or monthKnown then keep = math.max(keep, monthEnd) end
+    if monthHere or monthKnown then keep = math.max(keep, monthEnd) end
     st.keepUntil = math.max(st.keepUntil, keep)
   end
   return '0 0 ' .. nowText .. ' ' .. textM .. ' ' .. textH .. ' ' .. textQ .. ' ' .. text(inFlight) .. ' ' .. textB

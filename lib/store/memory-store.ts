@@ -1,6 +1,6 @@
 // In-process store with the same semantics as the Redis script (lib/lua/admit-batch.lua), step for step,
-// so one conformance suite holds both to the same answers (and the same decision arithmetic, decision.ts). For one process only: counters are not
-// shared between instances. Unlike Redis it has no memory of its own to fill: the number of counters
+// so one conformance suite holds both to the same answers; both turn what they counted into a decision
+// with decision.ts. For one process only: counters are not shared between instances. Unlike Redis it has no memory of its own to fill: the number of counters
 // it keeps is bounded, the least recently used going first.
 import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
@@ -260,6 +260,8 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     let monthCounters = shared ? counters : this.touch(keys.month, now)
     const countQ = hasQ || (hasB && shared)
     const countB = hasB && !shared
+    // Whether this admission counts a month in the bucket's own counters.
+    const monthHere = countB || (countQ && shared)
     const monthOf = (c: Counters | undefined): number => c !== undefined && c.monthId === monthId ? c.month : 0
     let usedQ = monthOf(monthCounters)
     let usedB = shared ? usedQ : monthOf(counters)
@@ -299,7 +301,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     }
 
     if (reason === 0) {
-      if (hasM || hasH || (countQ && shared) || countB) {
+      if (hasM || hasH || monthHere) {
         counters ??= this.create(keys.counters, monthId)
         if (shared) monthCounters = counters
         if (hasM) counters.minute.add(curM, k, cost)
