@@ -13,7 +13,7 @@ export const InvalidRouteConfigError = createError<'FST_MAESTRO_RL_INVALID_ROUTE
 export const AlreadyRegisteredError = createError<'FST_MAESTRO_RL_ALREADY_REGISTERED'>(
   'FST_MAESTRO_RL_ALREADY_REGISTERED', '@maestro/rate-limiting is already registered on this instance', 500)
 
-/** A rejected request: the body of the default 429 response carries this code. */
+/** A rejected request: the code of the 429 refusal. */
 export const RATE_LIMITED_CODE = 'FST_MAESTRO_RL_RATE_LIMITED'
 
 /** The store answered with something the plugin cannot read (a version mismatch, a foreign key). */
@@ -24,8 +24,32 @@ export const StoreReplyError = createError<'FST_MAESTRO_RL_STORE_REPLY', [string
 export const InvalidPolicyError = createError<'FST_MAESTRO_RL_INVALID_POLICY', [string]>(
   'FST_MAESTRO_RL_INVALID_POLICY', 'Invalid rate-limit policy: %s', 400, TypeError)
 
-/** The request's tenant is blocked by an operator. */
+/** The request's tenant is blocked by an operator: the code of the 403 refusal. */
 export const BLOCKED_CODE = 'FST_MAESTRO_RL_BLOCKED'
+
+// Refusals. The limiter hands each to Fastify like any other error, so the app's error handler,
+// `onError` and `onSend` hooks see them. They are an expected answer, not a fault: no stack trace is
+// captured (a busy limiter makes thousands a second).
+
+/** Over a window, the monthly quota or the concurrency limit (`reason` says which). */
+export const RateLimitExceededError = createError<typeof RATE_LIMITED_CODE, [string]>(
+  RATE_LIMITED_CODE, '%s', 429, Error, false)
+
+/** The tenant is blocked by an operator; the message is the block's reason. */
+export const TenantBlockedError = createError<typeof BLOCKED_CODE, [string]>(
+  BLOCKED_CODE, '%s', 403, Error, false)
+
+/** The store could not decide and `failMode` is `closed`. */
+export const StoreUnavailableRefusalError = createError<'FST_MAESTRO_RL_STORE_UNAVAILABLE'>(
+  'FST_MAESTRO_RL_STORE_UNAVAILABLE', 'Rate limiting is unavailable, retry shortly', 503, Error, false)
+
+/** The tenant extractor failed and `onExtractorError` is `unauthorized`. */
+export const CallerUnidentifiedError = createError<'FST_MAESTRO_RL_EXTRACTOR_FAILED'>(
+  'FST_MAESTRO_RL_EXTRACTOR_FAILED', 'Could not identify the caller', 401, Error, false)
+
+/** The tenant extractor failed and `onExtractorError` is `error`. */
+export const ExtractorFailedError = createError<'FST_MAESTRO_RL_EXTRACTOR_FAILED'>(
+  'FST_MAESTRO_RL_EXTRACTOR_FAILED', 'Could not identify the caller, retry later', 500, Error, false)
 
 /** The admin routes were registered without an `authorize` function; they must never be public. */
 export const AdminAuthorizationRequiredError = createError<'FST_MAESTRO_RL_ADMIN_AUTHORIZATION_REQUIRED'>(

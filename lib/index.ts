@@ -1,7 +1,7 @@
 // @maestro/rate-limiting: tiered, strictly sliding-window rate limiting for Fastify.
 //
 // Reading order: options → store → metrics → policies → limiter → decorators → per-route hooks
-// → unmatched routes → lease hooks → metrics route → onClose.
+// → unmatched routes → lease hooks → refusal bodies → metrics route → onClose.
 import type { FastifyInstance, FastifyPluginAsync, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { AlreadyRegisteredError } from './errors.js'
@@ -12,7 +12,9 @@ import { PolicyManager } from './policies/policy-manager.js'
 import { sharedLimiter, type RouteRateLimitConfig } from './route-config.js'
 import { attachToRoute } from './route-hooks.js'
 import { addLeaseHooks } from './lease-hooks.js'
+import { addRefusalReason } from './refusal-body.js'
 import { LeaseKeeper } from './lease-keeper.js'
+import { DegradedLog } from './degraded-log.js'
 import { warnIfClientsPickTheirKey } from './proxy-trust.js'
 import { createStore, requireRedis } from './store/create-store.js'
 import type { RateLimitStore } from './store/types.js'
@@ -66,8 +68,10 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   await policies.start()
 
   // 5. The limiter: one store call per limited request; leases of running requests kept alive.
+  //    Decisions made without the store are logged once per outage, then summarised.
   const leases = new LeaseKeeper(store, options.leaseTtlMs, fastify.log)
-  const limiter = new Limiter(options, store, policies, metrics, leases)
+  const degraded = new DegradedLog(fastify.log)
+  const limiter = new Limiter(options, store, policies, metrics, leases, degraded)
 
   fastify.decorate('rateLimitStore', store)
   fastify.decorate('policies', policies)
@@ -90,7 +94,10 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   // 8. Leases go back when the response is sent, whichever route (or none) answered.
   addLeaseHooks(fastify, limiter)
 
-  // 9. GET /metrics, when asked for.
+  // 9. Refusals go through Fastify's error handling; its default body gets their reason back.
+  addRefusalReason(fastify)
+
+  // 10. GET /metrics, when asked for.
   const route = options.metrics === false ? undefined : options.metrics?.route
   if (registry !== undefined && route !== undefined && route !== false) {
     fastify.get(route === true ? '/metrics' : route, { config: { rateLimit: false } }, async (_request, reply) => {
@@ -99,9 +106,10 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
     })
   }
 
-  // 10. Shutdown: close only what this plugin created.
+  // 11. Shutdown: close only what this plugin created.
   fastify.addHook('onClose', async () => {
     leases.stop()
+    degraded.stop()
     await policies.close()
     if (owned) await store.close()
   })
@@ -127,4 +135,8 @@ export {
   type ResolvedPolicy, type TenantUsage, type WindowUsage
 } from './policies/policy-manager.js'
 export { POLICY_WRITE_SCRIPT } from './policies/policy-backend.js'
-export { InvalidOptionError, InvalidRouteConfigError, InvalidPolicyError, AlreadyRegisteredError, StoreReplyError, RATE_LIMITED_CODE, BLOCKED_CODE } from './errors.js'
+export {
+  InvalidOptionError, InvalidRouteConfigError, InvalidPolicyError, AlreadyRegisteredError, StoreReplyError, RATE_LIMITED_CODE, BLOCKED_CODE,
+  RateLimitExceededError, TenantBlockedError, StoreUnavailableRefusalError, CallerUnidentifiedError, ExtractorFailedError
+} from './errors.js'
+export type { Refusal } from './refusal-body.js'

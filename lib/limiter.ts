@@ -2,8 +2,9 @@
 import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { DegradedLog } from './degraded-log.js'
 import { withDeadline } from './deadline.js'
-import { BLOCKED_CODE, RATE_LIMITED_CODE } from './errors.js'
+import { CallerUnidentifiedError, ExtractorFailedError, RateLimitExceededError, StoreUnavailableRefusalError, TenantBlockedError } from './errors.js'
 import { retryAfterSeconds, setCompactRateLimitHeaders, setIetfHeaders, setRateLimitHeaders } from './headers.js'
 import { KeyCache, type StoreKeys } from './keys.js'
 import { clientGone } from './lease-hooks.js'
@@ -11,6 +12,7 @@ import type { LeaseKeeper } from './lease-keeper.js'
 import type { EndpointMetrics, LimiterMetrics, RequestSeries } from './metrics.js'
 import type { RateLimitContext, ResolvedOptions, TenantIdentity } from './options.js'
 import type { PolicyManager } from './policies/policy-manager.js'
+import { refuse } from './refusal-body.js'
 import { RejectionCache } from './rejection-cache.js'
 import type { RouteLimiter } from './route-config.js'
 import { admitInto, type Decision, type DecisionSink, type RateLimitStore, type RejectReason } from './store/types.js'
@@ -100,7 +102,8 @@ export class Limiter {
     private readonly store: RateLimitStore,
     private readonly policies: PolicyManager,
     private readonly metrics: LimiterMetrics,
-    private readonly leases: LeaseKeeper
+    private readonly leases: LeaseKeeper,
+    private readonly degraded: DegradedLog
   ) {
     this.keys = new KeyCache(options.keyPrefix)
   }
@@ -137,7 +140,7 @@ export class Limiter {
   }
 
   /** `limit`, from a callback where a throw would be lost: it goes to Fastify instead. */
-  private guard (route: RouteLimiter, endpointMetrics: EndpointMetrics, request: FastifyRequest, reply: FastifyReply, done: Done, identity: TenantIdentity | null | false): void {
+  private guard (route: RouteLimiter, endpointMetrics: EndpointMetrics, request: FastifyRequest, reply: FastifyReply, done: Done, identity: TenantIdentity | null | Error): void {
     try {
       this.limit(route, endpointMetrics, request, reply, done, identity)
     } catch (err) {
@@ -146,8 +149,8 @@ export class Limiter {
   }
 
   /** Everything up to the store call; answers at once when no call is needed. */
-  private limit (route: RouteLimiter, endpointMetrics: EndpointMetrics, request: FastifyRequest, reply: FastifyReply, done: Done, identity: TenantIdentity | null | false): void {
-    if (identity === false) return // answered: the extractor failed and the option says so
+  private limit (route: RouteLimiter, endpointMetrics: EndpointMetrics, request: FastifyRequest, reply: FastifyReply, done: Done, identity: TenantIdentity | null | Error): void {
+    if (identity instanceof Error) return done(identity) // the extractor failed and the option refuses
     const { options, metrics } = this
     const anonymous = identity === null
     const started = metrics.enabled ? performance.now() : 0
@@ -163,7 +166,9 @@ export class Limiter {
     if (policy.block !== undefined) {
       series.request('rejected')
       series.rejection('blocked')
-      this.blocked(reply, policy.block.reason)
+      reply.code(403)
+      reply.header('x-ratelimit-error', 'blocked')
+      done(refuse(request, new TenantBlockedError(policy.block.reason ?? 'This tenant is blocked'), 'blocked'))
       return
     }
     if (isUnlimited(limits) && bucketQuota === Infinity) {
@@ -202,7 +207,10 @@ export class Limiter {
     if (options.headers === 'compact') setCompactRateLimitHeaders(reply, decision)
     else if (options.headers) setRateLimitHeaders(reply, decision)
     if (options.ietfHeaders) setIetfHeaders(reply, decision)
-    if (decision.degraded === true) reply.header('x-ratelimit-status', 'degraded')
+    if (decision.degraded === true) {
+      reply.header('x-ratelimit-status', 'degraded')
+      this.degraded.note('fallback')
+    }
     if (decision.allowed) {
       if (clientGone(request)) {
         // The client left while this was decided: nobody will read the answer, so the handler does
@@ -234,15 +242,15 @@ export class Limiter {
     }
     series.request('rejected')
     series.rejection(reason)
-    this.reject(request, reply, context as RateLimitContext & { decision: Decision })
+    pending.done(this.refusal(request, reply, context as RateLimitContext & { decision: Decision }))
   }
 
   /**
-   * The tenant of a request, null for anonymous, or false when the extractor failed and the request
-   * was answered. A throw, a malformed result and a timeout are all failures. A synchronous
-   * extractor is answered synchronously (no promise on the request path).
+   * The tenant of a request, null for anonymous, or the error to answer with when the extractor
+   * failed and the option refuses. A throw, a malformed result and a timeout are all failures. A
+   * synchronous extractor is answered synchronously (no promise on the request path).
    */
-  private identify (request: FastifyRequest, reply: FastifyReply): TenantIdentity | null | false | Promise<TenantIdentity | null | false> {
+  private identify (request: FastifyRequest, reply: FastifyReply): TenantIdentity | null | Error | Promise<TenantIdentity | null | Error> {
     try {
       const identity = (this.options.tenantExtractor as NonNullable<ResolvedOptions['tenantExtractor']>)(request)
       // Only an asynchronous answer needs a deadline.
@@ -257,19 +265,13 @@ export class Limiter {
     }
   }
 
-  private extractorFailed (err: unknown, request: FastifyRequest, reply: FastifyReply): null | false {
+  private extractorFailed (err: unknown, request: FastifyRequest, reply: FastifyReply): null | Error {
     const { options } = this
     request.log.warn({ err }, 'rate limiting: tenant extractor failed; %s', options.onExtractorError)
     if (options.onExtractorError === 'anonymous') return null
-    const unauthorized = options.onExtractorError === 'unauthorized'
-    reply.code(unauthorized ? 401 : 500)
-    reply.send({
-      statusCode: unauthorized ? 401 : 500,
-      error: unauthorized ? 'Unauthorized' : 'Internal Server Error',
-      code: 'FST_MAESTRO_RL_EXTRACTOR_FAILED',
-      message: unauthorized ? 'Could not identify the caller' : 'Could not identify the caller, retry later'
-    })
-    return false
+    const refusal = options.onExtractorError === 'unauthorized' ? new CallerUnidentifiedError() : new ExtractorFailedError()
+    reply.code(refusal.statusCode as number)
+    return refusal
   }
 
   private recordAdmission (decision: Decision, series: RequestSeries): void {
@@ -285,7 +287,11 @@ export class Limiter {
     }
   }
 
-  private reject (request: FastifyRequest, reply: FastifyReply, context: RateLimitContext & { decision: Decision }): FastifyReply {
+  /**
+   * The 429 handed to Fastify: headers set here (the app's error handler keeps them unless it
+   * removes them), the body by Fastify's error handling, or what `errorResponseBuilder` returns.
+   */
+  private refusal (request: FastifyRequest, reply: FastifyReply, context: RateLimitContext & { decision: Decision }): Error {
     const { decision } = context
     const reason = decision.reason as RejectReason
     const retryAfter = retryAfterSeconds(decision)
@@ -293,28 +299,11 @@ export class Limiter {
     reply.header('retry-after', retryAfter)
     reply.header('x-ratelimit-error', reason)
     this.options.onExceeded?.(request, reply, context)
-    const body = this.options.errorResponseBuilder !== undefined
-      ? this.options.errorResponseBuilder(request, context)
-      : {
-          statusCode: 429,
-          error: 'Too Many Requests',
-          code: RATE_LIMITED_CODE,
-          reason,
-          message: `${MESSAGES[reason]}, retry in ${retryAfter} second${retryAfter === 1 ? '' : 's'}`
-        }
-    return reply.send(body)
-  }
-
-  private blocked (reply: FastifyReply, reason: string | undefined): FastifyReply {
-    reply.code(403)
-    reply.header('x-ratelimit-error', 'blocked')
-    return reply.send({
-      statusCode: 403,
-      error: 'Forbidden',
-      code: BLOCKED_CODE,
-      reason: 'blocked',
-      message: reason ?? 'This tenant is blocked'
-    })
+    const built = this.options.errorResponseBuilder?.(request, context)
+    // A body the builder made is handed over as it is, as @fastify/rate-limit does: Fastify's own
+    // error handler sends a plain object as the body, an app's error handler receives it.
+    if (built !== undefined && built !== null) return built as Error
+    return refuse(request, new RateLimitExceededError(`${MESSAGES[reason]}, retry in ${retryAfter} second${retryAfter === 1 ? '' : 's'}`), reason)
   }
 
   /** The store failed this request: fail open or closed, as the options say. */
@@ -324,7 +313,9 @@ export class Limiter {
     metrics.storeError(this.store.kind)
     metrics.failDecision(options.failMode)
     pending.series.request('error')
-    request.log.error({ err }, 'rate limiting: store failed, %s', options.failMode === 'open' ? 'admitting' : 'refusing')
+    // One line per outage and a summary (see DegradedLog); each request's own only at debug level.
+    this.degraded.note(options.failMode === 'open' ? 'admitted' : 'refused', err)
+    request.log.debug({ err }, 'rate limiting: store failed, %s', options.failMode === 'open' ? 'admitting' : 'refusing')
     if (options.failMode === 'open') {
       reply.header('x-ratelimit-status', 'degraded')
       pending.done()
@@ -332,12 +323,7 @@ export class Limiter {
     }
     reply.code(503)
     reply.header('retry-after', 1)
-    reply.send({
-      statusCode: 503,
-      error: 'Service Unavailable',
-      code: 'FST_MAESTRO_RL_STORE_UNAVAILABLE',
-      message: 'Rate limiting is unavailable, retry shortly'
-    })
+    pending.done(new StoreUnavailableRefusalError())
   }
 }
 

@@ -121,10 +121,10 @@ export async function createMetrics (options: MetricsOptions | false | undefined
     registers: [registry]
   }))
   const storeErrors = reuse('rate_limit_store_errors_total', () => new prom.Counter({
-    name: prefix + 'rate_limit_store_errors_total', help: 'Store calls that failed.', labelNames: ['store'], registers: [registry]
+    name: prefix + 'rate_limit_store_errors_total', help: 'Decisions the store did not make: calls that failed or timed out, and calls skipped while a circuit breaker was open.', labelNames: ['store'], registers: [registry]
   }))
   const failDecisions = reuse('rate_limit_fail_decisions_total', () => new prom.Counter({
-    name: prefix + 'rate_limit_fail_decisions_total', help: 'Requests decided without the store: admitted (open) or refused (closed).', labelNames: ['mode'], registers: [registry]
+    name: prefix + 'rate_limit_fail_decisions_total', help: 'Requests the store did not decide and failMode did: admitted (open) or refused with a 503 (closed); decisions of the local fallback are not counted here.', labelNames: ['mode'], registers: [registry]
   }))
   const inFlight = reuse('rate_limit_in_flight_leases', () => new prom.Gauge({
     name: prefix + 'rate_limit_in_flight_leases', help: 'Concurrency leases held by requests in flight on this instance.', labelNames: ['tier'], registers: [registry], collect: collectTallies
