@@ -1,0 +1,68 @@
+// Type tests: what a strict TypeScript service sees. `npm test` compiles this file (the typecheck
+// step, `tsc -p test/tsconfig.json`) and runs none of it: every `@ts-expect-error` line must be an
+// error (else "unused directive" fails the check), and every `expectType` must hold exactly.
+import Fastify, { type FastifyError } from 'fastify'
+import { Redis } from 'ioredis'
+import rateLimiting, {
+  RateLimitExceededError, TenantBlockedError,
+  type Decision, type PolicyManager, type RateLimitContext, type RateLimitStore, type RouteRateLimitConfig, type TierLimits
+} from '../dist/index.js'
+import adminRoutes from '../dist/admin.js'
+
+/** Compiles only when A and B are the same type. */
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
+function expectType<T extends true> (): T | undefined { return undefined }
+
+const app = Fastify()
+
+// Options: known names and value types only.
+await app.register(rateLimiting, { keyPrefix: 'svc', failMode: 'closed', headers: 'compact', tiers: { gold: { requestsPerMinute: 100, requestsPerHour: null, concurrentRequests: 5, monthlyQuota: 1000 } } })
+await app.register(rateLimiting, { redis: new Redis({ lazyConnect: true }), tenantExtractor: (request) => ({ tenantId: String(request.headers['x-tenant']), tier: 'gold' }) })
+// @ts-expect-error a misspelt option
+await app.register(rateLimiting, { keyPrefx: 'svc' })
+// @ts-expect-error failMode is 'open' or 'closed'
+await app.register(rateLimiting, { failMode: 'maybe' })
+// @ts-expect-error headers is a boolean or 'compact'
+await app.register(rateLimiting, { headers: 'full' })
+// @ts-expect-error the extractor returns { tenantId, tier? }, not a string
+await app.register(rateLimiting, { tenantExtractor: () => 'acme' })
+// @ts-expect-error the admin routes need authorize
+await app.register(adminRoutes, {})
+
+// Decorators.
+expectType<Equal<typeof app.policies, PolicyManager>>()
+expectType<Equal<typeof app.rateLimitStore, RateLimitStore>>()
+
+// Route config: a boolean or the route's settings; wrong value types fail.
+app.get('/off', { config: { rateLimit: false } }, async () => ({}))
+app.get('/export', { config: { rateLimit: { cost: 5, bucket: 'export', limits: { requestsPerMinute: 2 } } } }, async () => ({}))
+// @ts-expect-error cost is a number
+app.get('/a', { config: { rateLimit: { cost: '5' } } }, async () => ({}))
+// @ts-expect-error limits take numbers (or null for unlimited)
+app.get('/b', { config: { rateLimit: { limits: { requestsPerMinute: 'many' } } } }, async () => ({}))
+// Fastify infers a route's config type from the literal, so a misspelt key inside it is only caught
+// at boot (the route's config is validated then) unless the literal is checked on its own:
+// @ts-expect-error a misspelt route setting, caught by `satisfies`
+app.get('/c', { config: { rateLimit: { cots: 5 } satisfies RouteRateLimitConfig } }, async () => ({}))
+
+// request.rateLimit: null on routes the limiter does not run on.
+app.get('/d', async (request) => {
+  expectType<Equal<typeof request.rateLimit, RateLimitContext | null>>()
+  const context = request.rateLimit
+  if (context === null) return {}
+  expectType<Equal<typeof context.decision, Decision | undefined>>()
+  expectType<Equal<typeof context.limits, TierLimits>>()
+  expectType<Equal<typeof context.tier, string>>()
+  // @ts-expect-error the context is read-only
+  context.cost = 2
+  return { left: context.decision?.minute.remaining }
+})
+
+// Refusals are Fastify errors an error handler can tell apart.
+app.setErrorHandler((err: FastifyError, _request, reply) => {
+  if (err instanceof RateLimitExceededError || err instanceof TenantBlockedError) {
+    const reason: string = (err as FastifyError & { reason: string }).reason
+    return reply.code(err.statusCode ?? 429).send({ reason })
+  }
+  return reply.send(err)
+})
