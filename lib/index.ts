@@ -125,16 +125,15 @@ export type {
 } from './options.js'
 export type { RouteRateLimitConfig } from './route-config.js'
 export type { MetricsOptions, MetricsRegistry } from './metrics.js'
-export { DEFAULT_TIERS, UNLIMITED_TIER, applyMultiplier, type TierLimits, type TierLimitsInput, type LimitInput } from './tiers.js'
+export { DEFAULT_TIERS, UNLIMITED_TIER, type TierLimits, type TierLimitsInput, type LimitInput } from './tiers.js'
 export { MemoryStore, type MemoryStoreOptions } from './store/memory-store.js'
-export { RedisStore, ADMIT_SCRIPT, USAGE_SCRIPT, type RedisStoreOptions } from './store/redis-store.js'
-export type { RateLimitStore, DirectAdmit, DecisionSink, Decision, WindowState, AdmitRequest, RejectReason, WindowSettings, Usage } from './store/types.js'
-export { storeKeys, encodeId, type StoreKeys } from './keys.js'
+export { RedisStore, type RedisStoreOptions } from './store/redis-store.js'
+export type { RateLimitStore, Decision, WindowState, AdmitRequest, RejectReason, WindowSettings, Usage } from './store/types.js'
+export type { StoreKeys } from './keys.js'
 export {
   PolicyManager, type PolicyManagerOptions, type TenantOverride, type ShadowScope,
   type ResolvedPolicy, type TenantUsage, type WindowUsage
 } from './policies/policy-manager.js'
-export { POLICY_WRITE_SCRIPT } from './policies/policy-backend.js'
 export {
   InvalidOptionError, InvalidRouteConfigError, InvalidPolicyError, AlreadyRegisteredError, StoreReplyError, RATE_LIMITED_CODE, BLOCKED_CODE,
   RateLimitExceededError, TenantBlockedError, StoreUnavailableRefusalError, CallerUnidentifiedError, ExtractorFailedError

@@ -7,7 +7,8 @@
 // a multiple of the limit, and the shares of requests wrongly admitted (a window went over the limit)
 // and wrongly rejected (refused although the window had room), judged on each limiter's own history.
 import { Redis } from 'ioredis'
-import { MemoryStore, RedisStore, storeKeys } from '../dist/index.js'
+import { MemoryStore, RedisStore } from '../dist/index.js'
+import { storeKeys } from '../dist/keys.js'
 
 const WINDOW = 60_000
 const LIMIT = 100

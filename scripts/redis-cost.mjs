@@ -14,7 +14,6 @@ import { spawn } from 'node:child_process'
 import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
 import { pathToFileURL } from 'node:url'
-import * as thisBuild from '../dist/index.js'
 import { startPrivateCluster } from './bench/cluster.mjs'
 import { freePort, waitForRedis } from './loopback-redis.mjs'
 
@@ -22,9 +21,16 @@ const { values } = parseArgs({
   options: { turns: { type: 'string', default: '2000' }, against: { type: 'string' }, rounds: { type: 'string', default: '3' } }
 })
 const TURNS = Number(values.turns)
-const builds = [{ name: 'this build', lib: thisBuild }]
+/** What the cost probes use of a build: the store, its key builder and its admit script. */
+async function loadBuild (root) {
+  const at = (file) => import(pathToFileURL(`${root}/dist/${file}`).href)
+  const [{ RedisStore, ADMIT_SCRIPT }, { storeKeys }] = await Promise.all([at('store/redis-store.js'), at('keys.js')])
+  return { RedisStore, ADMIT_SCRIPT, storeKeys }
+}
+
+const builds = [{ name: 'this build', lib: await loadBuild(new URL('..', import.meta.url).pathname) }]
 if (values.against !== undefined) {
-  builds.push({ name: values.against, lib: await import(pathToFileURL(`${values.against}/dist/index.js`).href) })
+  builds.push({ name: values.against, lib: await loadBuild(values.against) })
 }
 const ROUNDS = values.against === undefined ? 1 : Number(values.rounds)
 const PER_TURN = 16

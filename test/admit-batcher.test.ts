@@ -2,7 +2,8 @@
 // call, a call that fails as a whole, and the Cluster rule of one item per call.
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { RedisStore, storeKeys } from '../dist/index.js'
+import { RedisStore } from '../dist/index.js'
+import { storeKeys } from '../dist/keys.js'
 import { commandCalls, privateRedis } from './helpers/redis.js'
 import { limits } from './helpers/stores.js'
 

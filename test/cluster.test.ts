@@ -2,7 +2,8 @@
 // across three masters with an ioredis Cluster client.
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { RedisStore, storeKeys, PolicyManager } from '../dist/index.js'
+import { RedisStore, PolicyManager } from '../dist/index.js'
+import { storeKeys } from '../dist/keys.js'
 import { keySlot } from '../dist/store/key-slot.js'
 import { buildApp, headerTenant, listen } from './helpers/app.js'
 import { privateCluster } from './helpers/cluster.js'

@@ -33,7 +33,7 @@ t.test('a store with only admit() limits like the built-in ones and gets its lea
   const statuses: number[] = []
   for (let i = 0; i < 6; i++) statuses.push((await app.inject({ url: '/' })).statusCode)
   t.same(statuses, [200, 200, 200, 200, 200, 429])
-  const usage = await inner.usage((await import('../dist/index.js')).storeKeys('maestro-rl', 'anonymous', '127.0.0.1', undefined))
+  const usage = await inner.usage((await import('../dist/keys.js')).storeKeys('maestro-rl', 'anonymous', '127.0.0.1', undefined))
   t.equal(usage.minute, 5)
   t.equal(usage.inFlight, 0, 'every lease was given back')
 })

@@ -1,7 +1,8 @@
 // Property tests: whatever the tenant ids, keys stay inside one hash tag, bounded, and distinct.
 import fc from 'fast-check'
 import t from 'tap'
-import { encodeId, MemoryStore, storeKeys } from '../dist/index.js'
+import { MemoryStore } from '../dist/index.js'
+import { encodeId, storeKeys } from '../dist/keys.js'
 import { limits } from './helpers/stores.js'
 
 // Any UTF-16 string: lone surrogates, control characters, braces, glob characters, long ones.

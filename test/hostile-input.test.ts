@@ -1,6 +1,7 @@
 // Tenant ids chosen by an attacker: each gets its own, bounded counters; none can reach another's.
 import t from 'tap'
-import { encodeId, storeKeys, type RateLimitingOptions } from '../dist/index.js'
+import type { RateLimitingOptions } from '../dist/index.js'
+import { encodeId, storeKeys } from '../dist/keys.js'
 import { buildApp, headerTenant } from './helpers/app.js'
 import { sharedRedis, uniquePrefix } from './helpers/redis.js'
 import { STORE_KINDS } from './helpers/stores.js'

@@ -3,7 +3,7 @@
 // every other entry still applies.
 import { Registry } from 'prom-client'
 import t, { type Test } from 'tap'
-import { POLICY_WRITE_SCRIPT } from '../dist/index.js'
+import { POLICY_WRITE_SCRIPT } from '../dist/policies/policy-backend.js'
 import { buildApp, headerTenant } from './helpers/app.js'
 import { sharedRedis, uniquePrefix } from './helpers/redis.js'
 import { within } from './helpers/wait.js'

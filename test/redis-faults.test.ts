@@ -184,7 +184,8 @@ t.test('requireStoreAtBoot makes boot fail fast instead', async t => {
 })
 
 t.test('closing the store fails the decisions still waiting for a hung Redis, at once', async t => {
-  const { RedisStore, storeKeys } = await import('../dist/index.js')
+  const { RedisStore } = await import('../dist/index.js')
+  const { storeKeys } = await import('../dist/keys.js')
   const { ResilientStore, StoreUnavailableError } = await import('../dist/store/resilient-store.js')
   const server = await privateRedis(t)
   const client = new Redis(server.url, { maxRetriesPerRequest: 1 })

@@ -6,7 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { concurrencyBurst, LIMITS, windowBurst } from '../scripts/burst.mjs'
-import { RedisStore, storeKeys } from '../dist/index.js'
+import { RedisStore } from '../dist/index.js'
+import { storeKeys } from '../dist/keys.js'
 import { privateRedis } from './helpers/redis.js'
 
 // A deadline far below the event loop's lag in this burst (100-200 ms): only Redis's own time may

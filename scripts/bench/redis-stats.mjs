@@ -2,7 +2,8 @@
 import { spawn } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
-import { DEFAULT_TIERS, RedisStore, storeKeys } from '../../dist/index.js'
+import { DEFAULT_TIERS, RedisStore } from '../../dist/index.js'
+import { storeKeys } from '../../dist/keys.js'
 import { freePort, waitForRedis } from '../loopback-redis.mjs'
 
 // ---------------------------------------------------------------------------------------------

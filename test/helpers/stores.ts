@@ -1,6 +1,7 @@
 // The two stores under one roof, so conformance tests run the same body against both.
 import type { Redis } from 'ioredis'
-import { MemoryStore, RedisStore, storeKeys, type RateLimitStore, type StoreKeys, type TierLimits } from '../../dist/index.js'
+import { MemoryStore, RedisStore, type RateLimitStore, type StoreKeys, type TierLimits } from '../../dist/index.js'
+import { storeKeys } from '../../dist/keys.js'
 import { sharedRedis, uniquePrefix } from './redis.js'
 
 export interface Clock { now: number }
