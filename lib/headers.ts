@@ -1,6 +1,6 @@
 // Response headers: X-RateLimit-* on every limited response, Retry-After and X-RateLimit-Error on
-// rejections, and optionally the IETF RateLimit-Policy / RateLimit fields
-// (draft-ietf-httpapi-ratelimit-headers-10, structured-field lists). Unlimited dimensions are omitted.
+// rejections, and optionally the IETF RateLimit-Policy / RateLimit fields of
+// draft-ietf-httpapi-ratelimit-headers-10 or -11 (see ietfWindowSeconds). Unlimited dimensions are omitted.
 import type { FastifyReply } from 'fastify'
 import { utcMonth } from './store/calendar.js'
 import type { Decision, WindowState } from './store/types.js'
@@ -69,22 +69,48 @@ export function setCompactRateLimitHeaders (reply: FastifyReply, decision: Decis
   reply.header('x-ratelimit-reset', resetAt(decision, window))
 }
 
-/** `"minute";q=10;w=60, "hour";q=100;w=3600, "month";q=10000;w=2592000` and the matching RateLimit. */
-export function setIetfHeaders (reply: FastifyReply, decision: Decision): void {
+/** Which revision of draft-ietf-httpapi-ratelimit-headers the RateLimit fields follow. */
+export type IetfDraft = 'draft-10' | 'draft-11'
+
+/**
+ * The `t` of one window. Both drafts share the wire syntax; they differ in what `t` means.
+ * - draft-10: seconds until additional quota is made available. We report when everything counted
+ *   now has left the window (the store does not track when its oldest sub-bucket leaves, which can
+ *   be sooner; the draft lets a sliding window report a later moment). 0 when nothing is counted.
+ * - draft-11: the effective window, over which the available quota `r` may be used. With usage
+ *   counted, it lasts until that usage has left and the full quota is back; with nothing counted,
+ *   it is the whole window (`r` is the full quota, for the next `windowSeconds`).
+ * Under both, a window that refused the request gives the wait for that request, never more than
+ * Retry-After: a client that waits `t` is not told to wait again by the same window.
+ */
+export function ietfWindowSeconds (decision: Decision, window: WindowState, windowSeconds: number, cost: number, draft: IetfDraft): number {
+  const untilFree = seconds(window.resetAt - decision.now)
+  if (!decision.allowed && window.remaining < cost) return Math.min(untilFree, retryAfterSeconds(decision))
+  if (draft === 'draft-11' && window.remaining >= window.limit) return windowSeconds
+  return untilFree
+}
+
+/**
+ * `"minute";q=10;w=60, "hour";q=100;w=3600, "month";q=10000;w=2592000` and the matching RateLimit.
+ * `r` is the quota left now under both drafts (draft-11 calls it the available quota: in a sliding
+ * window it grows back as old usage leaves, it does not wait for a reset). The month is a calendar
+ * month: its `t` runs to the month's end under both drafts.
+ */
+export function setIetfHeaders (reply: FastifyReply, decision: Decision, cost: number, draft: IetfDraft): void {
   const policies: string[] = []
   const states: string[] = []
-  const { minute, hour, month, now } = decision
+  const { minute, hour, month } = decision
   if (minute.limit !== Infinity) {
     policies.push(`"minute";q=${minute.limit};w=60`)
-    states.push(`"minute";r=${minute.remaining};t=${seconds(minute.resetAt - now)}`)
+    states.push(`"minute";r=${minute.remaining};t=${ietfWindowSeconds(decision, minute, 60, cost, draft)}`)
   }
   if (hour.limit !== Infinity) {
     policies.push(`"hour";q=${hour.limit};w=3600`)
-    states.push(`"hour";r=${hour.remaining};t=${seconds(hour.resetAt - now)}`)
+    states.push(`"hour";r=${hour.remaining};t=${ietfWindowSeconds(decision, hour, 3600, cost, draft)}`)
   }
   if (month.limit !== Infinity) {
     policies.push(`"month";q=${month.limit};w=${monthLengthSeconds(month.resetAt)}`)
-    states.push(`"month";r=${month.remaining};t=${seconds(month.resetAt - now)}`)
+    states.push(`"month";r=${month.remaining};t=${seconds(month.resetAt - decision.now)}`)
   }
   if (policies.length === 0) return
   reply.header('ratelimit-policy', policies.join(', '))

@@ -206,7 +206,7 @@ export class Limiter {
     context.decision = decision
     if (options.headers === 'compact') setCompactRateLimitHeaders(reply, decision)
     else if (options.headers) setRateLimitHeaders(reply, decision)
-    if (options.ietfHeaders) setIetfHeaders(reply, decision)
+    if (options.ietfHeaders !== false) setIetfHeaders(reply, decision, context.cost, options.ietfHeaders)
     if (decision.degraded === true) {
       reply.header('x-ratelimit-status', 'degraded')
       this.degraded.note('fallback')

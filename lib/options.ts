@@ -9,6 +9,7 @@ import { DEFAULT_MAX_KEYS } from './store/memory-store.js'
 import type { Decision, RateLimitStore } from './store/types.js'
 import { anonymousClientKey } from './client-key.js'
 import type { MetricsOptions } from './metrics.js'
+import type { IetfDraft } from './headers.js'
 import { DEFAULT_TIERS, infinityToNull, tierLimitsFrom, type TierLimits, type TierLimitsInput } from './tiers.js'
 import { explain } from './validation.js'
 
@@ -73,8 +74,12 @@ export interface RateLimitingOptions {
    * `false` none.
    */
   headers?: boolean | 'compact'
-  /** Also send the IETF `RateLimit-Policy` / `RateLimit` fields. Default false. */
-  ietfHeaders?: boolean
+  /**
+   * Also send the IETF `RateLimit-Policy` / `RateLimit` fields, with the values of
+   * draft-ietf-httpapi-ratelimit-headers-10 or -11. `true` is `'draft-10'` (what it meant before
+   * -11 existed). Default false.
+   */
+  ietfHeaders?: boolean | IetfDraft
   /** Sub-buckets per sliding window; capacity frees at most window/k late. Default 20. */
   bucketsPerWindow?: number
   /** A concurrency lease that is never released frees itself after this. Default 60 s. */
@@ -142,7 +147,7 @@ const OptionsSchema = Type.Object({
   global: Type.Optional(Type.Boolean()),
   hook: Type.Optional(Type.Union([Type.Literal('onRequest'), Type.Literal('preParsing'), Type.Literal('preValidation'), Type.Literal('preHandler')])),
   headers: Type.Optional(Type.Union([Type.Boolean(), Type.Literal('compact')])),
-  ietfHeaders: Type.Optional(Type.Boolean()),
+  ietfHeaders: Type.Optional(Type.Union([Type.Boolean(), Type.Literal('draft-10'), Type.Literal('draft-11')])),
   bucketsPerWindow: Type.Optional(Type.Integer({ minimum: 1, maximum: 60 })),
   // At least 10 ms: a lease must outlive the round trip that takes it, and is renewed every third of it.
   leaseTtlSeconds: Type.Optional(Type.Number({ minimum: 0.01, maximum: 86_400 })),
@@ -188,7 +193,8 @@ export interface ResolvedOptions {
   readonly global: boolean
   readonly hook: HookName
   readonly headers: boolean | 'compact'
-  readonly ietfHeaders: boolean
+  /** The draft the IETF fields follow, or false when they are off. */
+  readonly ietfHeaders: IetfDraft | false
   readonly bucketsPerWindow: number
   readonly leaseTtlMs: number
   readonly errorResponseBuilder: ErrorResponseBuilder | undefined
@@ -250,7 +256,7 @@ export function resolveOptions (input: RateLimitingOptions | undefined): Resolve
     global: raw.global ?? true,
     hook: raw.hook ?? 'onRequest',
     headers: raw.headers ?? true,
-    ietfHeaders: raw.ietfHeaders ?? false,
+    ietfHeaders: raw.ietfHeaders === true ? 'draft-10' : raw.ietfHeaders ?? false,
     bucketsPerWindow: raw.bucketsPerWindow ?? 20,
     leaseTtlMs: Math.round((raw.leaseTtlSeconds ?? 60) * 1000),
     errorResponseBuilder: raw.errorResponseBuilder,

@@ -25,6 +25,11 @@ export function explain (validator: Validator, value: unknown, root: string): st
   const here = errors.filter(e => depth(e) === deepest)
   const first = here[0]
   if (first === undefined) return `${root} is invalid`
-  const messages = [...new Set(here.filter(e => e.keyword !== 'anyOf').map(e => e.message))]
+  // Literals are named ("must be "onRequest" or "preHandler""), not "must be equal to constant".
+  const consts = here.filter(e => e.keyword === 'const')
+  const literals = consts.map(e => JSON.stringify(e.params.allowedValue))
+  const literalPaths = new Set(consts.map(e => e.schemaPath))
+  const messages = [...new Set(here.filter(e => e.keyword !== 'anyOf' && !literalPaths.has(e.schemaPath)).map(e => e.message))]
+  if (literals.length > 0) messages.push(`must be ${literals.join(' or ')}`)
   return `${fieldName(root, first.instancePath)} ${messages.length > 0 ? messages.join(' or ') : first.message}`
 }

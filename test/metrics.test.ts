@@ -1,5 +1,7 @@
 // Metrics read back from a real prom-client registry after real traffic through Fastify.
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { register, Registry } from 'prom-client'
@@ -8,6 +10,7 @@ import { buildApp, headerTenant } from './helpers/app.js'
 import { privateRedis } from './helpers/redis.js'
 import { promtool, runPromtool } from './helpers/promtool.js'
 import { STORE_KINDS } from './helpers/stores.js'
+import { writeObservability } from '../scripts/observability-for-prefix.mjs'
 
 type Labels = Record<string, string>
 
@@ -193,3 +196,44 @@ t.test('promtool: metrics of a running app, alert rules and their unit tests', {
     t.ok(exposed.has(name), `${name} is exposed`)
   }
 })
+
+t.test('promtool: alert rules, their unit tests and the dashboard written for a metrics prefix', { skip: tool.path === undefined ? tool.reason : false }, async t => {
+  if (tool.path === undefined) return
+  const prefix = 'gateway_'
+  const folder = mkdtempSync(join(tmpdir(), 'rl-observability-'))
+  t.teardown(() => rmSync(folder, { recursive: true, force: true }))
+  writeObservability(prefix, folder)
+
+  const rules = runPromtool(tool.path, ['check', 'rules', join(folder, 'alerts.yml')])
+  t.equal(rules.status, 0, rules.output)
+  t.match(rules.output, /SUCCESS: 6 rules found/)
+  const ruleTests = runPromtool(tool.path, ['test', 'rules', join(folder, 'alerts.test.yml')])
+  t.equal(ruleTests.status, 0, ruleTests.output)
+  const alerts = readFileSync(join(folder, 'alerts.yml'), 'utf8')
+  t.notMatch(alerts.replace(/gateway_rate_limit_/g, ''), /rate_limit_[a-z]/, 'no unprefixed metric is left in the rules')
+
+  // Every metric the prefixed dashboard queries is one an app with that prefix exposes.
+  const registry = new Registry()
+  const app = await buildApp(t, { kind: 'memory', options: { tenantExtractor: headerTenant, metrics: { registry, prefix, route: true } } })
+  for (let i = 0; i < 12; i++) await app.inject({ url: '/', headers: { 'x-tenant': 'acme', 'x-tier': 'starter' } })
+  const text = (await app.inject({ url: '/metrics' })).body
+  const exposed = new Set([...text.matchAll(/^# TYPE (\S+) (\S+)/gm)].flatMap(m => m[2] === 'histogram' ? [m[1] + '_bucket', m[1] + '_count', m[1] + '_sum'] : [m[1]]))
+  const dashboard = JSON.parse(readFileSync(join(folder, 'grafana-dashboard.json'), 'utf8')) as unknown
+  const queries = expressions(dashboard)
+  t.ok(queries.length >= 10, `the dashboard's queries are read (${queries.length})`)
+  // Metric names, not quoted label values (a reason such as "rate_limit_exceeded").
+  const named = new Set(queries.flatMap(q => q.match(/(?<!["\w:])[a-zA-Z_:][a-zA-Z0-9_:]*rate_limit_[a-zA-Z0-9_:]*/g) ?? []))
+  t.ok(named.size >= 8, [...named].join(', '))
+  for (const name of named) {
+    t.ok(name.startsWith(prefix), `${name} carries the prefix`)
+    t.ok(exposed.has(name), `${name} is exposed by an app with metrics.prefix ${prefix}`)
+  }
+})
+
+/** Every PromQL expression of a dashboard: panel targets (`expr`) and template queries (`query`). */
+function expressions (node: unknown): string[] {
+  if (Array.isArray(node)) return node.flatMap(expressions)
+  if (node === null || typeof node !== 'object') return []
+  return Object.entries(node).flatMap(([key, value]) =>
+    (key === 'expr' || key === 'query' || key === 'definition') && typeof value === 'string' ? [value] : expressions(value))
+}
