@@ -64,6 +64,8 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
     onInvalidEntry: () => metrics.invalidPolicyEntry()
   })
   await policies.start()
+  // Tiers configured here are recorded under the prefix, so maestro-rl and other services know them.
+  await policies.recordConfiguredTiers()
 
   // 5. The limiter: one store call per limited request; leases of running requests kept alive.
   const leases = new LeaseKeeper(store, options.leaseTtlMs, fastify.log)
@@ -124,7 +126,7 @@ export type { RateLimitStore, DirectAdmit, DecisionSink, Decision, WindowState, 
 export { storeKeys, encodeId, type StoreKeys } from './keys.js'
 export {
   PolicyManager, type PolicyManagerOptions, type TenantOverride, type ShadowScope,
-  type ResolvedPolicy, type TenantUsage, type WindowUsage
+  type ResolvedPolicy, type TierSource, type TenantUsage, type UsageOptions, type WindowUsage
 } from './policies/policy-manager.js'
 export { POLICY_WRITE_SCRIPT } from './policies/policy-backend.js'
 export { InvalidOptionError, InvalidRouteConfigError, InvalidPolicyError, AlreadyRegisteredError, StoreReplyError, RATE_LIMITED_CODE, BLOCKED_CODE } from './errors.js'
