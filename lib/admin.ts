@@ -48,7 +48,7 @@ const BlockedReply = Type.Object({ reason: Type.Union([Type.String(), Type.Null(
 const ResolvedReply = Type.Object({
   tenantId: Type.String(),
   tier: Type.String(),
-  tierSource: Type.Union([Type.Literal('request'), Type.Literal('tenant'), Type.Literal('default')]),
+  tierSource: Type.Union([Type.Literal('request'), Type.Literal('seen'), Type.Literal('tenant'), Type.Literal('default')]),
   environment: Type.String(),
   multiplier: Type.Number(),
   limits: TierLimitsSchema,
@@ -187,7 +187,7 @@ const adminRoutes: FastifyPluginAsync<AdminOptions> = async (admin, options) => 
 
   admin.get<{ Params: Static<typeof TenantParams>, Querystring: Static<typeof UsageQuery> }>('/tenants/:tenantId/usage',
     { config, schema: s['GET /tenants/:tenantId/usage'] },
-    async request => await policies.usage(request.params.tenantId, request.query.bucket === undefined ? {} : { bucket: request.query.bucket }))
+    async request => await policies.usage(request.params.tenantId, request.query))
 
   admin.delete<TenantRoute>('/tenants/:tenantId/usage', { config, schema: s['DELETE /tenants/:tenantId/usage'] }, async (request, reply) => {
     await policies.resetUsage(request.params.tenantId)

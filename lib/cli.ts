@@ -2,7 +2,8 @@
 // maestro-rl: reads and changes the rate-limit policies of every service sharing one Redis.
 // Each command connects, loads the stored policies, does one thing through a PolicyManager (the class
 // behind fastify.policies, so input is judged exactly as there), prints JSON and disconnects.
-// Exit status: 0 done, 1 Redis unreachable or failing, 2 bad usage or input refused.
+// Exit status: 0 done, 1 Redis unreachable or failing, 2 bad usage or input refused, 3 nothing stored
+// under the prefix (a read would only print defaults and zeros).
 import { parseArgs } from 'node:util'
 import type { FastifyBaseLogger } from 'fastify'
 import { Redis } from 'ioredis'
@@ -16,7 +17,7 @@ const USAGE = `maestro-rl: rate-limit policies of every service sharing one Redi
 Usage: maestro-rl <command> [arguments] [--redis URL] [--prefix P] [--env E]
 
   show <tenant> [--tier T]               effective limits of a tenant, and where each comes from
-  usage <tenant> [--bucket B]            what a tenant has used and has left
+  usage <tenant> [--bucket B] [--tier T] what a tenant has used and has left
   reset-usage <tenant>                   forget every counter and lease of a tenant
   override set <tenant> [--per-minute N] [--per-hour N] [--concurrent N] [--monthly N] [--expires S]
   override get <tenant>
@@ -39,7 +40,10 @@ Limits are whole numbers, or "unlimited". Seconds may be fractional.
   --redis URL    default REDIS_URL, else redis://127.0.0.1:6379
   --prefix P     the plugin's keyPrefix; default maestro-rl
   --env E        the environment whose multiplier show and usage apply; default NODE_ENV, else production
-Prints JSON on stdout. Exit status: 0 done, 1 Redis unreachable, 2 bad usage or input refused.
+Tiers: the defaults, runtime tiers, and those services configured in code (recorded at their boot).
+Prints JSON on stdout. Exit status: 0 done, 1 Redis unreachable, 2 bad usage or input refused,
+3 nothing stored under the prefix (no service has started on it, no policy set): reads refuse;
+changes are made, with a note on stderr.
 `
 
 const OPTIONS = {
@@ -67,11 +71,15 @@ const GLOBAL_FLAGS = new Set(['redis', 'prefix', 'env', 'help'])
 class UsageError extends Error {}
 /** Redis cannot be reached or fails: exit 1. */
 class RedisError extends Error {}
+/** A read on a prefix nothing is stored under: exit 3. */
+class UnusedPrefixError extends Error {}
 
 interface Command {
   /** Names of the positional arguments; a trailing `?` marks an optional one. */
   args: string[]
   flags: FlagName[]
+  /** Only reads: refused on a prefix nothing is stored under, where it would report defaults. */
+  reads?: true
   run (policies: PolicyManager, args: string[], flags: Flags): Promise<unknown>
 }
 
@@ -80,11 +88,15 @@ const LIMIT_FLAGS: Array<[FlagName, keyof TierLimitsInput]> = [
 ]
 
 const COMMANDS: Record<string, Command> = {
-  show: { args: ['tenant'], flags: ['tier'], run: async (p, [tenant], f) => await p.resolve(tenant, f.tier) },
+  show: { args: ['tenant'], flags: ['tier'], reads: true, run: async (p, [tenant], f) => await p.resolve(tenant, f.tier) },
   usage: {
     args: ['tenant'],
-    flags: ['bucket'],
-    run: async (p, [tenant], f) => await p.usage(tenant, f.bucket === undefined ? {} : { bucket: f.bucket })
+    flags: ['bucket', 'tier'],
+    reads: true,
+    run: async (p, [tenant], f) => await p.usage(tenant, {
+      ...(f.bucket === undefined ? {} : { bucket: f.bucket }),
+      ...(f.tier === undefined ? {} : { tier: f.tier })
+    })
   },
   'reset-usage': {
     args: ['tenant'],
@@ -101,7 +113,7 @@ const COMMANDS: Record<string, Command> = {
       return await p.getTenantOverride(tenant)
     }
   },
-  'override get': { args: ['tenant'], flags: [], run: async (p, [tenant]) => await p.getTenantOverride(tenant) },
+  'override get': { args: ['tenant'], flags: [], reads: true, run: async (p, [tenant]) => await p.getTenantOverride(tenant) },
   'override rm': { args: ['tenant'], flags: [], run: async (p, [tenant]) => removal(await p.removeTenantOverride(tenant), `tenant ${tenant} has no override`) },
   'multiplier set': {
     args: ['env', 'multiplier'],
@@ -114,10 +126,11 @@ const COMMANDS: Record<string, Command> = {
   'multiplier get': {
     args: ['env?'],
     flags: [],
+    reads: true,
     run: async (p, [environment = p.environment]) => ({ environment, multiplier: await p.getEnvironmentMultiplier(environment) })
   },
   'multiplier rm': { args: ['env'], flags: [], run: async (p, [env]) => removal(await p.removeEnvironmentMultiplier(env), `environment ${env} has no multiplier`) },
-  'tier list': { args: [], flags: [], run: async p => await p.listTiers() },
+  'tier list': { args: [], flags: [], reads: true, run: async p => await p.listTiers() },
   'tier set': {
     args: ['name'],
     flags: ['per-minute', 'per-hour', 'concurrent', 'monthly'],
@@ -147,7 +160,7 @@ const COMMANDS: Record<string, Command> = {
   unblock: { args: ['tenant'], flags: [], run: async (p, [tenant]) => removal(await p.unblock(tenant), `tenant ${tenant} is not blocked`) },
   'shadow on': { args: [], flags: ['tier', 'tenant'], run: async (p, _args, f) => await shadow(p, f, true) },
   'shadow off': { args: [], flags: ['tier', 'tenant'], run: async (p, _args, f) => await shadow(p, f, false) },
-  'shadow status': { args: [], flags: [], run: async p => await p.shadowModes() }
+  'shadow status': { args: [], flags: [], reads: true, run: async p => await p.shadowModes() }
 }
 
 const GROUPS = new Set(['override', 'multiplier', 'tier', 'tenant-tier', 'shadow'])
@@ -280,9 +293,15 @@ async function main (argv: string[]): Promise<number> {
     redis = await connect(url, source)
     const failures: unknown[] = []
     const log = { warn () {}, error (context: { err?: unknown }) { failures.push(context?.err) } }
-    policies = new PolicyManager(redis, { ...settings, log: log as unknown as Pick<FastifyBaseLogger, 'warn' | 'error'> })
+    // No tiers of its own: the ones services recorded come before the built-in defaults.
+    policies = new PolicyManager(redis, { ...settings, recordedTiersFirst: true, log: log as unknown as Pick<FastifyBaseLogger, 'warn' | 'error'> })
     await policies.reload()
     if (failures.length > 0) throw new RedisError(`cannot read the policies: ${(failures[0] as Error)?.message ?? 'unknown error'}`)
+    if (!policies.prefixInUse) {
+      const nothing = `nothing is stored under prefix ${policies.keyPrefix} at ${redact(new URL(url))}: no service has started on it and no policy was set (check --prefix)`
+      if (command.reads === true) throw new UnusedPrefixError(nothing)
+      process.stderr.write(`maestro-rl: note: ${nothing}; making the change anyway\n`)
+    }
     const result = await command.run(policies, args, flags)
     process.stdout.write(JSON.stringify(result, null, 2) + '\n')
     return 0
@@ -290,6 +309,7 @@ async function main (argv: string[]): Promise<number> {
     if (err instanceof UsageError) return fail(2, `${err.message} (see maestro-rl help)`)
     if (err instanceof InvalidPolicyError || err instanceof InvalidOptionError) return fail(2, (err as Error).message)
     if (err instanceof RedisError) return fail(1, err.message)
+    if (err instanceof UnusedPrefixError) return fail(3, err.message)
     return fail(1, err instanceof Error ? err.message : String(err))
   } finally {
     await policies?.close()

@@ -66,6 +66,8 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
     onInvalidEntry: () => metrics.invalidPolicyEntry()
   })
   await policies.start()
+  // Tiers configured here are recorded under the prefix, so maestro-rl and other services know them.
+  await policies.recordConfiguredTiers()
 
   // 5. The limiter: one store call per limited request; leases of running requests kept alive.
   //    Decisions made without the store are logged once per outage, then summarised.
@@ -132,7 +134,7 @@ export type { RateLimitStore, Decision, WindowState, AdmitRequest, RejectReason,
 export type { StoreKeys } from './keys.js'
 export {
   PolicyManager, type PolicyManagerOptions, type TenantOverride, type ShadowScope,
-  type ResolvedPolicy, type TenantUsage, type WindowUsage
+  type ResolvedPolicy, type TierSource, type TenantUsage, type UsageOptions, type WindowUsage
 } from './policies/policy-manager.js'
 export {
   InvalidOptionError, InvalidRouteConfigError, InvalidPolicyError, AlreadyRegisteredError, StoreReplyError, RATE_LIMITED_CODE, BLOCKED_CODE,

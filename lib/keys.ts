@@ -47,6 +47,14 @@ export function storeKeys (prefix: string, kind: SubjectKind, id: string, bucket
   return { counters: base + ':n', leases: base + ':c', month: subject + 'all:n' }
 }
 
+/**
+ * The hash of the tier each tenant was last seen with: tenant id → tier name. One hash tag, so a
+ * batch of changes is one command on one Redis Cluster slot; a hash field holds any id as it is.
+ */
+export function seenTiersKey (prefix: string): string {
+  return `${prefix}:${KEY_LAYOUT_VERSION}:{seen-tiers}`
+}
+
 /** Above this many subjects a key cache starts again (about 10 MB of keys at most). */
 const MAX_CACHED_KEYS = 50_000
 

@@ -1,41 +1,8 @@
 // maestro-rl, the built command-line tool, run as a child process against real Redis.
-import { execFile } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { buildApp, headerTenant } from './helpers/app.js'
-import { REDIS_URL, sharedRedis, uniquePrefix } from './helpers/redis.js'
+import { cliFor, run } from './helpers/cli.js'
 import { within } from './helpers/wait.js'
-
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
-
-interface Run { code: number | null, stdout: string, stderr: string, ms: number }
-
-/**
- * Runs `node dist/cli.js …args` and waits for it to exit by itself. The child runs without the test
- * runner's coverage hooks (NODE_OPTIONS), which would triple the start-up cost of every run.
- */
-async function run (args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
-  const started = Date.now()
-  const childEnv = { ...process.env, NODE_OPTIONS: undefined, REDIS_URL, ...env }
-  return await new Promise(resolve => {
-    execFile(process.execPath, [CLI, ...args], { env: childEnv, timeout: 20_000 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : null
-      resolve({ code, stdout, stderr, ms: Date.now() - started })
-    })
-  })
-}
-
-/** A CLI bound to one test's own key prefix; `ok` expects exit 0 and returns the printed JSON. */
-function cliFor (t: Test): { prefix: string, cli: (...args: string[]) => Promise<Run>, ok: (...args: string[]) => Promise<any> } {
-  const prefix = uniquePrefix(t, sharedRedis(t))
-  const cli = async (...args: string[]): Promise<Run> => await run([...args, '--prefix', prefix])
-  const ok = async (...args: string[]): Promise<any> => {
-    const result = await cli(...args)
-    t.equal(result.code, 0, `maestro-rl ${args.join(' ')} ${result.stderr}`)
-    return JSON.parse(result.stdout)
-  }
-  return { prefix, cli, ok }
-}
 
 async function inBatches<T, R> (items: T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = []

@@ -105,6 +105,7 @@ t.test('keys: one prefix, one hash tag per tenant, nothing else', async t => {
   const keys = (await client.keys(`${prefix}:*`)).sort()
   t.same(keys, [
     `${prefix}:v1:{a:10.2.3.4}:all:n`,
+    `${prefix}:v1:{policies}`, // the service's configured tiers, recorded at boot
     `${prefix}:v1:{t:acme}:all:n`,
     `${prefix}:v1:{t:acme}:b.search:n`
   ])

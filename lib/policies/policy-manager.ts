@@ -2,8 +2,10 @@
 // and shadow mode. Stored in Redis, held in memory by every instance (the request path never asks
 // Redis), kept fresh by pub/sub notices, a full reload whenever a notice does not fit what is held,
 // and a periodic full reload.
+import { hostname } from 'node:os'
+import { isDeepStrictEqual } from 'node:util'
 import type { FastifyBaseLogger } from 'fastify'
-import { subjectBase, storeKeys } from '../keys.js'
+import { seenTiersKey, subjectBase, storeKeys } from '../keys.js'
 import { resolveOptions } from '../options.js'
 import type { RouteLimiter } from '../route-config.js'
 import { RedisStore } from '../store/redis-store.js'
@@ -12,6 +14,7 @@ import type { RateLimitStore } from '../store/types.js'
 import { applyMultiplier, LIMIT_FIELDS, scaleLimit, limitsToJSON, overlayLimits, tierLimitsFrom, type LimitField, type LimitInput, type TierLimits, type TierLimitsInput } from '../tiers.js'
 import { LocalPolicyBackend, RedisPolicyBackend, type ChangeNotice, type InvalidEntry, type PolicyBackend } from './policy-backend.js'
 import { Field, PolicyState, type Block } from './policy-state.js'
+import { NO_TIER, SeenTiers } from './seen-tiers.js'
 import { BlockSchema, check, EnvironmentName, MultiplierSchema, OverrideSchema, ShadowScopeSchema, TenantId, TierLimitsSchema, TierName, UsageOptionsSchema } from './schemas.js'
 import { withDeadline } from '../deadline.js'
 import { InvalidPolicyError } from '../errors.js'
@@ -34,6 +37,11 @@ export interface PolicyManagerOptions {
    * another tool or an older version): once per field and version, when it is logged.
    */
   onInvalidEntry?: (field: string, problem: string) => void
+  /**
+   * For tools with no tiers of their own (maestro-rl): the tiers services recorded under the prefix
+   * come before the built-in defaults. Services keep their own configured tiers first.
+   */
+  recordedTiersFirst?: boolean
 }
 
 export interface TenantOverride extends Partial<TierLimitsInput> {
@@ -57,8 +65,11 @@ export interface RequestPolicy {
 export interface ResolvedPolicy {
   tenantId: string
   tier: string
-  /** Where the tier came from: the caller, the tenant's stored tier, or the default tier. */
-  tierSource: 'request' | 'tenant' | 'default'
+  /**
+   * Where the tier came from: the caller (`request`), the tier the tenant's extractor reported on
+   * its latest request (`seen`), the tenant's stored tier (`tenant`), or the default tier.
+   */
+  tierSource: TierSource
   environment: string
   multiplier: number
   /** Effective limits (null: unlimited). */
@@ -68,6 +79,15 @@ export interface ResolvedPolicy {
   override: (Partial<TierLimitsInput> & { expiresAt: number | null }) | null
   blocked: { reason: string | null, expiresAt: number | null } | null
   shadow: boolean
+}
+
+export type TierSource = 'request' | 'seen' | 'tenant' | 'default'
+
+export interface UsageOptions {
+  /** A named bucket's counters instead of the shared ones. */
+  bucket?: string
+  /** The tier whose limits to report; by default the tenant's, as `resolve` finds it. */
+  tier?: string
 }
 
 export interface WindowUsage { limit: number | null, used: number, remaining: number | null }
@@ -92,6 +112,15 @@ export class PolicyManager {
   readonly defaultTier: string
   readonly anonymousTier: string
   private readonly configuredTiers: ReadonlyMap<string, TierLimits>
+  private readonly recordedTiersFirst: boolean
+  /** Who this instance is, in the records of configured tiers. */
+  private readonly writer = `${hostname()}:${process.pid}`
+  /** Set until this instance's tiers are recorded: each reload tries again meanwhile. */
+  private tierRecordsPending = false
+  /** Whether a reload has read the store at least once. */
+  private loaded = false
+  private recordingTiers: Promise<void> | undefined
+  private readonly seen: SeenTiers
   private readonly state = new PolicyState()
   private readonly backend: PolicyBackend
   private readonly store: RateLimitStore | undefined
@@ -124,6 +153,8 @@ export class PolicyManager {
     this.log = options.log
     this.onInvalidEntry = options.onInvalidEntry
     this.reloadIntervalMs = (options.reloadIntervalSeconds ?? 30) * 1000
+    this.recordedTiersFirst = options.recordedTiersFirst ?? false
+    this.seen = new SeenTiers(redis, seenTiersKey(this.keyPrefix), this.log)
   }
 
   /**
@@ -146,6 +177,8 @@ export class PolicyManager {
 
   async close (): Promise<void> {
     clearInterval(this.reloadTimer)
+    await this.seen.close()
+    await this.recordingTiers
     await this.backend.close()
   }
 
@@ -171,10 +204,13 @@ export class PolicyManager {
       const { version, entries, invalid } = await this.backend.snapshot()
       for (const entry of invalid) this.reportInvalid(entry)
       this.state.replaceWith(entries, version, mark)
+      this.loaded = true
       for (const [field, v] of this.state.expired(Date.now())) {
         const notice = await this.backend.write(field, undefined, null, v)
         if (notice !== undefined) this.state.apply(notice.field, notice.entry)
       }
+      // Not awaited: a write may ask for a reload, which waits for this one.
+      if (this.tierRecordsPending) this.recordTiersInBackground()
     } catch (err) {
       this.log?.error({ err }, 'rate limiting: could not reload policies; keeping the last known ones')
     }
@@ -196,6 +232,7 @@ export class PolicyManager {
       return { tier, limits, bucketQuota: this.multiplyQuota(route.bucketQuotaFor(tier)), shadow: state.shadowGlobal || state.shadowTiers.has(tier), block: undefined }
     }
     const tier = this.knownTier(requestedTier ?? state.tenantTiers.get(tenantId))
+    this.seen.note(tenantId, requestedTier === undefined ? NO_TIER : tier)
     let base = this.tierLimits(tier)
     const override = state.overrides.get(tenantId)
     if (override !== undefined && !expired(override.expiresAt)) base = overlayLimits(base, override.patch)
@@ -266,9 +303,16 @@ export class PolicyManager {
     return await this.remove(Field.tier(name))
   }
 
+  /**
+   * Every tier known on the prefix: runtime ones, this instance's configured ones, and those other
+   * services recorded at their boot (`configured` too).
+   */
   async listTiers (): Promise<Record<string, { limits: TierLimitsInput, source: 'runtime' | 'configured' }>> {
     const out: Record<string, { limits: TierLimitsInput, source: 'runtime' | 'configured' }> = {}
     for (const [name, limits] of this.configuredTiers) out[name] = { limits: limitsToJSON(limits), source: 'configured' }
+    for (const [name, { limits }] of this.state.recordedTiers) {
+      if (this.recordedTiersFirst || out[name] === undefined) out[name] = { limits: limitsToJSON(limits), source: 'configured' }
+    }
     for (const [name, limits] of this.state.runtimeTiers) out[name] = { limits: limitsToJSON(limits), source: 'runtime' }
     return out
   }
@@ -327,13 +371,14 @@ export class PolicyManager {
 
   // ---- explanation and usage ----
 
-  /** The effective limits of a tenant, and where each number came from. */
+  /**
+   * The effective limits of a tenant, and where each number came from. `tier`: as if the extractor
+   * reported it (refused unless defined); without it, the tenant's tier as `tierOf` finds it.
+   */
   async resolve (tenantId: string, tier?: string): Promise<ResolvedPolicy> {
     check(TenantId, tenantId, 'tenantId')
     if (tier !== undefined) check(TierName, tier, 'tier')
-    const stored = this.state.tenantTiers.get(tenantId)
-    const tierSource = tier !== undefined ? 'request' : stored !== undefined ? 'tenant' : 'default'
-    const name = this.knownTier(tier ?? stored)
+    const { name, source: tierSource } = await this.tierOf(tenantId, tier)
     const held = this.state.overrides.get(tenantId)
     const override = held !== undefined && !expired(held.expiresAt) ? held : undefined
     const multiplier = this.state.multipliers.get(this.environment) ?? 1
@@ -356,12 +401,15 @@ export class PolicyManager {
     }
   }
 
-  /** What a tenant has used and has left (its shared counters, or a named bucket's). */
-  async usage (tenantId: string, options: { bucket?: string } = {}): Promise<TenantUsage> {
+  /**
+   * What a tenant has used and has left (its shared counters, or a named bucket's), against the
+   * limits of `options.tier`, else of the tenant's tier as `resolve` finds it.
+   */
+  async usage (tenantId: string, options: UsageOptions = {}): Promise<TenantUsage> {
     check(TenantId, tenantId, 'tenantId')
     check(UsageOptionsSchema, options, 'options')
     const store = this.requireStore()
-    const resolved = await this.resolve(tenantId)
+    const resolved = await this.resolve(tenantId, options.tier)
     const used = await store.usage(storeKeys(this.keyPrefix, 'tenant', tenantId, options.bucket))
     const window = (limit: LimitInput, n: number): WindowUsage => ({ limit, used: n, remaining: limit === null ? null : Math.max(0, limit - n) })
     return {
@@ -384,14 +432,86 @@ export class PolicyManager {
     await this.write(Field.reset(tenantId), Date.now(), 3_600_000)
   }
 
+  // ---- configured tiers, recorded under the prefix ----
+
+  /** Whether anything is stored under the prefix (a policy, or a service's tiers), as last read. */
+  get prefixInUse (): boolean {
+    return this.state.holdsAny()
+  }
+
+  /**
+   * Records this instance's configured tiers under the prefix (the plugin does it at boot), so
+   * maestro-rl and other services' admin routes know them. Only names recorded with other limits,
+   * or not at all, are written; a name another service recorded with other limits is taken over
+   * (the last to boot wins) and the conflict is logged. Never throws; waits at most `timeoutMs` for
+   * Redis, and when that is not enough, every reload tries again until it is done.
+   */
+  async recordConfiguredTiers (timeoutMs = 2000): Promise<void> {
+    this.tierRecordsPending = true
+    // Without a first read of the store there is nothing to compare with: the first reload records.
+    if (!this.loaded) return
+    try {
+      await withDeadline(this.recordTiersInBackground(), timeoutMs, 'Redis')
+    } catch {
+      this.log?.warn('rate limiting: Redis slow: the configured tiers are recorded in the background')
+    }
+  }
+
+  private recordTiersInBackground (): Promise<void> {
+    this.recordingTiers ??= this.writeTierRecords()
+      .then(() => { this.tierRecordsPending = false })
+      .catch(err => this.log?.warn({ err }, 'rate limiting: could not record the configured tiers; trying again at the next reload'))
+      .finally(() => { this.recordingTiers = undefined })
+    return this.recordingTiers
+  }
+
+  private async writeTierRecords (): Promise<void> {
+    for (const [name, limits] of this.configuredTiers) {
+      const mine = limitsToJSON(limits)
+      const recorded = this.state.recordedTiers.get(name)
+      if (recorded !== undefined) {
+        const theirs = limitsToJSON(recorded.limits)
+        if (isDeepStrictEqual(theirs, mine)) continue
+        this.log?.warn({ tier: name, recorded: theirs, recordedBy: recorded.by, configured: mine },
+          'rate limiting: tier %s is configured with other limits by another service on this prefix; recording this one (the last to boot wins)', name)
+      }
+      await this.write(Field.configuredTier(name), { limits: mine, by: this.writer }, null)
+    }
+  }
+
   // ---- internals ----
 
   private hasTier (name: string): boolean {
-    return this.state.runtimeTiers.has(name) || this.configuredTiers.has(name)
+    return this.state.runtimeTiers.has(name) || this.configuredTiers.has(name) || this.state.recordedTiers.has(name)
   }
 
+  /**
+   * A tier's limits: the runtime definition, else this instance's configured one, else one another
+   * service recorded (for tools, recorded ones come before the built-in defaults), else the default tier's.
+   */
   private tierLimits (name: string): TierLimits {
-    return this.state.runtimeTiers.get(name) ?? this.configuredTiers.get(name) ?? this.configuredTiers.get(this.defaultTier) as TierLimits
+    const runtime = this.state.runtimeTiers.get(name)
+    if (runtime !== undefined) return runtime
+    const recorded = this.state.recordedTiers.get(name)?.limits
+    const configured = this.configuredTiers.get(name)
+    return (this.recordedTiersFirst ? recorded ?? configured : configured ?? recorded) ?? this.configuredTiers.get(this.defaultTier) as TierLimits
+  }
+
+  /**
+   * The tier to explain or measure a tenant with: the given one (refused unless defined); else the
+   * tier its extractor reported on its latest request; else its stored tier; else the default.
+   * The same order as the request path's, applied to the tenant's latest request.
+   */
+  private async tierOf (tenantId: string, tier: string | undefined): Promise<{ name: string, source: TierSource }> {
+    if (tier !== undefined) {
+      if (!this.hasTier(tier)) throw new InvalidPolicyError(`tier ${tier} is not defined`)
+      return { name: tier, source: 'request' }
+    }
+    const seen = await this.seen.read(tenantId)
+    if (seen !== undefined && seen !== NO_TIER) return { name: this.knownTier(seen), source: 'seen' }
+    const stored = this.state.tenantTiers.get(tenantId)
+    if (stored !== undefined) return { name: this.knownTier(stored), source: 'tenant' }
+    return { name: this.defaultTier, source: 'default' }
   }
 
   /** A known tier for a requested name: itself, or the default tier (each unknown name logged once). */

@@ -18,6 +18,8 @@ interface Held extends StoredEntry { readonly seq: number }
 
 export interface TimedPatch { readonly patch: Partial<TierLimitsInput>, readonly expiresAt: number | null }
 export interface Block { readonly reason: string | undefined, readonly expiresAt: number | null }
+/** A tier as a service configured it in code, recorded under the prefix at its boot. */
+export interface RecordedTier { readonly limits: TierLimits, readonly by: string }
 
 /** Field names of the stored hash. */
 export const Field = {
@@ -25,6 +27,8 @@ export const Field = {
   override: (tenantId: string) => `override:${tenantId}`,
   multiplier: (environment: string) => `multiplier:${environment}`,
   tenantTier: (tenantId: string) => `tenantTier:${tenantId}`,
+  /** A tier a service configured in code: `{ limits, by }`, written at its boot. */
+  configuredTier: (name: string) => `configuredTier:${name}`,
   block: (tenantId: string) => `block:${tenantId}`,
   shadowGlobal: () => 'shadow:global',
   shadowTier: (name: string) => `shadow:tier:${name}`,
@@ -37,6 +41,7 @@ export class PolicyState {
   /** Bumped on every applied change; caches compare it. */
   generation = 0
   readonly runtimeTiers = new Map<string, TierLimits>()
+  readonly recordedTiers = new Map<string, RecordedTier>()
   readonly overrides = new Map<string, TimedPatch>()
   readonly multipliers = new Map<string, number>()
   readonly tenantTiers = new Map<string, string>()
@@ -113,6 +118,12 @@ export class PolicyState {
     return held?.value === undefined || held.value === null ? undefined : held
   }
 
+  /** Whether anything is stored: a policy, or a service's record of its tiers. */
+  holdsAny (): boolean {
+    for (const held of this.entries.values()) if (held.value !== undefined && held.value !== null) return true
+    return false
+  }
+
   /** Fields whose expiry has passed, with the version they were stored at. */
   expired (now: number): Array<[string, number]> {
     const out: Array<[string, number]> = []
@@ -137,6 +148,13 @@ export class PolicyState {
       case 'tier':
         if (value === undefined) this.runtimeTiers.delete(key)
         else this.runtimeTiers.set(key, tierLimitsFrom(value as TierLimitsInput))
+        break
+      case 'configuredTier':
+        if (value === undefined) this.recordedTiers.delete(key)
+        else {
+          const recorded = value as { limits: TierLimitsInput, by: string }
+          this.recordedTiers.set(key, { limits: tierLimitsFrom(recorded.limits), by: recorded.by })
+        }
         break
       case 'override':
         if (value === undefined) this.overrides.delete(key)

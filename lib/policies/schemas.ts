@@ -23,7 +23,10 @@ export const BlockSchema = Type.Object({
   seconds: Type.Optional(Seconds),
   reason: Type.Optional(BlockReason)
 }, { additionalProperties: false })
-export const UsageOptionsSchema = Type.Object({ bucket: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })) }, { additionalProperties: false })
+export const UsageOptionsSchema = Type.Object({
+  bucket: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  tier: Type.Optional(TierName)
+}, { additionalProperties: false })
 export const ShadowScopeSchema = Type.Union([
   Type.Object({ scope: Type.Literal('global') }, { additionalProperties: false }),
   Type.Object({ scope: Type.Literal('tier'), tier: TierName }, { additionalProperties: false }),
@@ -40,6 +43,7 @@ const STORED_VALUES: ReadonlyMap<string, TSchema> = new Map<string, TSchema>([
   ['override', Type.Object(PartialTierLimitsSchema.properties, { additionalProperties: false, minProperties: 1 })],
   ['multiplier', MultiplierSchema],
   ['tenantTier', TierName],
+  ['configuredTier', Type.Object({ limits: TierLimitsSchema, by: Type.String({ maxLength: 256 }) }, { additionalProperties: false })],
   ['block', Type.Object({ reason: Type.Optional(Type.Union([BlockReason, Type.Null()])) }, { additionalProperties: false })],
   ['shadow', Type.Literal(true)],
   ['reset', Type.Unknown()]
