@@ -9,7 +9,7 @@ const CONNECTOR = /^((?:[│ ] {3})*)[├└]── (.*?)(?: \(([A-Z][A-Z, ]*)\)
 
 /** Warns once, at registration, naming the routes under the plugin's prefix that are already there. */
 export function warnAboutEarlierRoutes (fastify: FastifyInstance): void {
-  const earlier = routesIn(fastify.printRoutes({ commonPrefix: false })).filter(route => route.path.startsWith(fastify.prefix))
+  const earlier = routesIn(fastify.printRoutes()).filter(route => route.path.startsWith(fastify.prefix))
   if (earlier.length === 0) return
   const shown = earlier.slice(0, SHOWN).map(route => `${route.methods} ${route.path}`)
   if (earlier.length > SHOWN) shown.push(`… and ${earlier.length - SHOWN} more`)
@@ -21,7 +21,11 @@ export function warnAboutEarlierRoutes (fastify: FastifyInstance): void {
 
 interface KnownRoute { readonly path: string, readonly methods: string }
 
-/** Full paths and methods from the text tree of printRoutes: each level indents by four characters. */
+/**
+ * Full paths and methods from the text tree of printRoutes: each level indents by four characters and
+ * adds its segment to its parent's path. The default (common prefixes as nodes of their own) is read:
+ * with `commonPrefix: false` a wildcard is drawn without the static part before it.
+ */
 export function routesIn (tree: string): KnownRoute[] {
   const routes: KnownRoute[] = []
   const stack: string[] = []
