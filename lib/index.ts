@@ -51,7 +51,7 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   const { store, owned, redis, ownedClient } = chosen
   reportStore(chosen, fastify)
   refuseUnusedRedis(fastify, chosen.source, 'registration')
-  if (options.requireStoreAtBoot && redis !== undefined) await requireRedis(redis)
+  if (options.requireStoreAtBoot) await requireRedis(chosen)
 
   // 3. Metrics (prom-client, when installed and not turned off).
   const { metrics, registry } = await createMetrics(options.metrics, fastify.log)

@@ -83,6 +83,21 @@ t.test('redis as a URL: closing while Redis is still down does not wait for it',
   t.ok(Date.now() - started < 1000, 'closed at once')
 })
 
+t.test('redis as a URL with requireStoreAtBoot: boot fails, and the client the plugin created is closed', async t => {
+  const stderr = captureStderr(t)
+  const port = await freePort()
+  const app = Fastify()
+  app.register(rateLimiting, { redis: `redis://127.0.0.1:${port}`, requireStoreAtBoot: true })
+  await t.rejects(async () => { await app.ready() }, { code: 'FST_MAESTRO_RL_STORE_UNAVAILABLE_AT_BOOT' })
+  // A client left behind would keep reconnecting (every few hundred ms by now) and find this server.
+  const redis = await privateRedis(t, [], port)
+  const observer = new Redis(redis.url)
+  t.teardown(() => observer.disconnect())
+  await new Promise(resolve => setTimeout(resolve, 2500))
+  t.equal((await observer.client('LIST') as string).trim().split('\n').length, 1, 'no one but the observer connects: nothing left reconnecting')
+  t.notOk(stderr.some(chunk => chunk.includes('Unhandled error event')))
+})
+
 t.test('an ioredis client of your own: boots while Redis is down too, and is left open', async t => {
   const port = await freePort()
   const client = new Redis(`redis://127.0.0.1:${port}`)

@@ -77,11 +77,13 @@ export function refuseUnusedRedis (fastify: FastifyInstance, source: StoreSource
     : 'fastify.redis was decorated after @maestro/rate-limiting was registered')
 }
 
-/** Fails registration unless Redis answers a PING within two seconds. */
-export async function requireRedis (client: RedisClient): Promise<void> {
+/** Fails registration unless Redis answers a PING within two seconds; a client of the plugin's own is then closed. */
+export async function requireRedis ({ redis: client, ownedClient }: ChosenStore): Promise<void> {
+  if (client === undefined) return
   try {
     await withDeadline(client.ping(), 2000, 'Redis PING')
   } catch (err) {
+    ownedClient?.disconnect()
     throw new StoreUnavailableAtBootError((err as Error).message)
   }
 }
