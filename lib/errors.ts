@@ -60,3 +60,13 @@ export const AdminAuthorizationRequiredError = createError<'FST_MAESTRO_RL_ADMIN
 /** `requireStoreAtBoot` is set and Redis did not answer at registration. */
 export const StoreUnavailableAtBootError = createError<'FST_MAESTRO_RL_STORE_UNAVAILABLE_AT_BOOT', [string]>(
   'FST_MAESTRO_RL_STORE_UNAVAILABLE_AT_BOOT', 'Redis did not answer at boot (requireStoreAtBoot): %s', 500)
+
+/**
+ * `fastify.redis` exists but the plugin chose the in-memory store without being asked to: @fastify/redis
+ * was registered after the plugin, or under a namespace. Each instance would enforce its own limits.
+ */
+export const RedisNotUsedError = createError<'FST_MAESTRO_RL_REDIS_NOT_USED', [string]>(
+  'FST_MAESTRO_RL_REDIS_NOT_USED',
+  '@maestro/rate-limiting: %s, so the plugin would use the in-memory store and every instance would enforce its own limits. ' +
+  'Register @fastify/redis before the plugin, pass the client or a URL as the `redis` option, or set `store: \'memory\'` to keep per-instance limits on purpose',
+  500)

@@ -1,7 +1,7 @@
 // @maestro/rate-limiting: tiered, strictly sliding-window rate limiting for Fastify.
 //
 // Reading order: options → store → metrics → policies → limiter → decorators → per-route hooks
-// → unmatched routes → lease hooks → refusal bodies → metrics route → onClose.
+// → unmatched routes → lease hooks → refusal bodies → metrics route → checks at ready → onClose.
 import type { FastifyInstance, FastifyPluginAsync, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { AlreadyRegisteredError } from './errors.js'
@@ -16,7 +16,9 @@ import { addRefusalReason } from './refusal-body.js'
 import { LeaseKeeper } from './lease-keeper.js'
 import { DegradedLog } from './degraded-log.js'
 import { warnIfClientsPickTheirKey } from './proxy-trust.js'
-import { createStore, requireRedis } from './store/create-store.js'
+import { createStore, refuseUnusedRedis, reportStore, requireRedis } from './store/create-store.js'
+import { closeOwnedRedis } from './store/owned-redis.js'
+import { warnAboutEarlierRoutes } from './route-order.js'
 import type { RateLimitStore } from './store/types.js'
 
 declare module 'fastify' {
@@ -44,11 +46,14 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   const options = resolveOptions(rawOptions)
   warnIfClientsPickTheirKey(fastify, rawOptions?.anonymousKey !== undefined)
 
-  // 2. Store: the given store, else Redis (option or fastify.redis), else memory; Redis behind a
-  //    deadline, a circuit breaker and an optional local fallback.
-  const { store, owned, redis } = createStore(options, fastify)
-  fastify.log.info({ store: store.kind }, 'rate limiting: using the %s store', store.kind)
-  if (options.requireStoreAtBoot && redis !== undefined) await requireRedis(redis)
+  // 2. Store: the given store (or 'memory'), else Redis (a client or URL as option, or fastify.redis),
+  //    else memory with a warning; Redis behind a deadline, a circuit breaker and an optional local
+  //    fallback. A fastify.redis the plugin cannot use fails boot rather than split limits silently.
+  const chosen = createStore(options, fastify)
+  const { store, owned, redis, ownedClient } = chosen
+  reportStore(chosen, fastify)
+  refuseUnusedRedis(fastify, chosen.source, 'registration')
+  if (options.requireStoreAtBoot) await requireRedis(chosen)
 
   // 3. Metrics (prom-client, when installed and not turned off).
   const { metrics, registry } = await createMetrics(options.metrics, fastify.log)
@@ -81,6 +86,8 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   fastify.decorateRequest(kLease, null)
 
   // 6. Every route: config.rateLimit resolved now, so a bad value fails boot and requests pay nothing.
+  //    Routes added before the plugin never pass here: they are named in a warning.
+  warnAboutEarlierRoutes(fastify)
   fastify.addHook('onRoute', (route) => attachToRoute(route, options.hook, options.global, limiter))
 
   // 7. Requests that match no route are held to the shared limits too (scanners, probes).
@@ -108,12 +115,16 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
     })
   }
 
-  // 11. Shutdown: close only what this plugin created.
+  // 11. At ready: a fastify.redis decorated after the plugin (which then chose memory) fails boot.
+  fastify.addHook('onReady', async () => refuseUnusedRedis(fastify, chosen.source, 'ready'))
+
+  // 12. Shutdown: close only what this plugin created; its own Redis client last.
   fastify.addHook('onClose', async () => {
     leases.stop()
     degraded.stop()
     await policies.close()
     if (owned) await store.close()
+    if (ownedClient !== undefined) await closeOwnedRedis(ownedClient)
   })
 }
 
@@ -137,7 +148,8 @@ export {
   type ResolvedPolicy, type TierSource, type TenantUsage, type UsageOptions, type WindowUsage
 } from './policies/policy-manager.js'
 export {
-  InvalidOptionError, InvalidRouteConfigError, InvalidPolicyError, AlreadyRegisteredError, StoreReplyError, RATE_LIMITED_CODE, BLOCKED_CODE,
+  InvalidOptionError, InvalidRouteConfigError, InvalidPolicyError, AlreadyRegisteredError, StoreReplyError, RedisNotUsedError,
+  RATE_LIMITED_CODE, BLOCKED_CODE,
   RateLimitExceededError, TenantBlockedError, StoreUnavailableRefusalError, CallerUnidentifiedError, ExtractorFailedError
 } from './errors.js'
 export type { Refusal } from './refusal-body.js'

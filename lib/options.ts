@@ -43,10 +43,14 @@ export type ErrorResponseBuilder = (request: FastifyRequest, context: RateLimitC
 export type ExceededListener = (request: FastifyRequest, reply: FastifyReply, context: RateLimitContext & { decision: Decision }) => void
 
 export interface RateLimitingOptions {
-  /** ioredis client or Cluster. Default: `fastify.redis` when registered, else the memory store. */
-  redis?: RedisClient
-  /** A ready store instance; takes precedence over `redis`. */
-  store?: RateLimitStore
+  /**
+   * ioredis client or Cluster (yours: never closed by the plugin), or a `redis://` / `rediss://` URL
+   * for a client the plugin creates, watches and closes. A URL boots while Redis is down.
+   * Default: `fastify.redis` when registered before the plugin, else the memory store (with a warning).
+   */
+  redis?: RedisClient | string
+  /** A ready store instance, or `'memory'` to choose the in-memory store on purpose; wins over `redis`. */
+  store?: RateLimitStore | 'memory'
   /** Who is calling. Default: nobody known, so every request is `anonymous` keyed by `request.ip`. */
   tenantExtractor?: TenantExtractor
   /** Tier name → limits, merged over the default tiers (replaces or adds tiers). */
@@ -135,8 +139,8 @@ export const PartialTierLimitsSchema = Type.Partial(TierLimitsSchema, { addition
 
 const AnyFunction = Type.Function([], Type.Unknown())
 const OptionsSchema = Type.Object({
-  redis: Type.Optional(Type.Object({})),
-  store: Type.Optional(Type.Object({})),
+  redis: Type.Optional(Type.Union([Type.Object({}), Type.String({ minLength: 1 })])),
+  store: Type.Optional(Type.Union([Type.Object({}), Type.Literal('memory')])),
   tenantExtractor: Type.Optional(AnyFunction),
   tiers: Type.Optional(Type.Record(Type.String(), TierLimitsSchema)),
   environment: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
@@ -182,7 +186,9 @@ const checkOptions = Compile(OptionsSchema)
 /** Options after validation and defaults; frozen. */
 export interface ResolvedOptions {
   readonly redis: RedisClient | undefined
-  readonly store: RateLimitStore | undefined
+  /** The `redis` option when it is a URL: the plugin creates (and closes) that client. */
+  readonly redisUrl: string | undefined
+  readonly store: RateLimitStore | 'memory' | undefined
   readonly tenantExtractor: TenantExtractor | undefined
   readonly tiers: ReadonlyMap<string, TierLimits>
   readonly environment: string
@@ -236,15 +242,17 @@ export function resolveOptions (input: RateLimitingOptions | undefined): Resolve
   const anonymousTier = raw.anonymousTier ?? 'anonymous'
   if (!tiers.has(defaultTier)) throw new InvalidOptionError(`options.defaultTier names unknown tier ${defaultTier}`)
   if (!tiers.has(anonymousTier)) throw new InvalidOptionError(`options.anonymousTier names unknown tier ${anonymousTier}`)
-  if (raw.redis !== undefined && typeof (raw.redis as { evalsha?: unknown }).evalsha !== 'function') {
-    throw new InvalidOptionError('options.redis must be an ioredis client or Cluster')
+  const redisUrl = typeof raw.redis === 'string' ? checkRedisUrl(raw.redis) : undefined
+  if (raw.redis !== undefined && redisUrl === undefined && typeof (raw.redis as { evalsha?: unknown }).evalsha !== 'function') {
+    throw new InvalidOptionError('options.redis must be an ioredis client or Cluster, or a redis:// or rediss:// URL')
   }
-  if (raw.store !== undefined && typeof (raw.store as { admit?: unknown }).admit !== 'function') {
-    throw new InvalidOptionError('options.store must implement RateLimitStore (admit, release, close)')
+  if (raw.store !== undefined && raw.store !== 'memory' && typeof (raw.store as { admit?: unknown }).admit !== 'function') {
+    throw new InvalidOptionError('options.store must be \'memory\' or implement RateLimitStore (admit, release, close)')
   }
 
   return Object.freeze({
-    redis: raw.redis,
+    redis: redisUrl === undefined ? raw.redis as RedisClient | undefined : undefined,
+    redisUrl,
     store: raw.store,
     tenantExtractor: raw.tenantExtractor,
     tiers,
@@ -274,6 +282,18 @@ export function resolveOptions (input: RateLimitingOptions | undefined): Resolve
     extractorTimeoutMs: raw.extractorTimeoutMs ?? 1000,
     memoryMaxKeys: raw.memoryMaxKeys ?? DEFAULT_MAX_KEYS
   })
+}
+
+/** A URL for the plugin's own client. Never echoed in a message: it may hold a password. */
+function checkRedisUrl (value: string): string {
+  let protocol: string
+  try {
+    protocol = new URL(value).protocol
+  } catch {
+    throw new InvalidOptionError('options.redis must be a redis:// or rediss:// URL (the value does not parse as a URL, and is not shown: it may hold a password)')
+  }
+  if (protocol !== 'redis:' && protocol !== 'rediss:') throw new InvalidOptionError(`options.redis must be a redis:// or rediss:// URL, not ${protocol}`)
+  return value
 }
 
 /** Client objects are checked by shape, not walked by the schema (they are large and cyclic). */

@@ -43,7 +43,7 @@ if (REDIS_URL !== '') {
 }
 
 await app.register(rateLimiting, {
-  redis,
+  ...(redis === undefined ? { store: 'memory' } : { redis }),
   keyPrefix: 'maestro-demo',
   ietfHeaders: true,
   tenantExtractor: async (request) => {

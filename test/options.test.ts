@@ -26,7 +26,7 @@ t.test('invalid options fail registration naming the option', async t => {
     [{ tiers: { 'bad name': { requestsPerMinute: 1, requestsPerHour: 1, concurrentRequests: 1, monthlyQuota: 1 } } }, /options\.tiers: tier name "bad name"/],
     [{ tenantExtractor: 'header' }, /options\.tenantExtractor must be function/],
     [{ redis: { host: 'localhost' } }, /options\.redis must be an ioredis client/],
-    [{ store: {} }, /options\.store must implement RateLimitStore/],
+    [{ store: {} }, /options\.store must be 'memory' or implement RateLimitStore/],
     [{ hook: 'onSend' }, /options\.hook/],
     [{ bucketsPerWindow: 0 }, /options\.bucketsPerWindow must be >= 1/],
     [{ leaseTtlSeconds: 0 }, /options\.leaseTtlSeconds/],
