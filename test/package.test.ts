@@ -104,6 +104,10 @@ t.test('packed from a clean copy, installed elsewhere, it imports, type-checks a
   const help = await run(join(service, 'node_modules', '.bin', 'maestro-rl'), ['--help'], service)
   t.match(help.stdout, /Usage: maestro-rl <command>/)
 
+  // 7. The observability files for a metrics prefix, written from the installed package.
+  await run(process.execPath, [join(installed, 'scripts', 'observability-for-prefix.mjs'), 'gateway_', 'observability'], service)
+  t.match(readFileSync(join(service, 'observability', 'alerts.yml'), 'utf8'), /gateway_rate_limit_store_errors_total/, 'prefixed alert rules from the package')
+
   const seconds = (Date.now() - started) / 1000
   t.ok(seconds < 60, `packed, installed and checked in ${seconds.toFixed(1)} s`)
 })
