@@ -141,7 +141,7 @@ export type { MetricsOptions, MetricsRegistry } from './metrics.js'
 export { DEFAULT_TIERS, UNLIMITED_TIER, type TierLimits, type TierLimitsInput, type LimitInput } from './tiers.js'
 export { MemoryStore, type MemoryStoreOptions } from './store/memory-store.js'
 export { RedisStore, type RedisStoreOptions } from './store/redis-store.js'
-export type { RateLimitStore, Decision, WindowState, AdmitRequest, RejectReason, WindowSettings, Usage } from './store/types.js'
+export type { RateLimitStore, Decision, WindowState, AdmitRequest, AdjustRequest, Adjusted, CountedIn, RejectReason, WindowSettings, Usage } from './store/types.js'
 export type { StoreKeys } from './keys.js'
 export {
   PolicyManager, type PolicyManagerOptions, type TenantOverride, type ShadowScope,

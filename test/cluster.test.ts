@@ -8,6 +8,7 @@ import { keySlot } from '../dist/store/key-slot.js'
 import { buildApp, headerTenant, listen } from './helpers/app.js'
 import { privateCluster } from './helpers/cluster.js'
 import { conformanceSuite } from './helpers/conformance.js'
+import { adjustmentSuite } from './helpers/adjust-suite.js'
 import { limits } from './helpers/stores.js'
 
 t.test('on a three-master Redis Cluster', async t => {
@@ -48,6 +49,16 @@ t.test('on a three-master Redis Cluster', async t => {
     conformanceSuite(t, (t, settings) => {
       const clock = { now: Date.UTC(2026, 10, 27, 12, 0, 0) }
       const prefix = 'cl-suite-' + Math.random().toString(36).slice(2)
+      const store = new RedisStore({ client, clock: () => clock.now, ...settings })
+      t.teardown(() => store.close())
+      return { store, clock, prefix, redis: undefined, keys: (id: string, bucket?: string) => storeKeys(prefix, 'tenant', id, bucket) }
+    })
+  })
+
+  t.test('peek, settle and refund, on the cluster', async t => {
+    adjustmentSuite(t, (t, settings) => {
+      const clock = { now: Date.UTC(2026, 10, 27, 12, 0, 0) }
+      const prefix = 'cl-adjust-' + Math.random().toString(36).slice(2)
       const store = new RedisStore({ client, clock: () => clock.now, ...settings })
       t.teardown(() => store.close())
       return { store, clock, prefix, redis: undefined, keys: (id: string, bucket?: string) => storeKeys(prefix, 'tenant', id, bucket) }

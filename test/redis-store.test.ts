@@ -12,7 +12,7 @@ import { commandCalls, privateRedis, REDIS_URL, sharedRedis, uniquePrefix } from
 import { limits } from './helpers/stores.js'
 
 t.test('the admit script is pinned: a change to it is a deliberate change of this SHA', async t => {
-  t.equal(ADMIT_SCRIPT.sha, 'acfd43abb944c4f1980e9ca34ceb01ffd97bf8fd')
+  t.equal(ADMIT_SCRIPT.sha, '80cb43220b06077d5a8b043bbe00164dc3c1b8ad')
   t.equal(ADMIT_SCRIPT.numberOfKeys, undefined, 'three keys per item of a batch: callers say how many')
   t.match(ADMIT_SCRIPT.source, /^--\[\[\nadmit-batch\.lua/)
 })

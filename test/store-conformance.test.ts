@@ -2,11 +2,13 @@
 import t from 'tap'
 import { limits, makeStore, STORE_KINDS } from './helpers/stores.js'
 import { conformanceSuite, randomTrace } from './helpers/conformance.js'
+import { adjustmentSuite } from './helpers/adjust-suite.js'
 
 const HOUR = 3_600_000
 
 for (const kind of STORE_KINDS) {
   t.test(`${kind} store`, async t => { conformanceSuite(t, (t, settings) => makeStore(t, kind, settings)) })
+  t.test(`${kind} store: peek, settle, refund`, async t => { adjustmentSuite(t, (t, settings) => makeStore(t, kind, settings)) })
 }
 
 // Tier changes (a window unlimited for some requests, limited for others) are part of the traces.

@@ -12,8 +12,9 @@ KEYS[3i-1]  leases hash: lease id -> expiry in ms (see leases)
 KEYS[3i]    counters hash whose q<yyyymm> counts the subject's month, across all its buckets (the
             subject's shared counters: KEYS[3i-2] itself for the shared bucket)
 ARGV[3i-1]  the request's terms, a JSON array [cost, minuteLimit, hourLimit, monthlyQuota,
-            concurrencyLimit, bucketMonthlyQuota] (limits -1 when unlimited; cost >= 1), or '' for
-            an item that only gives leases back
+            concurrencyLimit, bucketMonthlyQuota] (limits -1 when unlimited; cost >= 0), with a 7th
+            element 1 to peek (decide only: nothing written, no lease taken), or '' for an item that
+            only gives leases back
 ARGV[3i]    lease id, taken when the concurrency limit is not -1
 ARGV[3i+1]  lease ids of KEYS[3i-1] to give back first: '', one id (not starting with '['), or a
             JSON array of ids
@@ -129,6 +130,7 @@ local function admit (countersKey, leasesKey, monthKey, termsText, leaseId, rele
     decodedTerms[termsText] = terms
   end
   local cost, limM, limH, limQ, limC, limB = terms[1], terms[2], terms[3], terms[4], terms[5], terms[6]
+  local peek = terms[7] == 1
 
   local st = counters_open(countersKey)
   -- The subject's month is counted in its shared counters; a bucket cap in the bucket's own. (For the
@@ -183,6 +185,14 @@ local function admit (countersKey, leasesKey, monthKey, termsText, leaseId, rele
     return text(reason) .. ' ' .. text(math.ceil(retry)) .. ' ' .. nowText .. ' ' ..
       (limM >= 0 and text(usedM) or '0') .. ' ' .. (limH >= 0 and text(usedH) or '0') .. ' ' .. text(usedQ) .. ' ' ..
       text(inFlight) .. ' ' .. (limB >= 0 and text(usedB) or '0')
+  end
+
+  if peek then
+    -- What an admission would answer now; nothing is written and no lease is taken.
+    local textQ = countQ and text(usedQ + cost) or text(usedQ)
+    local textB = countB and text(usedB + cost) or (limB >= 0 and textQ or '0')
+    return '0 0 ' .. nowText .. ' ' .. (limM >= 0 and text(usedM + cost) or '0') .. ' ' .. (limH >= 0 and text(usedH + cost) or '0') ..
+      ' ' .. textQ .. ' ' .. text(limC >= 0 and inFlight + 1 or 0) .. ' ' .. textB
   end
 
   -- Admitted: every counter it changes goes into the batch's view, written after the batch.

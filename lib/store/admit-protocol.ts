@@ -3,6 +3,7 @@
 // script's header says the same; a test pins both sides (the script's SHA, and replies read here).
 import type { TierLimits } from '../tiers.js'
 import type { AdmitOutcome } from './decision.js'
+import type { AdjustRequest } from './types.js'
 
 /** What the script needs of one item: its three keys, its terms, the lease it takes and gives back. */
 export interface WireItem {
@@ -10,7 +11,7 @@ export interface WireItem {
   readonly leases: string
   /** The counters that count the subject's month (`counters` itself for the shared bucket). */
   readonly month: string
-  /** `[cost, minute, hour, month, concurrency, bucketMonth]` as JSON, or '' to only give leases back. */
+  /** `[cost, minute, hour, month, concurrency, bucketMonth]` as JSON (a 7th element 1: peek), or '' to only give leases back. */
   readonly terms: string
   readonly leaseId: string
   /** Lease ids to give back first: '', one id (not starting with '['), or a JSON array of ids. */
@@ -52,14 +53,22 @@ function limitArg (limit: number): number {
 export class TermsWriter {
   private readonly byLimits = new WeakMap<TierLimits, string>()
 
-  terms (limits: TierLimits, cost: number, bucketQuota = Infinity): string {
+  terms (limits: TierLimits, cost: number, bucketQuota = Infinity, peek = false): string {
     let known = this.byLimits.get(limits)
     if (known === undefined) {
       known = `${limitArg(limits.requestsPerMinute)},${limitArg(limits.requestsPerHour)},${limitArg(limits.monthlyQuota)},${limitArg(limits.concurrentRequests)},`
       this.byLimits.set(limits, known)
     }
-    return '[' + cost + ',' + known + limitArg(bucketQuota) + ']'
+    return '[' + cost + ',' + known + limitArg(bucketQuota) + (peek ? ',1]' : ']')
   }
+}
+
+/** The adjust script's one argument (lib/lua/adjust-2.lua). */
+export function adjustTerms (request: AdjustRequest, bucketsPerWindow: number, clock: number): string {
+  const { counted } = request
+  const flag = (on: boolean): number => on ? 1 : 0
+  return JSON.stringify([bucketsPerWindow, clock, request.amount, request.reservedAt ?? -1,
+    flag(counted.minute), flag(counted.hour), flag(counted.month), flag(counted.bucketMonth)])
 }
 
 /** Lease ids to give back, as the script takes them: one id alone, several as a JSON array. */

@@ -5,7 +5,7 @@
 import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
 import { decisionOf, type AdmitOutcome } from './decision.js'
-import { HOUR_MS, MINUTE_MS, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
+import { HOUR_MS, MINUTE_MS, type AdjustRequest, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 
 export interface MemoryStoreOptions extends Partial<WindowSettings> {
   /** Time source in Unix ms (tests and replays); defaults to `Date.now`. */
@@ -47,6 +47,35 @@ class WindowCounts {
       this.oldest = first
     }
     return this.sum
+  }
+
+  /**
+   * Changes by `by` the bucket holding `at` (while it still counts), or with `at` undefined gives
+   * back `-by` from the newest buckets first; never below zero, never a bucket that is not there.
+   * Returns the change made.
+   */
+  change (cur: number, k: number, by: number, at: number | undefined): number {
+    if (at !== undefined) {
+      if (at < cur - k || at > cur) return 0
+      const n = this.buckets.get(at)
+      if (n === undefined) return 0
+      const d = by < 0 ? Math.max(by, -n) : by
+      this.buckets.set(at, n + d)
+      this.sum += d
+      return d
+    }
+    let left = -by
+    let changed = 0
+    for (let idx = cur; idx >= cur - k && left > 0; idx--) {
+      const n = this.buckets.get(idx)
+      if (n === undefined) continue
+      const taken = Math.min(n, left)
+      this.buckets.set(idx, n - taken)
+      this.sum -= taken
+      left -= taken
+      changed -= taken
+    }
+    return changed
   }
 
   add (cur: number, k: number, cost: number): void {
@@ -165,6 +194,34 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     let inFlight = 0
     for (const expiry of this.leases.get(keys.leases)?.members.values() ?? []) if (expiry > now) inFlight++
     return { now, minute, hour, month, inFlight, monthResetAt }
+  }
+
+  // Mirrors adjust-2.lua; keep the two in step.
+  async adjust (request: AdjustRequest): Promise<Adjusted> {
+    const { keys, amount, reservedAt, counted } = request
+    const k = this.settings.bucketsPerWindow
+    const now = this.clock()
+    const { id: monthId } = this.months.of(now)
+    const gM = MINUTE_MS / k
+    const gH = HOUR_MS / k
+    const counters = this.touch(keys.counters, now)
+    const at = (g: number): number | undefined => reservedAt === undefined ? undefined : Math.floor(reservedAt / g)
+    let minute = 0
+    let hour = 0
+    if (counters !== undefined && counted.minute) minute = counters.minute.change(Math.floor(now / gM), k, amount, at(gM))
+    if (counters !== undefined && counted.hour) hour = counters.hour.change(Math.floor(now / gH), k, amount, at(gH))
+    // The reservation's month, while it is still the current one; a month count that is there.
+    const inMonth = reservedAt === undefined || this.months.of(reservedAt).id === monthId
+    const changeMonth = (c: Counters | undefined): number => {
+      if (!inMonth || c === undefined || c.monthId !== monthId) return 0
+      const d = amount < 0 ? Math.max(amount, -c.month) : amount
+      c.month += d
+      return d
+    }
+    const shared = keys.month === keys.counters
+    const month = counted.month ? changeMonth(shared ? counters : this.touch(keys.month, now)) : 0
+    const bucketMonth = !counted.bucketMonth ? 0 : shared && counted.month ? month : changeMonth(counters)
+    return { now, minute, hour, month, bucketMonth }
   }
 
   async resetSubject (subjectBase: string): Promise<void> {
@@ -298,6 +355,13 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
         if (leases !== undefined && leases.members.size > 0) w = Math.min(w, Math.min(...leases.members.values()) - now)
         retry = Math.max(retry, w)
       }
+    }
+
+    if (reason === 0 && request.peek === true) {
+      // What an admission would answer now; nothing is recorded and no lease is taken.
+      const peekQ = countQ ? usedQ + cost : usedQ
+      const peekB = countB ? usedB + cost : hasB ? peekQ : 0
+      return [0, 0, now, hasM ? usedM + cost : 0, hasH ? usedH + cost : 0, peekQ, hasC ? inFlight + 1 : 0, peekB]
     }
 
     if (reason === 0) {

@@ -3,16 +3,17 @@
 import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
 import { decisionOf } from './decision.js'
-import { readOutcome, releasingArg, sharedTerms, TermsWriter } from './admit-protocol.js'
+import { adjustTerms, readOutcome, releasingArg, sharedTerms, TermsWriter } from './admit-protocol.js'
 import { AdmitBatcher, type BatchItem } from './admit-batcher.js'
 import { keySlot } from './key-slot.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
-import { admitAsPromise, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
+import { admitAsPromise, type AdjustRequest, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { StoreReplyError } from '../errors.js'
 import { StoreUnavailableError } from './store-unavailable.js'
 
 export const ADMIT_SCRIPT = new LuaScript('admit-batch')
 export const USAGE_SCRIPT = new LuaScript('usage-3')
+export const ADJUST_SCRIPT = new LuaScript('adjust-2')
 export const LEASE_RENEW_SCRIPT = new LuaScript('lease-renew-1')
 
 /** How long a release waits for an admission of the same keys to ride along with. */
@@ -132,7 +133,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     // Leases given back since the last call for these keys ride along: one item, not two.
     const releasing = this.unsent.get(keys.leases)?.ids
     if (releasing !== undefined) this.unsent.delete(keys.leases)
-    this.batcher.send(new AdmitItem(this.answers, request, this.termsWriter.terms(request.limits, request.cost, request.bucketQuota), releasing, this.batchClock(), sink))
+    this.batcher.send(new AdmitItem(this.answers, request, this.termsWriter.terms(request.limits, request.cost, request.bucketQuota, request.peek === true), releasing, this.batchClock(), sink))
   }
 
   /** What every admission item does with its answer: one pair of functions per store, none per request. */
@@ -268,6 +269,15 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     ]) as number[]
     if (!Array.isArray(reply) || reply.length !== 6) throw new StoreReplyError(JSON.stringify(reply))
     return { now: reply[0], minute: reply[1], hour: reply[2], month: reply[3], inFlight: reply[4], monthResetAt: reply[5] }
+  }
+
+  async adjust (request: AdjustRequest): Promise<Adjusted> {
+    const { keys } = request
+    const reply = await ADJUST_SCRIPT.run(this.client, [
+      keys.counters, keys.month, adjustTerms(request, this.settings.bucketsPerWindow, this.clock === undefined ? -1 : this.clock())
+    ]) as number[]
+    if (!Array.isArray(reply) || reply.length !== 5) throw new StoreReplyError(JSON.stringify(reply))
+    return { now: reply[0], minute: reply[1], hour: reply[2], month: reply[3], bucketMonth: reply[4] }
   }
 
   async resetSubject (subjectBase: string): Promise<void> {

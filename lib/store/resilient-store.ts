@@ -6,7 +6,7 @@ import type { StoreKeys } from '../keys.js'
 import { MemoryStore, type MemoryStoreOptions } from './memory-store.js'
 import { CircuitBreaker } from './circuit-breaker.js'
 import { StoreUnavailableError } from './store-unavailable.js'
-import { admitAsPromise, admitInto, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage } from './types.js'
+import { admitAsPromise, admitInto, type AdjustRequest, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage } from './types.js'
 import { applyMultiplier, scaleLimit } from '../tiers.js'
 
 export { StoreUnavailableError }
@@ -125,6 +125,13 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
     if (this.fallback !== undefined) await this.fallback.renewLeases(leases.filter(l => this.fallbackLeases.has(l.id)))
     // Not through a node whose breaker is open: that would only pay its deadline again.
     await this.inner.renewLeases(leases.filter(l => !this.fallbackLeases.has(l.id) && this.breakerFor(l.keys).closed))
+  }
+
+  /** Through the keys' node unless its breaker is open (then it fails at once: the caller decides). */
+  async adjust (request: AdjustRequest): Promise<Adjusted> {
+    if (this.inner.adjust === undefined) throw new TypeError('this rate-limit store cannot adjust counts (it has no adjust method)')
+    if (!this.breakerFor(request.keys).closed) throw new StoreUnavailableError('circuit-open')
+    return await this.inner.adjust(request)
   }
 
   async usage (keys: StoreKeys): Promise<Usage> {

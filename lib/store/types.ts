@@ -18,6 +18,41 @@ export interface AdmitRequest {
   readonly bucketQuota?: number
   /** Identifies the concurrency lease this request takes (when concurrency is limited). */
   readonly leaseId: string
+  /** Decide only: the decision an admission would get now, with nothing recorded and no lease taken. */
+  readonly peek?: boolean
+}
+
+/** Which of a subject's counts a change after the fact applies to (where the amount was counted). */
+export interface CountedIn {
+  readonly minute: boolean
+  readonly hour: boolean
+  /** The subject's month (`keys.month`). */
+  readonly month: boolean
+  /** A route's own cap on its bucket's month (`keys.counters`). */
+  readonly bucketMonth: boolean
+}
+
+/** A change, after the fact, to what a subject counted: a cost settled after the response, a refund. */
+export interface AdjustRequest {
+  readonly keys: StoreKeys
+  /** A whole number: > 0 charges, < 0 gives back (never below zero in any bucket or month). */
+  readonly amount: number
+  /**
+   * The store time (`Decision.now`) at which the amount was reserved: only the buckets and the month
+   * that held the reservation change (one that has left its window, no more). Absent: a refund of
+   * what is counted now, newest buckets first.
+   */
+  readonly reservedAt?: number
+  readonly counted: CountedIn
+}
+
+/** What an adjustment changed, signed, per count. */
+export interface Adjusted {
+  readonly now: number
+  readonly minute: number
+  readonly hour: number
+  readonly month: number
+  readonly bucketMonth: number
 }
 
 export interface WindowState {
@@ -89,6 +124,11 @@ export interface RateLimitStore {
   readonly kind: 'redis' | 'memory'
   /** Decides and, when admitted, records the request: one atomic step. */
   admit (request: AdmitRequest): Promise<Decision>
+  /**
+   * Charges or gives back part of what a subject counted, atomically. Optional for a custom store:
+   * without it, settling costs and refunds are refused with an error saying so.
+   */
+  adjust? (request: AdjustRequest): Promise<Adjusted>
   /** Gives back a concurrency lease. Never throws and never needs awaiting. */
   release (keys: StoreKeys, leaseId: string): void
   /** Extends leases of requests still running by a full lifetime (never revives a released one). */
