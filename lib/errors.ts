@@ -70,3 +70,7 @@ export const RedisNotUsedError = createError<'FST_MAESTRO_RL_REDIS_NOT_USED', [s
   '@maestro/rate-limiting: %s, so the plugin would use the in-memory store and every instance would enforce its own limits. ' +
   'Register @fastify/redis before the plugin, pass the client or a URL as the `redis` option, or set `store: \'memory\'` to keep per-instance limits on purpose',
   500)
+
+/** A call of `fastify.rateLimiter` with arguments it cannot take (the message names the argument). */
+export const InvalidLimiterCallError = createError<'FST_MAESTRO_RL_INVALID_CALL', [string]>(
+  'FST_MAESTRO_RL_INVALID_CALL', 'Invalid rate limiter call: %s', 500, TypeError)

@@ -14,6 +14,8 @@ import { attachToRoute } from './route-hooks.js'
 import { addLeaseHooks } from './lease-hooks.js'
 import { addRefusalReason } from './refusal-body.js'
 import { LeaseKeeper } from './lease-keeper.js'
+import { LimiterApi, type RateLimiter } from './limiter-api.js'
+import { RejectionCache } from './rejection-cache.js'
 import { DegradedLog } from './degraded-log.js'
 import { warnIfClientsPickTheirKey } from './proxy-trust.js'
 import { createStore, refuseUnusedRedis, reportStore, requireRedis } from './store/create-store.js'
@@ -27,6 +29,8 @@ declare module 'fastify' {
     rateLimitStore: RateLimitStore
     /** Dynamic policies: overrides, multipliers, runtime tiers, blocks, shadow mode. */
     policies: PolicyManager
+    /** The limiter outside HTTP hooks: consume, peek and refund for a tenant or a client address. */
+    rateLimiter: RateLimiter
   }
   interface FastifyRequest {
     /** What the limiter decided for this request; null when the route is not limited. */
@@ -74,14 +78,17 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   // Tiers configured here are recorded under the prefix, so maestro-rl and other services know them.
   await policies.recordConfiguredTiers()
 
-  // 5. The limiter: one store call per limited request; leases of running requests kept alive.
+  // 5. The limiter: one store call per limited request; leases of running requests kept alive. The
+  //    same policies, store and counters serve fastify.rateLimiter (consume, peek, refund).
   //    Decisions made without the store are logged once per outage, then summarised.
   const leases = new LeaseKeeper(store, options.leaseTtlMs, fastify.log)
   const degraded = new DegradedLog(fastify.log)
-  const limiter = new Limiter(options, store, policies, metrics, leases, degraded)
+  const rejections = new RejectionCache()
+  const limiter = new Limiter(options, store, policies, metrics, leases, degraded, rejections)
 
   fastify.decorate('rateLimitStore', store)
   fastify.decorate('policies', policies)
+  fastify.decorate('rateLimiter', new LimiterApi(options, store, policies, metrics, rejections) as RateLimiter)
   fastify.decorateRequest('rateLimit', null)
   fastify.decorateRequest(kLease, null)
 
@@ -137,6 +144,9 @@ export type {
   ErrorResponseBuilder, ExceededListener
 } from './options.js'
 export type { RouteRateLimitConfig } from './route-config.js'
+export type {
+  RateLimiter, LimiterIdentity, LimiterCallOptions, ConsumeOptions, LimiterDecision, ConsumedDecision, Refunded
+} from './limiter-api.js'
 export type { MetricsOptions, MetricsRegistry } from './metrics.js'
 export { DEFAULT_TIERS, UNLIMITED_TIER, type TierLimits, type TierLimitsInput, type LimitInput } from './tiers.js'
 export { MemoryStore, type MemoryStoreOptions } from './store/memory-store.js'
@@ -150,6 +160,7 @@ export {
 export {
   InvalidOptionError, InvalidRouteConfigError, InvalidPolicyError, AlreadyRegisteredError, StoreReplyError, RedisNotUsedError,
   RATE_LIMITED_CODE, BLOCKED_CODE,
-  RateLimitExceededError, TenantBlockedError, StoreUnavailableRefusalError, CallerUnidentifiedError, ExtractorFailedError
+  RateLimitExceededError, TenantBlockedError, StoreUnavailableRefusalError, CallerUnidentifiedError, ExtractorFailedError,
+  InvalidLimiterCallError
 } from './errors.js'
 export type { Refusal } from './refusal-body.js'

@@ -9,11 +9,11 @@ import { retryAfterSeconds, setCompactRateLimitHeaders, setIetfHeaders, setRateL
 import { KeyCache, type StoreKeys } from './keys.js'
 import { clientGone } from './lease-hooks.js'
 import type { LeaseKeeper } from './lease-keeper.js'
-import type { EndpointMetrics, LimiterMetrics, RequestSeries } from './metrics.js'
+import { recordAdmission, type EndpointMetrics, type LimiterMetrics, type RequestSeries } from './metrics.js'
 import type { RateLimitContext, ResolvedOptions, TenantIdentity } from './options.js'
 import type { PolicyManager } from './policies/policy-manager.js'
 import { refuse } from './refusal-body.js'
-import { RejectionCache } from './rejection-cache.js'
+import type { RejectionCache } from './rejection-cache.js'
 import type { RouteLimiter } from './route-config.js'
 import { admitInto, type Decision, type DecisionSink, type RateLimitStore, type RejectReason } from './store/types.js'
 import { isUnlimited } from './tiers.js'
@@ -94,7 +94,6 @@ export class Limiter {
   // Lease ids: unique per process and request without a random call per request.
   private readonly leasePrefix = randomBytes(9).toString('base64url') + ':'
   private leaseSeq = 0
-  private readonly rejections = new RejectionCache()
   private readonly keys: KeyCache
 
   constructor (
@@ -103,7 +102,9 @@ export class Limiter {
     private readonly policies: PolicyManager,
     private readonly metrics: LimiterMetrics,
     private readonly leases: LeaseKeeper,
-    private readonly degraded: DegradedLog
+    private readonly degraded: DegradedLog,
+    /** Shared with fastify.rateLimiter, whose refunds make remembered rejections stale. */
+    private readonly rejections: RejectionCache
   ) {
     this.keys = new KeyCache(options.keyPrefix)
   }
@@ -216,7 +217,7 @@ export class Limiter {
         // The client left while this was decided: nobody will read the answer, so the handler does
         // not run and the lease goes back now (no onResponse will ever come for it).
         if (leaseId !== '') this.store.release(pending.keys, leaseId)
-        if (metrics.enabled) this.recordAdmission(decision, series)
+        if (metrics.enabled) recordAdmission(metrics, decision, series)
         reply.hijack()
         pending.done()
         return
@@ -227,7 +228,7 @@ export class Limiter {
         this.leases.add(lease)
         metrics.leaseTaken(context.tier)
       }
-      if (metrics.enabled) this.recordAdmission(decision, series)
+      if (metrics.enabled) recordAdmission(metrics, decision, series)
       pending.done()
       return
     }
@@ -272,19 +273,6 @@ export class Limiter {
     const refusal = options.onExtractorError === 'unauthorized' ? new CallerUnidentifiedError() : new ExtractorFailedError()
     reply.code(refusal.statusCode as number)
     return refusal
-  }
-
-  private recordAdmission (decision: Decision, series: RequestSeries): void {
-    series.request('allowed')
-    const share = this.metrics.nearLimitRatio
-    const { minute, hour, month } = decision
-    if (minute.limit !== Infinity && minute.limit - minute.remaining >= share * minute.limit) series.nearLimit('minute')
-    if (hour.limit !== Infinity && hour.limit - hour.remaining >= share * hour.limit) series.nearLimit('hour')
-    if (month.limit !== Infinity) {
-      const used = month.limit === 0 ? 1 : (month.limit - month.remaining) / month.limit
-      if (used >= share) series.nearLimit('month')
-      series.quotaUsed(used)
-    }
   }
 
   /**

@@ -3,6 +3,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { TwoKeyCache } from './bounded-cache.js'
 import { collectTallies, tallyFor, type Tally } from './metric-tally.js'
+import type { Decision } from './store/types.js'
 
 /** The part of a prom-client Registry this plugin uses (any prom-client Registry fits). */
 export interface MetricsRegistry {
@@ -260,5 +261,19 @@ function cachedChildren<C> (make: (value: string) => C): (value: string) => C {
       cache.set(value, child)
     }
     return child
+  }
+}
+
+/** What an admission adds to its series: the request, and how close it came to each limit. */
+export function recordAdmission (metrics: LimiterMetrics, decision: Decision, series: RequestSeries): void {
+  series.request('allowed')
+  const share = metrics.nearLimitRatio
+  const { minute, hour, month } = decision
+  if (minute.limit !== Infinity && minute.limit - minute.remaining >= share * minute.limit) series.nearLimit('minute')
+  if (hour.limit !== Infinity && hour.limit - hour.remaining >= share * hour.limit) series.nearLimit('hour')
+  if (month.limit !== Infinity) {
+    const used = month.limit === 0 ? 1 : (month.limit - month.remaining) / month.limit
+    if (used >= share) series.nearLimit('month')
+    series.quotaUsed(used)
   }
 }

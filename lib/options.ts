@@ -196,6 +196,8 @@ export interface ResolvedOptions {
   readonly defaultTier: string
   readonly anonymousTier: string
   readonly anonymousKey: (request: FastifyRequest) => string
+  /** IPv6 clients are keyed by their network of this many bits. */
+  readonly ipv6Subnet: number
   readonly global: boolean
   readonly hook: HookName
   readonly headers: boolean | 'compact'
@@ -261,6 +263,7 @@ export function resolveOptions (input: RateLimitingOptions | undefined): Resolve
     defaultTier,
     anonymousTier,
     anonymousKey: raw.anonymousKey ?? anonymousKeyByNetwork(raw.ipv6Subnet ?? 64),
+    ipv6Subnet: raw.ipv6Subnet ?? 64,
     global: raw.global ?? true,
     hook: raw.hook ?? 'onRequest',
     headers: raw.headers ?? true,

@@ -40,6 +40,11 @@ export class RejectionCache {
   }
 
   /** Remembers a rejection that only time can lift (windows and quota; not concurrency). */
+  /** Drops the entries whose counters start with `base` (one subject's, every bucket and cost). */
+  forget (base: string): void {
+    for (const key of this.entries.keys()) if (key.startsWith(base)) this.entries.delete(key)
+  }
+
   set (counters: string, cost: number, limits: TierLimits, bucketQuota: number, decision: Decision, generation: number): void {
     if (decision.reason === 'concurrent_limit_exceeded' || decision.degraded === true || decision.retryAfterMs <= 0) return
     if (generation !== this.generation) {

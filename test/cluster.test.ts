@@ -87,6 +87,18 @@ t.test('on a three-master Redis Cluster', async t => {
     t.equal(usage.minute.used, 10)
   })
 
+  t.test('fastify.rateLimiter on the cluster: parallel consumes over two instances, peek and refund', async t => {
+    const options = { redis: cluster.client(), tiers: { hundred: { requestsPerMinute: 100, requestsPerHour: null, concurrentRequests: null, monthlyQuota: 1000 } } }
+    const a = await buildApp(t, { kind: 'memory', keyPrefix: 'cl-api', options })
+    const b = await buildApp(t, { kind: 'memory', keyPrefix: 'cl-api', options: { ...options, redis: cluster.client() } })
+    const id = { tenantId: 'crowd-' + Math.random().toString(36).slice(2), tier: 'hundred' }
+    const decisions = await Promise.all(Array.from({ length: 300 }, (_, i) => (i % 2 === 0 ? a : b).rateLimiter.consume(id)))
+    t.equal(decisions.filter(d => d.allowed).length, 100, 'exactly the limit')
+    t.equal((await b.rateLimiter.peek(id)).reason, 'rate_limit_exceeded')
+    t.same(await a.rateLimiter.refund(id, { cost: 10 }), { minute: 10, hour: 0, month: 10 })
+    t.equal((await b.rateLimiter.peek(id, { cost: 10 })).allowed, true, 'the other instance sees the refund')
+  })
+
   t.test('leases on the cluster: 404s and clients that leave early give theirs back', async t => {
     let handled = 0
     const app = await buildApp(t, {

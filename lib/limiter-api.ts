@@ -1,0 +1,239 @@
+// fastify.rateLimiter: the limiter outside HTTP hooks (websocket messages, queue jobs, resolvers).
+// The same policies, the same store call and the same counters as HTTP requests of the same tenant
+// and bucket; only the answer is a value instead of a response.
+import { randomBytes } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
+import { clientKey } from './client-key.js'
+import { InvalidLimiterCallError, StoreUnavailableRefusalError } from './errors.js'
+import { KeyCache, subjectBase, type StoreKeys } from './keys.js'
+import { recordAdmission, type EndpointMetrics, type LimiterMetrics } from './metrics.js'
+import type { ResolvedOptions } from './options.js'
+import type { RejectionCache } from './rejection-cache.js'
+import type { PolicyManager, RequestPolicy } from './policies/policy-manager.js'
+import { sharedLimiter, type RouteLimiter } from './route-config.js'
+import type { Decision, RateLimitStore, RejectReason } from './store/types.js'
+import { isUnlimited, type TierLimits } from './tiers.js'
+
+/** Who is calling: a tenant as an extractor returns it, or an anonymous client by its address. */
+export type LimiterIdentity = { readonly tenantId: string, readonly tier?: string } | { readonly anonymous: string }
+
+export interface LimiterCallOptions {
+  /** How much the call counts (a whole number, 0 to 1,000,000). Default 1. */
+  readonly cost?: number
+  /** The named counters of routes with this `bucket`; default the subject's shared counters. */
+  readonly bucket?: string
+}
+
+export interface ConsumeOptions extends LimiterCallOptions {
+  /** Also take a concurrency lease (checked against the tier's concurrency limit). Default false. */
+  readonly lease?: boolean
+}
+
+/** A decision of the limiter API: an HTTP request's, plus the block and shadow cases. */
+export interface LimiterDecision extends Omit<Decision, 'reason'> {
+  readonly reason: RejectReason | 'blocked' | undefined
+  /** Shadow mode: admitted, but this is the reason enforcement would have refused. */
+  readonly shadow?: RejectReason
+}
+
+/** A consumed decision; with `lease: true` and admitted, `release()` gives the lease back (once). */
+export interface ConsumedDecision extends LimiterDecision {
+  readonly release?: () => void
+}
+
+/** What a refund gave back, per count. */
+export interface Refunded {
+  readonly minute: number
+  readonly hour: number
+  readonly month: number
+}
+
+export interface RateLimiter {
+  consume (identity: LimiterIdentity, options?: ConsumeOptions): Promise<ConsumedDecision>
+  peek (identity: LimiterIdentity, options?: LimiterCallOptions): Promise<LimiterDecision>
+  refund (identity: LimiterIdentity, options?: LimiterCallOptions): Promise<Refunded>
+}
+
+/** The endpoint label of the API's calls in the metrics. */
+export const API_ENDPOINT = 'api'
+
+const MAX_COST = 1_000_000
+const MAX_ID = 1024
+const MAX_BUCKET = 256
+
+interface Call {
+  readonly subject: string
+  readonly anonymous: boolean
+  readonly cost: number
+  readonly keys: StoreKeys
+  readonly policy: RequestPolicy
+}
+
+export class LimiterApi implements RateLimiter {
+  private readonly keys: KeyCache
+  private readonly endpoint: EndpointMetrics
+  private readonly buckets = new Map<string, RouteLimiter>()
+  private readonly leasePrefix = randomBytes(9).toString('base64url') + ':api:'
+  private leaseSeq = 0
+
+  constructor (
+    private readonly options: ResolvedOptions,
+    private readonly store: RateLimitStore,
+    private readonly policies: PolicyManager,
+    private readonly metrics: LimiterMetrics,
+    /** The HTTP limiter's remembered rejections: a refund makes the subject's stale. */
+    private readonly rejections: RejectionCache
+  ) {
+    this.keys = new KeyCache(options.keyPrefix)
+    this.endpoint = metrics.endpoint(API_ENDPOINT)
+  }
+
+  async consume (identity: LimiterIdentity, options: ConsumeOptions = {}): Promise<ConsumedDecision> {
+    const call = this.call('consume', identity, options)
+    const lease = options.lease === true
+    const { subject, anonymous, cost, keys, policy } = call
+    const series = this.endpoint.series(subject, anonymous, policy.tier)
+    if (policy.block !== undefined) {
+      series.request('rejected')
+      series.rejection('blocked')
+      return blocked(policy)
+    }
+    if (isUnlimited(policy.limits) && policy.bucketQuota === Infinity) {
+      series.request('bypassed')
+      return unlimited()
+    }
+    const limits = lease ? policy.limits : withoutConcurrency(policy.limits)
+    const leaseId = lease && limits.concurrentRequests !== Infinity ? this.leasePrefix + (++this.leaseSeq).toString(36) : ''
+    const started = this.metrics.enabled ? performance.now() : 0
+    let decision: Decision
+    try {
+      decision = await this.store.admit({ keys, cost, limits, leaseId, bucketQuota: policy.bucketQuota })
+    } catch {
+      this.metrics.storeError(this.store.kind)
+      this.metrics.failDecision(this.options.failMode)
+      series.request('error')
+      if (this.options.failMode === 'closed') throw new StoreUnavailableRefusalError()
+      return degraded()
+    }
+    if (this.metrics.enabled) this.metrics.decision((performance.now() - started) / 1000, decision.degraded === true ? 'fallback' : this.store.kind)
+    if (!decision.allowed) {
+      const reason = decision.reason as RejectReason
+      if (policy.shadow) {
+        series.request('shadow')
+        return { ...decision, allowed: true, reason: undefined, retryAfterMs: 0, shadow: reason }
+      }
+      series.request('rejected')
+      series.rejection(reason)
+      return decision
+    }
+    if (this.metrics.enabled) recordAdmission(this.metrics, decision, series)
+    if (leaseId === '') return decision
+    this.metrics.leaseTaken(policy.tier)
+    let held = true
+    const release = (): void => {
+      if (!held) return
+      held = false
+      this.store.release(keys, leaseId)
+      this.metrics.leaseReleased(policy.tier)
+    }
+    return { ...decision, release }
+  }
+
+  async peek (identity: LimiterIdentity, options: LimiterCallOptions = {}): Promise<LimiterDecision> {
+    const { cost, keys, policy } = this.call('peek', identity, options)
+    if (policy.block !== undefined) return blocked(policy)
+    if (isUnlimited(policy.limits) && policy.bucketQuota === Infinity) return unlimited()
+    const decision = await this.store.admit({ keys, cost, limits: withoutConcurrency(policy.limits), leaseId: '', bucketQuota: policy.bucketQuota, peek: true })
+    if (!decision.allowed && policy.shadow) return { ...decision, allowed: true, reason: undefined, retryAfterMs: 0, shadow: decision.reason }
+    return decision
+  }
+
+  async refund (identity: LimiterIdentity, options: LimiterCallOptions = {}): Promise<Refunded> {
+    const { subject, anonymous, cost, keys, policy } = this.call('refund', identity, options)
+    if (cost === 0) return { minute: 0, hour: 0, month: 0 }
+    if (this.store.adjust === undefined) throw new InvalidLimiterCallError('refund: this rate-limit store cannot adjust counts (it has no adjust method)')
+    const { limits } = policy
+    const given = await this.store.adjust({
+      keys,
+      amount: -cost,
+      counted: {
+        minute: limits.requestsPerMinute !== Infinity,
+        hour: limits.requestsPerHour !== Infinity,
+        month: limits.monthlyQuota !== Infinity,
+        bucketMonth: policy.bucketQuota !== Infinity
+      }
+    })
+    this.rejections.forget(subjectBase(this.options.keyPrefix, anonymous ? 'anonymous' : 'tenant', subject))
+    return { minute: -given.minute, hour: -given.hour, month: -given.month }
+  }
+
+  /** Checks a call's arguments (a clear error naming what is wrong) and resolves its policy and keys. */
+  private call (method: string, identity: LimiterIdentity, options: LimiterCallOptions): Call {
+    if (identity === null || typeof identity !== 'object') throw new InvalidLimiterCallError(`${method}: identity must be { tenantId, tier? } or { anonymous: address }`)
+    const cost = options.cost ?? 1
+    if (!Number.isInteger(cost) || cost < 0 || cost > MAX_COST) throw new InvalidLimiterCallError(`${method}: cost must be a whole number from 0 to ${MAX_COST}, got ${String(cost)}`)
+    const { bucket } = options
+    if (bucket !== undefined && (typeof bucket !== 'string' || bucket.length === 0 || bucket.length > MAX_BUCKET)) {
+      throw new InvalidLimiterCallError(`${method}: bucket must be a string of 1 to ${MAX_BUCKET} characters`)
+    }
+    const route = this.routeFor(bucket)
+    if ('anonymous' in identity) {
+      if (typeof identity.anonymous !== 'string' || identity.anonymous.length === 0 || identity.anonymous.length > MAX_ID) {
+        throw new InvalidLimiterCallError(`${method}: identity.anonymous must be a client address`)
+      }
+      const subject = clientKey(identity.anonymous, this.options.ipv6Subnet)
+      const policy = this.policies.forRequest(undefined, undefined, route)
+      return { subject, anonymous: true, cost, keys: this.keys.get('anonymous', subject, bucket), policy }
+    }
+    const { tenantId, tier } = identity
+    if (typeof tenantId !== 'string' || tenantId.length === 0 || tenantId.length > MAX_ID) {
+      throw new InvalidLimiterCallError(`${method}: identity.tenantId must be a string of 1 to ${MAX_ID} characters`)
+    }
+    if (tier !== undefined && tier !== null && typeof tier !== 'string') throw new InvalidLimiterCallError(`${method}: identity.tier must be a string`)
+    const policy = this.policies.forRequest(tenantId, tier ?? undefined, route)
+    return { subject: tenantId, anonymous: false, cost, keys: this.keys.get('tenant', tenantId, bucket), policy }
+  }
+
+  /** The bucket's counters with the tier's limits (a route's own limits belong to its HTTP route). */
+  private routeFor (bucket: string | undefined): RouteLimiter {
+    if (bucket === undefined) return sharedLimiter
+    let route = this.buckets.get(bucket)
+    if (route === undefined) {
+      route = { ...sharedLimiter, bucket }
+      if (this.buckets.size < 10_000) this.buckets.set(bucket, route)
+    }
+    return route
+  }
+}
+
+function withoutConcurrency (limits: TierLimits): TierLimits {
+  return limits.concurrentRequests === Infinity ? limits : { ...limits, concurrentRequests: Infinity }
+}
+
+const OPEN_WINDOW = { limit: Infinity, remaining: Infinity, resetAt: 0 }
+
+function unlimited (): LimiterDecision {
+  const now = Date.now()
+  return { allowed: true, reason: undefined, retryAfterMs: 0, now, minute: OPEN_WINDOW, hour: OPEN_WINDOW, month: OPEN_WINDOW, concurrent: { limit: Infinity, inFlight: 0 } }
+}
+
+function degraded (): LimiterDecision {
+  return { ...unlimited(), degraded: true }
+}
+
+function blocked (policy: RequestPolicy): LimiterDecision {
+  const now = Date.now()
+  const until = policy.block?.expiresAt ?? null
+  const window = (limit: number): { limit: number, remaining: number, resetAt: number } => ({ limit, remaining: 0, resetAt: until ?? now })
+  const { limits } = policy
+  return {
+    allowed: false,
+    reason: 'blocked',
+    retryAfterMs: until === null ? 0 : Math.max(0, until - now),
+    now,
+    minute: window(limits.requestsPerMinute),
+    hour: window(limits.requestsPerHour),
+    month: window(limits.monthlyQuota),
+    concurrent: { limit: limits.concurrentRequests, inFlight: 0 }
+  }
+}
