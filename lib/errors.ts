@@ -70,3 +70,10 @@ export const RedisNotUsedError = createError<'FST_MAESTRO_RL_REDIS_NOT_USED', [s
   '@maestro/rate-limiting: %s, so the plugin would use the in-memory store and every instance would enforce its own limits. ' +
   'Register @fastify/redis before the plugin, pass the client or a URL as the `redis` option, or set `store: \'memory\'` to keep per-instance limits on purpose',
   500)
+
+/**
+ * A route's `config.rateLimit.cost` function threw, rejected or returned something other than a
+ * whole number >= 0: a fault of the route, answered 500 rather than counted at a guessed cost.
+ */
+export const RouteCostError = createError<'FST_MAESTRO_RL_INVALID_COST', [string, string, { cause: unknown }?]>(
+  'FST_MAESTRO_RL_INVALID_COST', 'config.rateLimit.cost of route %s %s', 500)
