@@ -137,6 +137,7 @@ export type {
   ErrorResponseBuilder, ExceededListener
 } from './options.js'
 export type { RouteRateLimitConfig } from './route-config.js'
+export type { CostFunction } from './route-cost.js'
 export type { MetricsOptions, MetricsRegistry } from './metrics.js'
 export { DEFAULT_TIERS, UNLIMITED_TIER, type TierLimits, type TierLimitsInput, type LimitInput } from './tiers.js'
 export { MemoryStore, type MemoryStoreOptions } from './store/memory-store.js'
@@ -150,6 +151,7 @@ export {
 export {
   InvalidOptionError, InvalidRouteConfigError, InvalidPolicyError, AlreadyRegisteredError, StoreReplyError, RedisNotUsedError,
   RATE_LIMITED_CODE, BLOCKED_CODE,
-  RateLimitExceededError, TenantBlockedError, StoreUnavailableRefusalError, CallerUnidentifiedError, ExtractorFailedError
+  RateLimitExceededError, TenantBlockedError, StoreUnavailableRefusalError, CallerUnidentifiedError, ExtractorFailedError,
+  RouteCostError
 } from './errors.js'
 export type { Refusal } from './refusal-body.js'

@@ -2,8 +2,8 @@
 // is a 500 naming the route, an error log line, and nothing counted.
 import Fastify from 'fastify'
 import t from 'tap'
-import rateLimiting from '../dist/index.js'
-import { buildApp } from './helpers/app.js'
+import rateLimiting, { RouteCostError } from '../dist/index.js'
+import { buildApp, headerTenant } from './helpers/app.js'
 import { STORE_KINDS } from './helpers/stores.js'
 
 interface LogLine { level: number, msg: string, route?: string, err?: { message?: string } }
@@ -42,6 +42,15 @@ for (const kind of STORE_KINDS) {
       t.equal(over.statusCode, 429, 'two more do not fit in one')
       t.equal(remaining(await app.inject({ url: '/async' })), '0', 'the last one fits')
       t.same(seen, [2, 2, 1], 'request.rateLimit.cost holds the computed cost')
+    })
+
+    t.test('an asynchronous cost, then an asynchronous tenant extractor', async t => {
+      const app = await buildApp(t, { kind, options: { tenantExtractor: async request => await headerTenant?.(request) } }, app => {
+        app.get('/', { config: { rateLimit: { cost: async request => headerCost(request) } } }, async request => request.rateLimit)
+      })
+      const res = await app.inject({ url: '/', headers: { 'x-tenant': 'acme', 'x-cost': '7' } })
+      t.match(res.json(), { subject: 'acme', cost: 7 })
+      t.equal(res.headers['x-ratelimit-limit-minute'], String(Number(remaining(res)) + 7), 'seven counted for the tenant')
     })
 
     t.test('a bulk endpoint counts the items in its body (hook: preValidation)', async t => {
@@ -90,6 +99,22 @@ for (const kind of STORE_KINDS) {
       t.equal(causes.throw, 'no items')
       t.equal(remaining(await app.inject({ url: '/bad' })), '3', 'none of the failed requests counted')
       t.equal(ran, 2, 'the handler never ran for them')
+    })
+
+    t.test("the error reaches the app's error handler", async t => {
+      const seen: unknown[] = []
+      const app = await buildApp(t, { kind }, app => {
+        app.setErrorHandler(async (err, _request, reply) => {
+          seen.push(err)
+          return await reply.code(503).send({ custom: true })
+        })
+        app.get('/', { config: { rateLimit: { cost: async () => { throw new Error('down') } } } }, async () => 'ok')
+      })
+      const res = await app.inject({ url: '/' })
+      t.equal(res.statusCode, 503)
+      t.same(res.json(), { custom: true })
+      t.ok(seen[0] instanceof RouteCostError, 'a RouteCostError')
+      t.match((seen[0] as Error).cause, { message: 'down' }, 'whose cause is what the function threw')
     })
 
     t.test('a cost of 0 is admitted at a full window and counts nothing', async t => {
