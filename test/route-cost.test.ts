@@ -4,7 +4,7 @@ import Fastify from 'fastify'
 import t from 'tap'
 import rateLimiting, { RouteCostError } from '../dist/index.js'
 import { buildApp, headerTenant } from './helpers/app.js'
-import { STORE_KINDS } from './helpers/stores.js'
+import { limits, makeStore, STORE_KINDS } from './helpers/stores.js'
 
 interface LogLine { level: number, msg: string, route?: string, err?: { message?: string } }
 
@@ -130,6 +130,21 @@ for (const kind of STORE_KINDS) {
       }
       t.equal((await app.inject({ url: '/' })).statusCode, 429, 'a paid one does not')
       t.equal((await app.inject({ url: '/', headers: { 'x-cost': '0' } })).statusCode, 200, 'nor does a rejection stop the next free one')
+    })
+
+    t.test('the store: cost 0 fits a full window, not one over its limit, and counts nothing in any window', async t => {
+      const s = makeStore(t, kind)
+      const keys = s.keys('zero')
+      const admit = async (cost: number, l = limits(5, 10, 20)) => await s.store.admit({ keys, cost, limits: l, leaseId: '' })
+      t.equal((await admit(5)).minute.remaining, 0)
+      const free = await admit(0)
+      t.ok(free.allowed, 'admitted at a full window')
+      t.same([free.minute.remaining, free.hour.remaining, free.month.remaining], [0, 5, 15], 'nothing counted')
+      const over = await admit(0, limits(3, 10, 20))
+      t.notOk(over.allowed, 'refused once the window holds more than a lowered limit')
+      t.equal(over.reason, 'rate_limit_exceeded')
+      const usage = await s.store.usage(keys)
+      t.same([usage.minute, usage.hour, usage.month], [5, 5, 5], 'only the paid request counted')
     })
 
     t.test("a cached rejection is only served to requests of the rejected request's cost", async t => {
