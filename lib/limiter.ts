@@ -124,7 +124,7 @@ export class Limiter {
     }
   }
 
-  /** `limit` once the caller is known. */
+  /** Once the cost is known: who is calling, then `limit`. */
   private limitAt (route: RouteLimiter, endpointMetrics: EndpointMetrics, request: FastifyRequest, reply: FastifyReply, done: Done, cost: number | Error): void {
     if (cost instanceof Error) return done(cost)
     const found = this.options.tenantExtractor === undefined ? null : this.identify(request, reply)
