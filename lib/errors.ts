@@ -74,3 +74,10 @@ export const RedisNotUsedError = createError<'FST_MAESTRO_RL_REDIS_NOT_USED', [s
 /** A call of `fastify.rateLimiter` with arguments it cannot take (the message names the argument). */
 export const InvalidLimiterCallError = createError<'FST_MAESTRO_RL_INVALID_CALL', [string]>(
   'FST_MAESTRO_RL_INVALID_CALL', 'Invalid rate limiter call: %s', 500, TypeError)
+
+/**
+ * A route's `config.rateLimit.cost` function threw, rejected or returned something other than a
+ * whole number >= 0: a fault of the route, answered 500 rather than counted at a guessed cost.
+ */
+export const RouteCostError = createError<'FST_MAESTRO_RL_INVALID_COST', [string, string, { cause: unknown }?]>(
+  'FST_MAESTRO_RL_INVALID_COST', 'config.rateLimit.cost of route %s %s', 500)

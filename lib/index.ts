@@ -147,6 +147,7 @@ export type { RouteRateLimitConfig } from './route-config.js'
 export type {
   RateLimiter, LimiterIdentity, LimiterCallOptions, ConsumeOptions, LimiterDecision, ConsumedDecision, Refunded
 } from './limiter-api.js'
+export type { CostFunction } from './route-cost.js'
 export type { MetricsOptions, MetricsRegistry } from './metrics.js'
 export { DEFAULT_TIERS, UNLIMITED_TIER, type TierLimits, type TierLimitsInput, type LimitInput } from './tiers.js'
 export { MemoryStore, type MemoryStoreOptions } from './store/memory-store.js'
@@ -161,6 +162,6 @@ export {
   InvalidOptionError, InvalidRouteConfigError, InvalidPolicyError, AlreadyRegisteredError, StoreReplyError, RedisNotUsedError,
   RATE_LIMITED_CODE, BLOCKED_CODE,
   RateLimitExceededError, TenantBlockedError, StoreUnavailableRefusalError, CallerUnidentifiedError, ExtractorFailedError,
-  InvalidLimiterCallError
+  InvalidLimiterCallError, RouteCostError
 } from './errors.js'
 export type { Refusal } from './refusal-body.js'

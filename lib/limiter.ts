@@ -115,12 +115,24 @@ export class Limiter {
     return (request, reply, doneOrPayload, preParsingDone) => {
       const done = doneOf(doneOrPayload, preParsingDone)
       if (request.rateLimit !== null) return done() // once per request, whatever calls us again
-      const found = this.options.tenantExtractor === undefined ? null : this.identify(request, reply)
-      if (found instanceof Promise) {
-        found.then(identity => this.guard(route, endpointMetrics, request, reply, done, identity), done)
+      // The request's cost first: a route whose cost function fails answers 500 and counts nothing.
+      const cost = route.costOf === undefined ? route.cost : route.costOf(request)
+      if (cost instanceof Promise) {
+        cost.then(known => this.guard(route, endpointMetrics, request, reply, done, known, undefined), done)
       } else {
-        this.limit(route, endpointMetrics, request, reply, done, found)
+        this.limitAt(route, endpointMetrics, request, reply, done, cost)
       }
+    }
+  }
+
+  /** Once the cost is known: who is calling, then `limit`. */
+  private limitAt (route: RouteLimiter, endpointMetrics: EndpointMetrics, request: FastifyRequest, reply: FastifyReply, done: Done, cost: number | Error): void {
+    if (cost instanceof Error) return done(cost)
+    const found = this.options.tenantExtractor === undefined ? null : this.identify(request, reply)
+    if (found instanceof Promise) {
+      found.then(identity => this.guard(route, endpointMetrics, request, reply, done, cost, identity), done)
+    } else {
+      this.limit(route, endpointMetrics, request, reply, done, cost, found)
     }
   }
 
@@ -140,17 +152,22 @@ export class Limiter {
     if (lease !== null) this.leases.delete(lease)
   }
 
-  /** `limit`, from a callback where a throw would be lost: it goes to Fastify instead. */
-  private guard (route: RouteLimiter, endpointMetrics: EndpointMetrics, request: FastifyRequest, reply: FastifyReply, done: Done, identity: TenantIdentity | null | Error): void {
+  /**
+   * `limit` (or `limitAt` while the caller is not known: `identity` undefined), from a callback
+   * where a throw would be lost: it goes to Fastify instead.
+   */
+  private guard (route: RouteLimiter, endpointMetrics: EndpointMetrics, request: FastifyRequest, reply: FastifyReply, done: Done, cost: number | Error, identity: TenantIdentity | null | Error | undefined): void {
     try {
-      this.limit(route, endpointMetrics, request, reply, done, identity)
+      if (identity === undefined) this.limitAt(route, endpointMetrics, request, reply, done, cost)
+      else if (cost instanceof Error) done(cost)
+      else this.limit(route, endpointMetrics, request, reply, done, cost, identity)
     } catch (err) {
       done(err as Error)
     }
   }
 
   /** Everything up to the store call; answers at once when no call is needed. */
-  private limit (route: RouteLimiter, endpointMetrics: EndpointMetrics, request: FastifyRequest, reply: FastifyReply, done: Done, identity: TenantIdentity | null | Error): void {
+  private limit (route: RouteLimiter, endpointMetrics: EndpointMetrics, request: FastifyRequest, reply: FastifyReply, done: Done, cost: number, identity: TenantIdentity | null | Error): void {
     if (identity instanceof Error) return done(identity) // the extractor failed and the option refuses
     const { options, metrics } = this
     const anonymous = identity === null
@@ -158,7 +175,7 @@ export class Limiter {
     const subject = anonymous ? options.anonymousKey(request) : identity.tenantId
     const policy = this.policies.forRequest(anonymous ? undefined : subject, anonymous ? undefined : identity.tier ?? undefined, route)
     const { tier, limits, bucketQuota, shadow } = policy
-    const { cost, bucket } = route
+    const { bucket } = route
     const series = endpointMetrics.series(subject, anonymous, tier)
     // What handlers see on request.rateLimit; the decision is filled in once the store has answered.
     const context: Mutable<RateLimitContext> = { subject, anonymous, tier, bucket, cost, limits, decision: undefined, shadow }

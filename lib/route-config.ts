@@ -4,12 +4,16 @@ import Type from 'typebox'
 import { Compile } from 'typebox/compile'
 import { InvalidRouteConfigError } from './errors.js'
 import { PartialTierLimitsSchema } from './options.js'
+import { checkedCost, MAX_COST, type CheckedCost, type CostFunction } from './route-cost.js'
 import { infinityToNull, overlayLimits, type TierLimits, type TierLimitsInput } from './tiers.js'
 import { explain } from './validation.js'
 
 export interface RouteRateLimitConfig {
-  /** How much one request counts against the windows and the month. Default 1. */
-  cost?: number
+  /**
+   * How much one request counts against the windows and the month: a whole number >= 1, or a
+   * function of the request returning (or resolving to) a whole number >= 0. Default 1.
+   */
+  cost?: number | CostFunction
   /** Count in these named counters instead of the tenant's shared ones (shared by routes naming it). */
   bucket?: string
   /**
@@ -25,7 +29,7 @@ const RouteConfigSchema = Type.Union([
   Type.Literal(false),
   Type.Literal(true),
   Type.Object({
-    cost: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    cost: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_COST })),
     bucket: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
     limits: Type.Optional(PartialTierLimitsSchema),
     tiers: Type.Optional(Type.Record(Type.String(), PartialTierLimitsSchema))
@@ -35,7 +39,10 @@ const checkRouteConfig = Compile(RouteConfigSchema)
 
 /** A limited route, resolved. */
 export interface RouteLimiter {
+  /** The cost of every request, unless `costOf` computes it per request. */
   readonly cost: number
+  /** The route's cost function, checked: a cost, or the error to answer with. */
+  readonly costOf?: CheckedCost
   readonly bucket: string | undefined
   /**
    * The limits a tier gets on this route, given that tier's own limits. Memoised per tier object.
@@ -53,16 +60,19 @@ export interface RouteLimiter {
  */
 export function resolveRouteConfig (routeName: string, value: unknown, global: boolean, countersName = routeName): RouteLimiter | undefined {
   if (value === undefined) return global ? sharedLimiter : undefined
-  const normalised = normaliseInfinity(value)
+  // A function cannot be checked by the schema: it is taken out, and the rest validated.
+  const costFunction = costFunctionOf(value)
+  const normalised = normaliseInfinity(costFunction === undefined ? value : withoutCost(value as RouteRateLimitConfig))
   const problem = explain(checkRouteConfig, normalised, 'rateLimit')
   if (problem !== undefined) throw new InvalidRouteConfigError(routeName, problem)
   if (normalised === false) return undefined
   if (normalised === true) return sharedLimiter
-  const config = normalised as RouteRateLimitConfig
+  const config = normalised as RouteRateLimitConfig & { cost?: number }
   const hasOwnLimits = config.limits !== undefined || config.tiers !== undefined
-  if (!hasOwnLimits && config.bucket === undefined && config.cost === undefined) return sharedLimiter
+  if (!hasOwnLimits && config.bucket === undefined && config.cost === undefined && costFunction === undefined) return sharedLimiter
   return new ConfiguredRouteLimiter(
     config.cost ?? 1,
+    costFunction === undefined ? undefined : checkedCost(routeName, costFunction),
     config.bucket ?? (hasOwnLimits ? 'route:' + countersName : undefined),
     config.limits,
     config.tiers ?? {}
@@ -82,6 +92,7 @@ class ConfiguredRouteLimiter implements RouteLimiter {
 
   constructor (
     readonly cost: number,
+    readonly costOf: CheckedCost | undefined,
     readonly bucket: string | undefined,
     private readonly allTiers: Partial<TierLimitsInput> | undefined,
     private readonly perTier: Record<string, Partial<TierLimitsInput>>
@@ -106,6 +117,17 @@ class ConfiguredRouteLimiter implements RouteLimiter {
 function withoutMonth (limits: Partial<TierLimitsInput> | undefined): Partial<TierLimitsInput> | undefined {
   if (limits === undefined || !('monthlyQuota' in limits)) return limits
   const { monthlyQuota: _cap, ...rest } = limits
+  return rest
+}
+
+function costFunctionOf (value: unknown): CostFunction | undefined {
+  if (value === null || typeof value !== 'object') return undefined
+  const cost = (value as { cost?: unknown }).cost
+  return typeof cost === 'function' ? cost as CostFunction : undefined
+}
+
+function withoutCost (config: RouteRateLimitConfig): Omit<RouteRateLimitConfig, 'cost'> {
+  const { cost: _function, ...rest } = config
   return rest
 }
 

@@ -5,7 +5,7 @@ import Fastify, { type FastifyError } from 'fastify'
 import { Redis } from 'ioredis'
 import rateLimiting, {
   RateLimitExceededError, TenantBlockedError,
-  type Decision, type PolicyManager, type RateLimitContext, type RateLimitStore, type RouteRateLimitConfig, type TierLimits
+  type CostFunction, type Decision, type PolicyManager, type RateLimitContext, type RateLimitStore, type RouteRateLimitConfig, type TierLimits
 } from '../dist/index.js'
 import adminRoutes from '../dist/admin.js'
 
@@ -38,6 +38,15 @@ app.get('/off', { config: { rateLimit: false } }, async () => ({}))
 app.get('/export', { config: { rateLimit: { cost: 5, bucket: 'export', limits: { requestsPerMinute: 2 } } } }, async () => ({}))
 // @ts-expect-error cost is a number
 app.get('/a', { config: { rateLimit: { cost: '5' } } }, async () => ({}))
+// A cost may be a function of the request, returning a number or a promise of one.
+app.post('/bulk', { config: { rateLimit: { cost: (request) => (request.body as { items: unknown[] }).items.length } } }, async () => ({}))
+app.post('/bulk-async', { config: { rateLimit: { cost: async (request) => Number(request.headers['x-items']) } } }, async () => ({}))
+const bulkCost: CostFunction = (request) => request.url.length
+app.post('/bulk-named', { config: { rateLimit: { cost: bulkCost } satisfies RouteRateLimitConfig } }, async () => ({}))
+// @ts-expect-error a cost function returns a number, not a string
+app.post('/e', { config: { rateLimit: { cost: () => '3' } } }, async () => ({}))
+// @ts-expect-error nor a promise of a string
+app.post('/f', { config: { rateLimit: { cost: async () => '3' } } }, async () => ({}))
 // @ts-expect-error limits take numbers (or null for unlimited)
 app.get('/b', { config: { rateLimit: { limits: { requestsPerMinute: 'many' } } } }, async () => ({}))
 // Fastify infers a route's config type from the literal, so a misspelt key inside it is only caught

@@ -7,7 +7,7 @@ export type RejectReason = 'rate_limit_exceeded' | 'concurrent_limit_exceeded' |
 /** One request to decide. */
 export interface AdmitRequest {
   readonly keys: StoreKeys
-  /** How much the request counts against the windows and the month. */
+  /** How much the request counts against the windows and the month: a whole number >= 0 (0 counts nothing). */
   readonly cost: number
   /** `monthlyQuota` is the subject's, across all its buckets (counted in `keys.month`). */
   readonly limits: TierLimits
