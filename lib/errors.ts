@@ -81,3 +81,7 @@ export const InvalidLimiterCallError = createError<'FST_MAESTRO_RL_INVALID_CALL'
  */
 export const RouteCostError = createError<'FST_MAESTRO_RL_INVALID_COST', [string, string, { cause: unknown }?]>(
   'FST_MAESTRO_RL_INVALID_COST', 'config.rateLimit.cost of route %s %s', 500)
+
+/** `request.rateLimit.settle()` called twice, too late, or with a cost that is not a whole number >= 0. */
+export const InvalidSettleError = createError<'FST_MAESTRO_RL_INVALID_SETTLE', [string]>(
+  'FST_MAESTRO_RL_INVALID_SETTLE', 'Invalid request.rateLimit.settle(): %s', 500, TypeError)

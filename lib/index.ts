@@ -148,6 +148,7 @@ export type {
   RateLimiter, LimiterIdentity, LimiterCallOptions, ConsumeOptions, LimiterDecision, ConsumedDecision, Refunded
 } from './limiter-api.js'
 export type { CostFunction } from './route-cost.js'
+export type { RefundWhen } from './request-context.js'
 export type { MetricsOptions, MetricsRegistry } from './metrics.js'
 export { DEFAULT_TIERS, UNLIMITED_TIER, type TierLimits, type TierLimitsInput, type LimitInput } from './tiers.js'
 export { MemoryStore, type MemoryStoreOptions } from './store/memory-store.js'
@@ -162,6 +163,6 @@ export {
   InvalidOptionError, InvalidRouteConfigError, InvalidPolicyError, AlreadyRegisteredError, StoreReplyError, RedisNotUsedError,
   RATE_LIMITED_CODE, BLOCKED_CODE,
   RateLimitExceededError, TenantBlockedError, StoreUnavailableRefusalError, CallerUnidentifiedError, ExtractorFailedError,
-  InvalidLimiterCallError, RouteCostError
+  InvalidLimiterCallError, RouteCostError, InvalidSettleError
 } from './errors.js'
 export type { Refusal } from './refusal-body.js'

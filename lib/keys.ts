@@ -40,6 +40,11 @@ export function subjectBase (prefix: string, kind: SubjectKind, id: string): str
   return `${prefix}:${KEY_LAYOUT_VERSION}:{${kind === 'tenant' ? 't:' : 'a:'}${encodeId(id)}}:`
 }
 
+/** The subject base of a subject's keys (see subjectBase). */
+export function subjectBaseOf (keys: StoreKeys): string {
+  return keys.month.slice(0, -'all:n'.length)
+}
+
 /** Where one subject's counters live for one bucket (`undefined` = the subject's shared counters). */
 export function storeKeys (prefix: string, kind: SubjectKind, id: string, bucket: string | undefined): StoreKeys {
   const subject = subjectBase(prefix, kind, id)

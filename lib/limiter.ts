@@ -6,16 +6,17 @@ import type { DegradedLog } from './degraded-log.js'
 import { withDeadline } from './deadline.js'
 import { CallerUnidentifiedError, ExtractorFailedError, RateLimitExceededError, StoreUnavailableRefusalError, TenantBlockedError } from './errors.js'
 import { retryAfterSeconds, setCompactRateLimitHeaders, setIetfHeaders, setRateLimitHeaders } from './headers.js'
-import { KeyCache, type StoreKeys } from './keys.js'
+import { KeyCache, subjectBaseOf, type StoreKeys } from './keys.js'
 import { clientGone } from './lease-hooks.js'
 import type { LeaseKeeper } from './lease-keeper.js'
 import { recordAdmission, type EndpointMetrics, type LimiterMetrics, type RequestSeries } from './metrics.js'
 import type { RateLimitContext, ResolvedOptions, TenantIdentity } from './options.js'
 import type { PolicyManager } from './policies/policy-manager.js'
 import { refuse } from './refusal-body.js'
+import { RequestRateLimit } from './request-context.js'
 import type { RejectionCache } from './rejection-cache.js'
 import type { RouteLimiter } from './route-config.js'
-import { admitInto, type Decision, type DecisionSink, type RateLimitStore, type RejectReason } from './store/types.js'
+import { admitInto, type AdjustRequest, type Decision, type DecisionSink, type RateLimitStore, type RejectReason } from './store/types.js'
 import { isUnlimited } from './tiers.js'
 
 /** The concurrency lease a request holds until its response is sent or it is aborted. */
@@ -44,8 +45,6 @@ type Done = (err?: Error) => void
  */
 export type LimitHook = (request: FastifyRequest, reply: FastifyReply, doneOrPayload: unknown, preParsingDone?: Done) => void
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] }
-
 /** The continuation among a LimitHook's arguments (a payload stream is never a function). */
 export function doneOf (doneOrPayload: unknown, preParsingDone: Done | undefined): Done {
   return (typeof doneOrPayload === 'function' ? doneOrPayload : preParsingDone) as Done
@@ -64,7 +63,7 @@ class PendingDecision implements DecisionSink {
     readonly request: FastifyRequest,
     readonly reply: FastifyReply,
     readonly done: Done,
-    readonly context: Mutable<RateLimitContext>,
+    readonly context: RequestRateLimit,
     readonly series: RequestSeries,
     readonly keys: StoreKeys,
     readonly bucketQuota: number,
@@ -146,6 +145,34 @@ export class Limiter {
     this.metrics.leaseReleased(lease.tier)
   }
 
+  /**
+   * The request is over: its handler answered (`answered`), or its client left before that. Its
+   * lease goes back once answered, and its settlement (a settled cost, or refundWhen's refund) is
+   * counted in one store call. Safe to call any number of times.
+   */
+  finish (request: FastifyRequest, answered: boolean): void {
+    if (answered) this.release(request)
+    else this.stopRenewing(request)
+    const context = request.rateLimit
+    if (!(context instanceof RequestRateLimit)) return
+    let change: AdjustRequest | undefined
+    try {
+      change = context.settlement(request, answered)
+    } catch (err) {
+      request.log.error({ err }, 'rate limiting: refundWhen threw; nothing is refunded')
+      return
+    }
+    if (change === undefined) return
+    const { store } = this
+    if (store.adjust === undefined) {
+      request.log.error('rate limiting: this store cannot adjust counts, so the settled cost is not counted')
+      return
+    }
+    // A subject whose counts went down may fit again: its remembered rejections are stale.
+    if (change.amount < 0) this.rejections.forget(subjectBaseOf(change.keys))
+    store.adjust(change).catch((err: unknown) => request.log.warn({ err }, 'rate limiting: could not count the settled cost'))
+  }
+
   /** Keeps the request's lease but stops renewing it: it frees itself one lifetime later unless given back first. */
   stopRenewing (request: FastifyRequest): void {
     const lease = request[kLease]
@@ -177,8 +204,9 @@ export class Limiter {
     const { tier, limits, bucketQuota, shadow } = policy
     const { bucket } = route
     const series = endpointMetrics.series(subject, anonymous, tier)
+    const keys = this.keys.get(anonymous ? 'anonymous' : 'tenant', subject, bucket)
     // What handlers see on request.rateLimit; the decision is filled in once the store has answered.
-    const context: Mutable<RateLimitContext> = { subject, anonymous, tier, bucket, cost, limits, decision: undefined, shadow }
+    const context = new RequestRateLimit(subject, anonymous, tier, bucket, cost, limits, shadow, keys, bucketQuota, route.refundWhen, reply)
     request.rateLimit = context
 
     if (policy.block !== undefined) {
@@ -195,7 +223,6 @@ export class Limiter {
       return
     }
 
-    const keys = this.keys.get(anonymous ? 'anonymous' : 'tenant', subject, bucket)
     const cached = this.rejections.get(keys.counters, cost, limits, bucketQuota, this.policies.generation)
     if (cached !== undefined) {
       this.apply(new PendingDecision(this.steps, request, reply, done, context, series, keys, bucketQuota, '', started), cached)

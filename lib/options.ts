@@ -36,6 +36,14 @@ export interface RateLimitContext {
   readonly decision: Decision | undefined
   /** Shadow mode: limits are counted and reported, never enforced. */
   readonly shadow: boolean
+  /**
+   * Sets the request's real cost (`cost` was a reservation): when the request is over, the difference
+   * is charged or given back in one store call, in the buckets that held the reservation. A charge
+   * may take a window past its limit (the tenant is refused until that debt has left it). Call it
+   * once, before the response is sent; throws InvalidSettleError otherwise or for a cost that is not
+   * a whole number from 0 to 1,000,000.
+   */
+  settle (finalCost: number): void
 }
 
 export type HookName = 'onRequest' | 'preParsing' | 'preValidation' | 'preHandler'

@@ -4,6 +4,7 @@ import Type from 'typebox'
 import { Compile } from 'typebox/compile'
 import { InvalidRouteConfigError } from './errors.js'
 import { PartialTierLimitsSchema } from './options.js'
+import type { RefundWhen } from './request-context.js'
 import { checkedCost, MAX_COST, type CheckedCost, type CostFunction } from './route-cost.js'
 import { infinityToNull, overlayLimits, type TierLimits, type TierLimitsInput } from './tiers.js'
 import { explain } from './validation.js'
@@ -23,6 +24,11 @@ export interface RouteRateLimitConfig {
   limits?: Partial<TierLimitsInput>
   /** Limits for named tiers on this route (over `limits`). */
   tiers?: Record<string, Partial<TierLimitsInput>>
+  /**
+   * Called once when the request is over (its response sent, or its client gone); `true` gives the
+   * whole reservation back (e.g. `reply.statusCode >= 500`).
+   */
+  refundWhen?: RefundWhen
 }
 
 const RouteConfigSchema = Type.Union([
@@ -51,6 +57,8 @@ export interface RouteLimiter {
   limitsFor (tierName: string, tierLimits: TierLimits): TierLimits
   /** The route's own monthly cap on its bucket for a tier (`Infinity`: none). */
   bucketQuotaFor (tierName: string): number
+  /** Whether a request's whole reservation goes back when it is over. */
+  readonly refundWhen?: RefundWhen
 }
 
 /**
@@ -62,20 +70,22 @@ export function resolveRouteConfig (routeName: string, value: unknown, global: b
   if (value === undefined) return global ? sharedLimiter : undefined
   // A function cannot be checked by the schema: it is taken out, and the rest validated.
   const costFunction = costFunctionOf(value)
-  const normalised = normaliseInfinity(costFunction === undefined ? value : withoutCost(value as RouteRateLimitConfig))
+  const refundWhen = refundWhenOf(routeName, value)
+  const normalised = normaliseInfinity(costFunction === undefined && refundWhen === undefined ? value : withoutFunctions(value as RouteRateLimitConfig))
   const problem = explain(checkRouteConfig, normalised, 'rateLimit')
   if (problem !== undefined) throw new InvalidRouteConfigError(routeName, problem)
   if (normalised === false) return undefined
   if (normalised === true) return sharedLimiter
   const config = normalised as RouteRateLimitConfig & { cost?: number }
   const hasOwnLimits = config.limits !== undefined || config.tiers !== undefined
-  if (!hasOwnLimits && config.bucket === undefined && config.cost === undefined && costFunction === undefined) return sharedLimiter
+  if (!hasOwnLimits && config.bucket === undefined && config.cost === undefined && costFunction === undefined && refundWhen === undefined) return sharedLimiter
   return new ConfiguredRouteLimiter(
     config.cost ?? 1,
     costFunction === undefined ? undefined : checkedCost(routeName, costFunction),
     config.bucket ?? (hasOwnLimits ? 'route:' + countersName : undefined),
     config.limits,
-    config.tiers ?? {}
+    config.tiers ?? {},
+    refundWhen
   )
 }
 
@@ -95,7 +105,8 @@ class ConfiguredRouteLimiter implements RouteLimiter {
     readonly costOf: CheckedCost | undefined,
     readonly bucket: string | undefined,
     private readonly allTiers: Partial<TierLimitsInput> | undefined,
-    private readonly perTier: Record<string, Partial<TierLimitsInput>>
+    private readonly perTier: Record<string, Partial<TierLimitsInput>>,
+    readonly refundWhen: RefundWhen | undefined
   ) {}
 
   limitsFor (tierName: string, tierLimits: TierLimits): TierLimits {
@@ -126,9 +137,19 @@ function costFunctionOf (value: unknown): CostFunction | undefined {
   return typeof cost === 'function' ? cost as CostFunction : undefined
 }
 
-function withoutCost (config: RouteRateLimitConfig): Omit<RouteRateLimitConfig, 'cost'> {
-  const { cost: _function, ...rest } = config
-  return rest
+/** The route's refundWhen; a value that is not a function fails boot. */
+function refundWhenOf (routeName: string, value: unknown): RefundWhen | undefined {
+  if (value === null || typeof value !== 'object' || !('refundWhen' in value)) return undefined
+  const refundWhen = (value as { refundWhen?: unknown }).refundWhen
+  if (typeof refundWhen !== 'function') throw new InvalidRouteConfigError(routeName, 'rateLimit.refundWhen must be a function (request, reply) => boolean')
+  return refundWhen as RefundWhen
+}
+
+function withoutFunctions (config: RouteRateLimitConfig): Omit<RouteRateLimitConfig, 'refundWhen'> {
+  const { refundWhen: _refund, ...rest } = config
+  if (typeof rest.cost !== 'function') return rest
+  const { cost: _function, ...others } = rest
+  return others
 }
 
 function normaliseInfinity (value: unknown): unknown {

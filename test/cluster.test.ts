@@ -8,6 +8,7 @@ import { keySlot } from '../dist/store/key-slot.js'
 import { buildApp, headerTenant, listen } from './helpers/app.js'
 import { privateCluster } from './helpers/cluster.js'
 import { conformanceSuite } from './helpers/conformance.js'
+import { within } from './helpers/wait.js'
 import { adjustmentSuite } from './helpers/adjust-suite.js'
 import { limits } from './helpers/stores.js'
 
@@ -97,6 +98,23 @@ t.test('on a three-master Redis Cluster', async t => {
     t.equal((await b.rateLimiter.peek(id)).reason, 'rate_limit_exceeded')
     t.same(await a.rateLimiter.refund(id, { cost: 10 }), { minute: 10, hour: 0, month: 10 })
     t.equal((await b.rateLimiter.peek(id, { cost: 10 })).allowed, true, 'the other instance sees the refund')
+  })
+
+  t.test('settle and refundWhen on the cluster', async t => {
+    const tiers = { ten: { requestsPerMinute: 10, requestsPerHour: null, concurrentRequests: null, monthlyQuota: null } }
+    const app = await buildApp(t, { kind: 'memory', keyPrefix: 'cl-settle', options: { redis: cluster.client(), tenantExtractor: headerTenant, tiers } }, app => {
+      app.get('/tokens/:n', async (request) => { request.rateLimit?.settle(Number((request.params as { n: string }).n)); return 'ok' })
+      app.get('/fail', { config: { rateLimit: { cost: 4, refundWhen: (_request, reply) => reply.statusCode >= 500 } } }, async () => { throw new Error('down') })
+    })
+    const tenant = 'settler-' + Math.random().toString(36).slice(2)
+    const headers = { 'x-tenant': tenant, 'x-tier': 'ten' }
+    const left = async (): Promise<number> => (await app.rateLimiter.peek({ tenantId: tenant, tier: 'ten' }, { cost: 0 })).minute.remaining
+    await app.inject({ url: '/tokens/7', headers })
+    t.ok(await within(2000, async () => await left() === 3) < Infinity, 'a settle up counts 7')
+    await app.inject({ url: '/tokens/0', headers })
+    await app.inject({ url: '/fail', headers })
+    await sleep(100)
+    t.equal(await left(), 3, 'a settle to 0 and a refunded 500 count nothing')
   })
 
   t.test('leases on the cluster: 404s and clients that leave early give theirs back', async t => {
