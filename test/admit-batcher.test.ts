@@ -93,3 +93,35 @@ t.test('a sink that throws leaves no other item of its batch unanswered; its err
   t.equal(surfaced.length, 1)
   t.match(surfaced[0], { message: 'sink broke' })
 })
+
+t.test('the adjustments of one turn go out as one call, each answered on its own', async t => {
+  const { store, client } = await storeOnPrivateRedis(t)
+  const keys = Array.from({ length: 5 }, (_, i) => storeKeys('p', 'tenant', `s${i}`, undefined))
+  const reserved = await Promise.all(keys.map(async k => await store.admit({ keys: k, cost: 10, limits: OPEN, leaseId: '' })))
+  await store.adjust({ keys: keys[0], amount: 1, reservedAt: reserved[0].now, counted: { minute: true, hour: true, month: true, bucketMonth: false } }) // loads the script
+  await client.config('RESETSTAT')
+  const counted = { minute: true, hour: true, month: true, bucketMonth: false }
+  const changes = await Promise.all(keys.map(async (k, i) => await store.adjust({ keys: k, amount: i - 2, reservedAt: reserved[i].now, counted })))
+  t.same(changes.map(c => c.minute), [-2, -1, 0, 1, 2], 'each its own change')
+  t.equal((await commandCalls(client)).evalsha, 1, 'one call for the turn')
+  const used = await Promise.all(keys.map(async k => (await store.usage(k)).minute))
+  t.same(used, [9, 9, 10, 11, 12])
+})
+
+t.test('charges of one turn to one reservation go as one item, each answered with its own amount', async t => {
+  const { store, client } = await storeOnPrivateRedis(t)
+  const keys = storeKeys('p', 'tenant', 'busy', undefined)
+  const reserved = await store.admit({ keys, cost: 1, limits: OPEN, leaseId: '' })
+  const counted = { minute: true, hour: true, month: true, bucketMonth: false }
+  await store.adjust({ keys, amount: 1, reservedAt: reserved.now, counted }) // loads the script
+  await client.config('RESETSTAT')
+  const changes = await Promise.all([3, 1, 4, 1, 5].map(async amount => await store.adjust({ keys, amount, reservedAt: reserved.now, counted })))
+  t.same(changes.map(c => [c.minute, c.hour, c.month]), [[3, 3, 3], [1, 1, 1], [4, 4, 4], [1, 1, 1], [5, 5, 5]])
+  const calls = await commandCalls(client)
+  t.equal(calls.evalsha, 1)
+  t.equal(calls.hincrby, 5, 'one change of each count (bucket and sum of two windows, the month): the 5 charges merged')
+  t.equal((await store.usage(keys)).minute, 1 + 1 + 14)
+  const missing = storeKeys('p', 'tenant', 'nobody', undefined)
+  const none = await Promise.all([2, 3].map(async amount => await store.adjust({ keys: missing, amount, reservedAt: reserved.now, counted })))
+  t.same(none.map(c => c.minute), [0, 0], 'no bucket to charge: nothing, for each')
+})

@@ -63,12 +63,17 @@ export class TermsWriter {
   }
 }
 
-/** The adjust script's one argument (lib/lua/adjust-2.lua). */
-export function adjustTerms (request: AdjustRequest, bucketsPerWindow: number, clock: number): string {
+/** One adjustment's terms for the adjust script (lib/lua/adjust-batch.lua). */
+export function adjustTerms (request: AdjustRequest): string {
   const { counted } = request
   const flag = (on: boolean): number => on ? 1 : 0
-  return JSON.stringify([bucketsPerWindow, clock, request.amount, request.reservedAt ?? -1,
-    flag(counted.minute), flag(counted.hour), flag(counted.month), flag(counted.bucketMonth)])
+  return '[' + request.amount + ',' + (request.reservedAt ?? -1) + ',' + flag(counted.minute) + ',' + flag(counted.hour) + ',' +
+    flag(counted.month) + ',' + flag(counted.bucketMonth) + ']'
+}
+
+/** What the adjust script's items share: sub-buckets per window and the clock (-1: Redis TIME). */
+export function adjustShared (bucketsPerWindow: number, clock: number): string {
+  return '[' + bucketsPerWindow + ',' + clock + ']'
 }
 
 /** Lease ids to give back, as the script takes them: one id alone, several as a JSON array. */

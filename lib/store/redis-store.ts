@@ -3,8 +3,9 @@
 import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
 import { decisionOf } from './decision.js'
-import { adjustTerms, readOutcome, releasingArg, sharedTerms, TermsWriter } from './admit-protocol.js'
+import { readOutcome, releasingArg, sharedTerms, TermsWriter } from './admit-protocol.js'
 import { AdmitBatcher, type BatchItem } from './admit-batcher.js'
+import { AdjustBatcher } from './adjust-batcher.js'
 import { keySlot } from './key-slot.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
 import { admitAsPromise, type AdjustRequest, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
@@ -13,7 +14,7 @@ import { StoreUnavailableError } from './store-unavailable.js'
 
 export const ADMIT_SCRIPT = new LuaScript('admit-batch')
 export const USAGE_SCRIPT = new LuaScript('usage-3')
-export const ADJUST_SCRIPT = new LuaScript('adjust-2')
+export const ADJUST_SCRIPT = new LuaScript('adjust-batch')
 export const LEASE_RENEW_SCRIPT = new LuaScript('lease-renew-1')
 
 /** How long a release waits for an admission of the same keys to ride along with. */
@@ -95,6 +96,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
   readonly settings: WindowSettings
   private readonly clock: (() => number) | undefined
   private readonly batcher: AdmitBatcher
+  private readonly adjustments: AdjustBatcher
   private readonly months = new MonthCache()
   private readonly termsWriter = new TermsWriter()
   /** Cluster slots of keys seen (the limiter reuses one StoreKeys object per subject and bucket). */
@@ -115,6 +117,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     // Never on a Cluster: one call may only touch one slot.
     const isCluster = 'nodes' in this.client
     this.batcher = new AdmitBatcher(this.client, ADMIT_SCRIPT, !isCluster && (options.pipeline ?? true), this.sharedTerms, options.timeoutMs)
+    this.adjustments = new AdjustBatcher(this.client, ADJUST_SCRIPT, !isCluster && (options.pipeline ?? true), this.settings.bucketsPerWindow, this.clock)
     // Releases that failed during an outage go out as soon as the connection is back.
     this.client.on('ready', this.onReady)
   }
@@ -271,13 +274,9 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     return { now: reply[0], minute: reply[1], hour: reply[2], month: reply[3], inFlight: reply[4], monthResetAt: reply[5] }
   }
 
-  async adjust (request: AdjustRequest): Promise<Adjusted> {
-    const { keys } = request
-    const reply = await ADJUST_SCRIPT.run(this.client, [
-      keys.counters, keys.month, adjustTerms(request, this.settings.bucketsPerWindow, this.clock === undefined ? -1 : this.clock())
-    ]) as number[]
-    if (!Array.isArray(reply) || reply.length !== 5) throw new StoreReplyError(JSON.stringify(reply))
-    return { now: reply[0], minute: reply[1], hour: reply[2], month: reply[3], bucketMonth: reply[4] }
+  /** Batched per event-loop turn on a single Redis, as admissions are. */
+  adjust (request: AdjustRequest): Promise<Adjusted> {
+    return this.adjustments.adjust(request)
   }
 
   async resetSubject (subjectBase: string): Promise<void> {

@@ -128,10 +128,10 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
   }
 
   /** Through the keys' node unless its breaker is open (then it fails at once: the caller decides). */
-  async adjust (request: AdjustRequest): Promise<Adjusted> {
-    if (this.inner.adjust === undefined) throw new TypeError('this rate-limit store cannot adjust counts (it has no adjust method)')
-    if (!this.breakerFor(request.keys).closed) throw new StoreUnavailableError('circuit-open')
-    return await this.inner.adjust(request)
+  adjust (request: AdjustRequest): Promise<Adjusted> {
+    if (this.inner.adjust === undefined) return Promise.reject(new TypeError('this rate-limit store cannot adjust counts (it has no adjust method)'))
+    if (!this.breakerFor(request.keys).closed) return Promise.reject(new StoreUnavailableError('circuit-open'))
+    return this.inner.adjust(request)
   }
 
   async usage (keys: StoreKeys): Promise<Usage> {

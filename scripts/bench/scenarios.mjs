@@ -44,6 +44,7 @@ export const SCENARIOS = Object.freeze([
   { name: 'memory', label: 'this plugin, memory store', kind: 'plugin', store: 'memory' },
   { name: 'memory-compact-headers', label: 'this plugin, memory store, `headers: \'compact\'`', kind: 'plugin', store: 'memory', headers: 'compact' },
   { name: 'redis', label: 'this plugin, Redis (one tenant)', kind: 'plugin', store: 'redis' },
+  { name: 'redis-settle', label: 'this plugin, Redis (one tenant), a cost function and a settle per request', kind: 'plugin', store: 'redis', settle: true },
   { name: 'redis-over-limit', label: 'this plugin, Redis, tenant over its minute limit', kind: 'plugin', store: 'redis', tier: 'bench-over', expect: 'reject' },
   { name: 'redis-10k-tenants', label: 'this plugin, Redis, 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT },
   { name: 'redis-10k-cluster', label: 'this plugin, Redis Cluster (3 masters), 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT, cluster: true },
@@ -74,6 +75,7 @@ export const SCENARIOS = Object.freeze([
 /** Same-round ratios worth reading on their own: [numerator, denominator, what it shows]. */
 export const PAIRS = Object.freeze([
   ['redis', 'frl-redis', 'this plugin, Redis ÷ @fastify/rate-limit, Redis (one tenant)'],
+  ['redis-settle', 'redis', 'a cost function and a settle per request ÷ the plain Redis path (one tenant)'],
   ['redis-10k-tenants', 'frl-redis-10k', 'this plugin, Redis ÷ @fastify/rate-limit, Redis (10,000 tenants)'],
   ['redis-10k-cluster', 'frl-redis-10k-cluster', 'this plugin ÷ @fastify/rate-limit, both on a three-master Redis Cluster (10,000 tenants)'],
   ['redis-10k-cluster', 'redis-10k-tenants', 'this plugin, 10,000 tenants: Redis Cluster ÷ one Redis'],

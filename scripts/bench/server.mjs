@@ -118,7 +118,15 @@ try {
     app.addHook('onClose', async () => { await redis.quit() })
   }
   await SETUP[scenario.kind](app)
-  app.get(ROUTE, async () => ({ ok: true }))
+  if (scenario.settle === true) {
+    // A cost known in two steps: 2 reserved by the route's cost function, 3 counted once the handler knows.
+    app.get(ROUTE, { config: { rateLimit: { cost: () => 2 } } }, async (request) => {
+      request.rateLimit?.settle(3)
+      return { ok: true }
+    })
+  } else {
+    app.get(ROUTE, async () => ({ ok: true }))
+  }
   await app.listen({ port: 0, host: '127.0.0.1' })
 } catch (err) {
   process.send({ error: `${scenario.name}: ${err.message}` })

@@ -1,0 +1,116 @@
+// Sends the adjustments of one event-loop turn (settlements after responses, refunds) to Redis as
+// one call of lib/lua/adjust-batch.lua, as admissions go together: one script start and one reply
+// for many. On a Redis Cluster (one slot per call) each goes alone.
+import type { Redis } from 'ioredis'
+import { StoreReplyError } from '../errors.js'
+import { adjustShared, adjustTerms } from './admit-protocol.js'
+import type { LuaScript, RedisClient } from './lua-script.js'
+import type { AdjustRequest, Adjusted } from './types.js'
+
+interface Pending {
+  readonly request: AdjustRequest
+  readonly resolve: (adjusted: Adjusted) => void
+  readonly reject: (err: unknown) => void
+}
+
+/** A call holds at most this many items, so it never holds Redis for long. */
+const MAX_ITEMS_PER_CALL = 128
+
+export class AdjustBatcher {
+  private queue: Pending[] = []
+  private scheduled = false
+  private readonly flushBound = (): void => this.flush()
+
+  constructor (
+    private readonly client: RedisClient,
+    private readonly script: LuaScript,
+    private readonly batching: boolean,
+    private readonly bucketsPerWindow: number,
+    /** The store's clock (replays and tests), or undefined for Redis TIME. */
+    private readonly clock: (() => number) | undefined
+  ) {}
+
+  adjust (request: AdjustRequest): Promise<Adjusted> {
+    return new Promise((resolve, reject) => {
+      const item = { request, resolve, reject }
+      if (!this.batching) return this.call([item])
+      this.queue.push(item)
+      if (!this.scheduled) {
+        this.scheduled = true
+        setImmediate(this.flushBound)
+      }
+    })
+  }
+
+  private flush (): void {
+    const queue = mergeCharges(this.queue)
+    this.queue = []
+    this.scheduled = false
+    for (let start = 0; start < queue.length; start += MAX_ITEMS_PER_CALL) this.call(queue.slice(start, start + MAX_ITEMS_PER_CALL))
+  }
+
+  private call (items: Pending[]): void {
+    const keys: string[] = []
+    const terms: string[] = [adjustShared(this.bucketsPerWindow, this.clock === undefined ? -1 : this.clock())]
+    for (const { request } of items) {
+      keys.push(request.keys.counters, request.keys.month)
+      terms.push(adjustTerms(request))
+    }
+    this.script.run(this.client as Redis, [...keys, ...terms], keys.length).then((reply) => {
+      if (!Array.isArray(reply) || reply.length !== 1 + 4 * items.length) throw new StoreReplyError(JSON.stringify(reply))
+      const now = reply[0] as number
+      items.forEach((item, i) => {
+        const at = 1 + 4 * i
+        item.resolve({ now, minute: reply[at], hour: reply[at + 1], month: reply[at + 2], bucketMonth: reply[at + 3] })
+      })
+    }).catch((err: unknown) => { for (const item of items) item.reject(err) })
+  }
+}
+
+/**
+ * Charges of one turn to the same reservation buckets (settlements of requests admitted in one
+ * batch share its instant) go as one item of their summed amount: a charge is never cut short, so
+ * each is answered with its own amount, or 0 where the merged item found no bucket to charge.
+ * Refunds, whose amounts a bucket may cut short, go one by one.
+ */
+function mergeCharges (queue: Pending[]): Pending[] {
+  if (queue.length < 2) return queue
+  const merged = new Map<string, Pending[]>()
+  const out: Pending[] = []
+  for (const item of queue) {
+    const { request } = item
+    if (request.amount <= 0 || request.reservedAt === undefined) {
+      out.push(item)
+      continue
+    }
+    const { keys, counted } = request
+    const key = `${keys.counters}\n${keys.month}\n${request.reservedAt}\n${+counted.minute}${+counted.hour}${+counted.month}${+counted.bucketMonth}`
+    const group = merged.get(key)
+    if (group === undefined) merged.set(key, [item])
+    else group.push(item)
+  }
+  for (const group of merged.values()) {
+    if (group.length === 1) {
+      out.push(group[0])
+      continue
+    }
+    const amount = group.reduce((sum, item) => sum + item.request.amount, 0)
+    out.push({
+      request: { ...group[0].request, amount },
+      resolve: (adjusted) => {
+        const share = (changed: number, own: number): number => changed === 0 ? 0 : own
+        for (const { request, resolve } of group) {
+          resolve({
+            now: adjusted.now,
+            minute: share(adjusted.minute, request.amount),
+            hour: share(adjusted.hour, request.amount),
+            month: share(adjusted.month, request.amount),
+            bucketMonth: share(adjusted.bucketMonth, request.amount)
+          })
+        }
+      },
+      reject: (err) => { for (const item of group) item.reject(err) }
+    })
+  }
+  return out
+}
