@@ -69,7 +69,8 @@ export const SCENARIOS = Object.freeze([
   { name: 'baseline-redis-10k-cluster', label: 'the baseline build, Redis Cluster (3 masters), 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT, cluster: true, baseline: true },
   { name: 'baseline-redis-1conn', label: 'the baseline build, Redis (one tenant), one connection', kind: 'plugin', store: 'redis', connections: 1, baseline: true },
   { name: 'baseline-redis-over-limit', label: 'the baseline build, Redis, tenant over its minute limit', kind: 'plugin', store: 'redis', tier: 'bench-over', expect: 'reject', baseline: true },
-  { name: 'baseline-memory', label: 'the baseline build, memory store', kind: 'plugin', store: 'memory', baseline: true }
+  { name: 'baseline-memory', label: 'the baseline build, memory store', kind: 'plugin', store: 'memory', baseline: true },
+  { name: 'baseline-redis-settle', label: 'the baseline build, Redis (one tenant), a cost function and a settle per request', kind: 'plugin', store: 'redis', settle: true, baseline: true }
 ].map((s) => Object.freeze({ expect: 'ok', ...s })))
 
 /** Same-round ratios worth reading on their own: [numerator, denominator, what it shows]. */
@@ -99,7 +100,8 @@ export const PAIRS = Object.freeze([
   ['redis-10k-cluster', 'baseline-redis-10k-cluster', 'this build ÷ the baseline build, Redis Cluster (10,000 tenants)'],
   ['redis-1conn', 'baseline-redis-1conn', 'this build ÷ the baseline build, Redis, one connection'],
   ['redis-over-limit', 'baseline-redis-over-limit', 'this build ÷ the baseline build, Redis, tenant over its minute limit'],
-  ['memory', 'baseline-memory', 'this build ÷ the baseline build, memory store']
+  ['memory', 'baseline-memory', 'this build ÷ the baseline build, memory store'],
+  ['redis-settle', 'baseline-redis-settle', 'this build ÷ the baseline build, a cost function and a settle per request']
 ])
 
 /** Scenarios whose Redis commands per request are counted after the throughput rounds. */
