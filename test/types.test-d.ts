@@ -5,7 +5,7 @@ import Fastify, { type FastifyError } from 'fastify'
 import { Redis } from 'ioredis'
 import rateLimiting, {
   RateLimitExceededError, TenantBlockedError,
-  type CostFunction, type Decision, type PolicyManager, type RateLimitContext, type RateLimitStore, type RouteRateLimitConfig, type TierLimits
+  type CostFunction, type Decision, type PolicyManager, type RateLimitContext, type RateLimitStore, type Refunded, type RejectReason, type RouteRateLimitConfig, type TierLimits
 } from '../dist/index.js'
 import adminRoutes from '../dist/admin.js'
 
@@ -75,3 +75,23 @@ app.setErrorHandler((err: FastifyError, _request, reply) => {
   }
   return reply.send(err)
 })
+
+// Costs known later, and the limiter outside HTTP hooks.
+app.post('/complete', { config: { rateLimit: { cost: 500, refundWhen: (_request, reply) => reply.statusCode >= 500 } } }, async (request) => {
+  request.rateLimit?.settle(120)
+  // @ts-expect-error settle takes a number
+  request.rateLimit?.settle('120')
+  return {}
+})
+// @ts-expect-error refundWhen answers a boolean
+app.get('/e', { config: { rateLimit: { refundWhen: () => 'yes' } satisfies RouteRateLimitConfig } }, async () => ({}))
+const consumed = await app.rateLimiter.consume({ tenantId: 'acme', tier: 'gold' }, { cost: 2, bucket: 'ws', lease: true })
+expectType<Equal<typeof consumed.allowed, boolean>>()
+expectType<Equal<typeof consumed.release, (() => void) | undefined>>()
+const peeked = await app.rateLimiter.peek({ anonymous: '203.0.113.9' })
+expectType<Equal<typeof peeked.reason, RejectReason | 'blocked' | undefined>>()
+const refunded = await app.rateLimiter.refund({ tenantId: 'acme' }, { cost: 3 })
+expectType<Equal<typeof refunded, Refunded>>()
+// @ts-expect-error an identity names a tenant or an anonymous address
+await app.rateLimiter.consume({ tenant: 'acme' })
+export const results = [consumed, peeked, refunded]
