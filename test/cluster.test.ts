@@ -105,6 +105,7 @@ t.test('on a three-master Redis Cluster', async t => {
     const app = await buildApp(t, { kind: 'memory', keyPrefix: 'cl-settle', options: { redis: cluster.client(), tenantExtractor: headerTenant, tiers } }, app => {
       app.get('/tokens/:n', async (request) => { request.rateLimit?.settle(Number((request.params as { n: string }).n)); return 'ok' })
       app.get('/fail', { config: { rateLimit: { cost: 4, refundWhen: (_request, reply) => reply.statusCode >= 500 } } }, async () => { throw new Error('down') })
+      app.get('/fn/:n', { config: { rateLimit: { cost: (request) => Number((request.params as { n: string }).n) } } }, async () => 'ok')
     })
     const tenant = 'settler-' + Math.random().toString(36).slice(2)
     const headers = { 'x-tenant': tenant, 'x-tier': 'ten' }
@@ -115,6 +116,11 @@ t.test('on a three-master Redis Cluster', async t => {
     await app.inject({ url: '/fail', headers })
     await sleep(100)
     t.equal(await left(), 3, 'a settle to 0 and a refunded 500 count nothing')
+    t.equal((await app.inject({ url: '/fn/2', headers })).headers['x-ratelimit-remaining-minute'], '1', 'a cost function counts what it returns')
+    const bad = await app.inject({ url: '/fn/1.5', headers })
+    t.equal(bad.statusCode, 500)
+    t.match(bad.json().message, /GET \/fn\/:n/, 'a bad cost names the route')
+    t.equal(await left(), 1, 'and counts nothing')
   })
 
   t.test('leases on the cluster: 404s and clients that leave early give theirs back', async t => {
