@@ -7,7 +7,7 @@ import { storeKeys } from '../dist/keys.js'
 import { keySlot } from '../dist/store/key-slot.js'
 import { buildApp, headerTenant, listen } from './helpers/app.js'
 import { privateCluster } from './helpers/cluster.js'
-import { conformanceSuite } from './helpers/conformance.js'
+import { conformanceSuite, type MakeStore } from './helpers/conformance.js'
 import { within } from './helpers/wait.js'
 import { adjustmentSuite } from './helpers/adjust-suite.js'
 import { limits } from './helpers/stores.js'
@@ -46,25 +46,17 @@ t.test('on a three-master Redis Cluster', async t => {
     t.equal((await store.usage(storeKeys('cl', 'tenant', 'tenant-0', 'b'))).minute, 0, 'resetSubject finds keys on their master')
   })
 
-  t.test('the store behaviour suite, on the cluster', async t => {
-    conformanceSuite(t, (t, settings) => {
-      const clock = { now: Date.UTC(2026, 10, 27, 12, 0, 0) }
-      const prefix = 'cl-suite-' + Math.random().toString(36).slice(2)
-      const store = new RedisStore({ client, clock: () => clock.now, ...settings })
-      t.teardown(() => store.close())
-      return { store, clock, prefix, redis: undefined, keys: (id: string, bucket?: string) => storeKeys(prefix, 'tenant', id, bucket) }
-    })
-  })
+  /** A Redis store on the cluster with a clock of its own, for the store suites. */
+  const clusterStore: MakeStore = (t, settings) => {
+    const clock = { now: Date.UTC(2026, 10, 27, 12, 0, 0) }
+    const prefix = 'cl-suite-' + Math.random().toString(36).slice(2)
+    const store = new RedisStore({ client, clock: () => clock.now, ...settings })
+    t.teardown(() => store.close())
+    return { store, clock, prefix, redis: undefined, keys: (id: string, bucket?: string) => storeKeys(prefix, 'tenant', id, bucket) }
+  }
 
-  t.test('peek, settle and refund, on the cluster', async t => {
-    adjustmentSuite(t, (t, settings) => {
-      const clock = { now: Date.UTC(2026, 10, 27, 12, 0, 0) }
-      const prefix = 'cl-adjust-' + Math.random().toString(36).slice(2)
-      const store = new RedisStore({ client, clock: () => clock.now, ...settings })
-      t.teardown(() => store.close())
-      return { store, clock, prefix, redis: undefined, keys: (id: string, bucket?: string) => storeKeys(prefix, 'tenant', id, bucket) }
-    })
-  })
+  t.test('the store behaviour suite, on the cluster', async t => { conformanceSuite(t, clusterStore) })
+  t.test('peek, settle and refund, on the cluster', async t => { adjustmentSuite(t, clusterStore) })
 
   t.test('two Fastify instances on the cluster: shared counts and policy propagation within a second', async t => {
     const keyPrefix = 'cl-app'
