@@ -262,6 +262,7 @@ export class Limiter {
         // not run and the lease goes back now (no onResponse will ever come for it).
         if (leaseId !== '') this.store.release(pending.keys, leaseId)
         if (metrics.enabled) recordAdmission(metrics, decision, series)
+        this.finish(request, true) // the request's end: refundWhen may give its reservation back
         reply.hijack()
         pending.done()
         return

@@ -20,8 +20,9 @@ export class RequestRateLimit implements RateLimitContext {
   // shows only the decision's context.
   /** The cost `settle()` set; undefined until then. */
   #settled: number | undefined = undefined
-  /** Whether refundWhen has been asked (it is asked once). */
+  /** Whether refundWhen has been asked (it is asked once), and whether it asked for a refund. */
   #refundAsked = false
+  #refundAll = false
   /** Whether the settlement went to the store (it goes once). */
   #closed = false
   /** Where the reservation was counted. */
@@ -51,27 +52,28 @@ export class RequestRateLimit implements RateLimitContext {
 
   settle (finalCost: number): void {
     if (this.#settled !== undefined) throw new InvalidSettleError('settle() was already called for this request')
-    if (this.#closed) throw new InvalidSettleError('the request is over: settle() must be called before the response is sent')
     if (!Number.isInteger(finalCost) || finalCost < 0 || finalCost > MAX_COST) {
       throw new InvalidSettleError(`the final cost must be a whole number from 0 to ${MAX_COST}, got ${String(finalCost).slice(0, 40)}`)
     }
+    // After its response nothing can count; after refundWhen refunded an aborted request, a settle
+    // from the handler still running is moot, not an error.
+    if (this.#closed && !this.#refundAll) throw new InvalidSettleError('the request is over: settle() must be called before the response is sent')
     this.#settled = finalCost
   }
 
   /**
    * The store change the request's end calls for (undefined: none), once. `answered`: the handler
-   * has answered; an abort before that only asks refundWhen (a settle may still come).
+   * has answered (or never will: its client left before the decision); an abort before that only
+   * asks refundWhen, and a refund it asks for waits for the decision if there is none yet.
    */
   settlement (request: FastifyRequest, answered: boolean): AdjustRequest | undefined {
     if (this.#closed) return undefined
-    let finalCost = this.#settled
     if (this.#refundWhen !== undefined && !this.#refundAsked) {
       this.#refundAsked = true
-      if (this.#refundWhen(request, this.#reply)) finalCost = 0
-      else if (!answered) return undefined
-    } else if (!answered) {
-      return undefined
+      this.#refundAll = this.#refundWhen(request, this.#reply)
     }
+    if ((!answered && !this.#refundAll) || this.decision === undefined) return undefined
+    const finalCost = this.#refundAll ? 0 : this.#settled
     this.#closed = true
     const { decision, limits } = this
     const keys = this.#keys

@@ -133,3 +133,20 @@ t.test('refundWhen and settle when the client leaves before the answer (real soc
   await sleep(400)
   t.equal(await settlesTo(app, 'streamer', 4), 4, 'a handler that settles after its client left is still counted (6)')
 })
+
+t.test('a client that leaves before the decision: refundWhen still gives the reservation back', async t => {
+  const app = await buildApp(t, {
+    kind: 'redis',
+    options: {
+      tiers: TIERS,
+      // The decision comes after the client has gone.
+      tenantExtractor: async (request) => { await sleep(150); return { tenantId: String(request.headers['x-tenant']), tier: 'ten' } }
+    }
+  }, app => {
+    app.get('/early', { config: { rateLimit: { cost: 4, refundWhen: (request) => request.raw.aborted } } }, async () => 'never')
+  })
+  const port = await listen(app)
+  await fetch(`http://127.0.0.1:${port}/early`, { headers: { 'x-tenant': 'hasty' }, signal: AbortSignal.timeout(50) }).catch(() => {})
+  await sleep(300)
+  t.equal(await settlesTo(app, 'hasty', 10), 10, 'admitted after the client left, then refunded')
+})
