@@ -262,6 +262,8 @@ export class Limiter {
         // not run and the lease goes back now (no onResponse will ever come for it).
         if (leaseId !== '') this.store.release(pending.keys, leaseId)
         if (metrics.enabled) recordAdmission(metrics, decision, series)
+        // Its abort came before the context existed, so refundWhen is asked now: the request is over.
+        this.finish(request, true)
         reply.hijack()
         pending.done()
         return

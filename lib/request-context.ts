@@ -64,6 +64,8 @@ export class RequestRateLimit implements RateLimitContext {
    */
   settlement (request: FastifyRequest, answered: boolean): AdjustRequest | undefined {
     if (this.#closed) return undefined
+    // Left before the store answered: refundWhen is asked once the reservation is counted (or not).
+    if (!answered && this.decision === undefined) return undefined
     let finalCost = this.#settled
     if (this.#refundWhen !== undefined && !this.#refundAsked) {
       this.#refundAsked = true
