@@ -3,8 +3,10 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
 import { InvalidSettleError } from '../dist/index.js'
 import { buildApp, headerTenant, listen } from './helpers/app.js'
+import { privateRedis } from './helpers/redis.js'
 import { STORE_KINDS } from './helpers/stores.js'
 import { within } from './helpers/wait.js'
 
@@ -149,4 +151,59 @@ t.test('a client that leaves before the decision: refundWhen still gives the res
   await fetch(`http://127.0.0.1:${port}/early`, { headers: { 'x-tenant': 'hasty' }, signal: AbortSignal.timeout(50) }).catch(() => {})
   await sleep(300)
   t.equal(await settlesTo(app, 'hasty', 10), 10, 'admitted after the client left, then refunded')
+})
+
+t.test('a client that leaves while its admission is decided: refundWhen is asked, and its true gives the reservation back', async t => {
+  const asked: string[] = []
+  let handled = 0
+  let costed = false
+  const app = await buildApp(t, { kind: 'redis', options: { tenantExtractor: headerTenant, tiers: TIERS } }, app => {
+    app.get('/slow-cost', {
+      config: {
+        rateLimit: {
+          // A slow cost (a body read, say): the client leaves before the store is even asked.
+          cost: async () => { await sleep(200); costed = true; return 3 },
+          refundWhen: (request) => {
+            asked.push(request.raw.aborted ? 'aborted' : 'answered')
+            return request.raw.aborted
+          }
+        }
+      }
+    }, async () => { handled++; return 'never read' })
+  })
+  const port = await listen(app)
+  await fetch(`http://127.0.0.1:${port}/slow-cost`, { headers: { 'x-tenant': 'early-leaver', 'x-tier': 'ten' }, signal: AbortSignal.timeout(50) }).catch(() => {})
+  t.ok(await within(2000, async () => costed), 'the cost was known after the client left')
+  t.ok(await within(2000, async () => asked.length > 0) < Infinity, 'refundWhen was asked')
+  t.same(asked, ['aborted'])
+  t.equal(await settlesTo(app, 'early-leaver', 10), 10, 'the reservation of 3 went back')
+  t.equal(handled, 0, 'the handler never ran')
+})
+
+t.test('a client that leaves while Redis is slow to decide: refundWhen is asked once the reservation is counted', async t => {
+  const server = await privateRedis(t)
+  const redis = new Redis(server.url)
+  t.teardown(() => redis.disconnect())
+  const asked: string[] = []
+  const app = await buildApp(t, { kind: 'memory', options: { redis, tenantExtractor: headerTenant, tiers: TIERS, storeTimeoutMs: 1000 } }, app => {
+    app.get('/fragile', {
+      config: {
+        rateLimit: {
+          cost: 3,
+          refundWhen: (request) => {
+            asked.push(request.raw.aborted ? 'aborted' : 'answered')
+            return request.raw.aborted
+          }
+        }
+      }
+    }, async () => 'never read')
+  })
+  const port = await listen(app)
+  t.equal(await left(app, 'slow-store'), 10, 'warm: the scripts are loaded')
+  server.pause()
+  await fetch(`http://127.0.0.1:${port}/fragile`, { headers: { 'x-tenant': 'slow-store', 'x-tier': 'ten' }, signal: AbortSignal.timeout(50) }).catch(() => {})
+  await sleep(100)
+  server.resume()
+  t.equal(await settlesTo(app, 'slow-store', 10), 10, 'the reservation of 3, counted after the client left, went back')
+  t.same(asked, ['aborted'], 'refundWhen asked once')
 })

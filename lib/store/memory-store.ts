@@ -107,7 +107,10 @@ class WindowCounts {
 interface Counters {
   readonly minute: WindowCounts
   readonly hour: WindowCounts
-  /** The month's count and which month it is (yyyymm); an older month counts as nothing. */
+  /**
+   * The month's count and which month it is (yyyymm); an older month counts as nothing, and 0 means
+   * no month was ever counted here (as a hash without its month field: a settle never charges it).
+   */
   monthId: number
   month: number
   expiresAt: number
@@ -285,8 +288,8 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     return counters
   }
 
-  private create (key: string, monthId: number): Counters {
-    const counters = { minute: new WindowCounts(), hour: new WindowCounts(), monthId, month: 0, expiresAt: 0 }
+  private create (key: string): Counters {
+    const counters = { minute: new WindowCounts(), hour: new WindowCounts(), monthId: 0, month: 0, expiresAt: 0 }
     this.keepCounters(key, counters)
     return counters
   }
@@ -366,7 +369,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
 
     if (reason === 0) {
       if (hasM || hasH || monthHere) {
-        counters ??= this.create(keys.counters, monthId)
+        counters ??= this.create(keys.counters)
         if (shared) monthCounters = counters
         if (hasM) counters.minute.add(curM, k, cost)
         if (hasH) counters.hour.add(curH, k, cost)
@@ -377,14 +380,14 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
         }
       }
       if (countQ) {
-        monthCounters ??= this.create(keys.month, monthId)
+        monthCounters ??= this.create(keys.month)
         usedQ += cost
         monthCounters.monthId = monthId
         monthCounters.month = usedQ
         if (shared) usedB = usedQ
-        monthCounters.expiresAt = this.liveUntil(monthCounters, k, gM, gH, monthEnd)
+        monthCounters.expiresAt = this.liveUntil(monthCounters, k, gM, gH, monthId, monthEnd)
       }
-      if (counters !== undefined) counters.expiresAt = this.liveUntil(counters, k, gM, gH, monthEnd)
+      if (counters !== undefined) counters.expiresAt = this.liveUntil(counters, k, gM, gH, monthId, monthEnd)
       if (hasC) {
         if (leases === undefined) {
           leases = { members: new Map(), expiresAt: 0 }
@@ -399,8 +402,11 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     return [reason, Math.ceil(retry), now, hasM ? usedM + (reason === 0 ? cost : 0) : 0, hasH ? usedH + (reason === 0 ? cost : 0) : 0, usedQ, inFlight, hasB ? usedB : 0]
   }
 
-  /** An entry lives as long as its longest-lived count. */
-  private liveUntil (counters: Counters, k: number, gM: number, gH: number, monthEnd: number): number {
-    return Math.ceil(Math.max(counters.minute.liveUntil(k, gM), counters.hour.liveUntil(k, gH), counters.month > 0 ? monthEnd : 0))
+  /**
+   * An entry lives as long as its longest-lived count: a month counted this month lives to the
+   * month's end even at 0 (a reservation of 0 that a settle charges later), as its Redis field does.
+   */
+  private liveUntil (counters: Counters, k: number, gM: number, gH: number, monthId: number, monthEnd: number): number {
+    return Math.ceil(Math.max(counters.minute.liveUntil(k, gM), counters.hour.liveUntil(k, gH), counters.monthId === monthId ? monthEnd : 0))
   }
 }

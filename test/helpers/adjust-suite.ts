@@ -97,6 +97,25 @@ export function adjustmentSuite (t: Test, make: MakeStore): void {
     t.equal((await s.store.usage(keys)).month, 1)
   })
 
+  t.test('a reservation of 0 counted in a month alone: a settle charges that month', async t => {
+    const s = make(t)
+    const MONTH_ONLY: CountedIn = { minute: false, hour: false, month: true, bucketMonth: false }
+    const keys = s.keys('acme')
+    const reserved = await s.store.admit({ keys, cost: 0, limits: limits(Infinity, Infinity, 10), leaseId: '' })
+    s.clock.now += 1000
+    const charged = await s.store.adjust!({ keys, amount: 4, reservedAt: reserved.now, counted: MONTH_ONLY })
+    t.equal(charged.month, 4)
+    t.equal((await s.store.usage(keys)).month, 4, 'the month holds the settled cost')
+
+    const bucket = s.keys('acme', 'export')
+    const capped = await s.store.admit({ keys: bucket, cost: 0, limits: limits(Infinity), leaseId: '', bucketQuota: 5 })
+    s.clock.now += 1000
+    const onCap = await s.store.adjust!({ keys: bucket, amount: 3, reservedAt: capped.now, counted: { ...MONTH_ONLY, month: false, bucketMonth: true } })
+    t.equal(onCap.bucketMonth, 3)
+    const next = await s.store.admit({ keys: bucket, cost: 3, limits: limits(Infinity), leaseId: '', bucketQuota: 5, peek: true })
+    t.equal(next.reason, 'quota_exceeded', 'the bucket cap holds the settled cost')
+  })
+
   t.test('only the counts named change; a bucket\'s own month cap with its bucket', async t => {
     const s = make(t)
     const keys = s.keys('acme', 'export')
