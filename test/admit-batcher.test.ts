@@ -125,3 +125,13 @@ t.test('charges of one turn to one reservation go as one item, each answered wit
   const none = await Promise.all([2, 3].map(async amount => await store.adjust({ keys: missing, amount, reservedAt: reserved.now, counted })))
   t.same(none.map(c => c.minute), [0, 0], 'no bucket to charge: nothing, for each')
 })
+
+t.test('a refund between two charges of one turn keeps its place: the outcome of the three in order', async t => {
+  const { store } = await storeOnPrivateRedis(t)
+  const keys = storeKeys('p', 'tenant', 'mixed', undefined)
+  const reserved = await store.admit({ keys, cost: 1, limits: OPEN, leaseId: '' })
+  const counted = { minute: true, hour: false, month: false, bucketMonth: false }
+  const changes = await Promise.all([2, -3, 2].map(async amount => await store.adjust({ keys, amount, reservedAt: reserved.now, counted })))
+  t.same(changes.map(c => c.minute), [2, -3, 2], '1 + 2 = 3, less 3 = 0, plus 2')
+  t.equal((await store.usage(keys)).minute, 2)
+})

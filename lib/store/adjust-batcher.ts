@@ -69,48 +69,54 @@ export class AdjustBatcher {
 
 /**
  * Charges of one turn to the same reservation buckets (settlements of requests admitted in one
- * batch share its instant) go as one item of their summed amount: a charge is never cut short, so
- * each is answered with its own amount, or 0 where the merged item found no bucket to charge.
- * Refunds, whose amounts a bucket may cut short, go one by one.
+ * batch share its instant) go as one item of their summed amount, in the place of the first: a
+ * charge is never cut short, so each is answered with its own amount, or 0 where the merged item
+ * found no bucket to charge. Refunds, which a bucket may cut short, go one by one, and a refund of a
+ * subject ends the merging of its charges (the ones after it go after it).
  */
 function mergeCharges (queue: Pending[]): Pending[] {
   if (queue.length < 2) return queue
-  const merged = new Map<string, Pending[]>()
-  const out: Pending[] = []
+  const out: Array<Pending | Pending[]> = []
+  const open = new Map<string, Pending[]>()
   for (const item of queue) {
     const { request } = item
     if (request.amount <= 0 || request.reservedAt === undefined) {
+      for (const [key, group] of open) if (group[0].request.keys.month === request.keys.month) open.delete(key)
       out.push(item)
       continue
     }
     const { keys, counted } = request
     const key = `${keys.counters}\n${keys.month}\n${request.reservedAt}\n${+counted.minute}${+counted.hour}${+counted.month}${+counted.bucketMonth}`
-    const group = merged.get(key)
-    if (group === undefined) merged.set(key, [item])
-    else group.push(item)
-  }
-  for (const group of merged.values()) {
-    if (group.length === 1) {
-      out.push(group[0])
+    const group = open.get(key)
+    if (group !== undefined) {
+      group.push(item)
       continue
     }
-    const amount = group.reduce((sum, item) => sum + item.request.amount, 0)
-    out.push({
-      request: { ...group[0].request, amount },
-      resolve: (adjusted) => {
-        const share = (changed: number, own: number): number => changed === 0 ? 0 : own
-        for (const { request, resolve } of group) {
-          resolve({
-            now: adjusted.now,
-            minute: share(adjusted.minute, request.amount),
-            hour: share(adjusted.hour, request.amount),
-            month: share(adjusted.month, request.amount),
-            bucketMonth: share(adjusted.bucketMonth, request.amount)
-          })
-        }
-      },
-      reject: (err) => { for (const item of group) item.reject(err) }
-    })
+    const started = [item]
+    open.set(key, started)
+    out.push(started)
   }
-  return out
+  return out.map(entry => Array.isArray(entry) ? merged(entry) : entry)
+}
+
+/** One item for a group of charges, answering each with its own amount. */
+function merged (group: Pending[]): Pending {
+  if (group.length === 1) return group[0]
+  const amount = group.reduce((sum, item) => sum + item.request.amount, 0)
+  return {
+    request: { ...group[0].request, amount },
+    resolve: (adjusted) => {
+      const share = (changed: number, own: number): number => changed === 0 ? 0 : own
+      for (const { request, resolve } of group) {
+        resolve({
+          now: adjusted.now,
+          minute: share(adjusted.minute, request.amount),
+          hour: share(adjusted.hour, request.amount),
+          month: share(adjusted.month, request.amount),
+          bucketMonth: share(adjusted.bucketMonth, request.amount)
+        })
+      }
+    },
+    reject: (err) => { for (const item of group) item.reject(err) }
+  }
 }
