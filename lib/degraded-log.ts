@@ -3,14 +3,14 @@
 // outage is logged with its cause, then one summary per interval for as long as they go on.
 import type { FastifyBaseLogger } from 'fastify'
 
-/** How a request was decided without the store. */
-export type DegradedOutcome = 'admitted' | 'refused' | 'fallback'
+/** How a request was decided without the store, or a settled cost the store did not count. */
+export type DegradedOutcome = 'admitted' | 'refused' | 'fallback' | 'unsettled'
 
 /** At most this many distinct causes are counted per summary (the rest are counted as `other`). */
 const MAX_CAUSES = 8
 
 export class DegradedLog {
-  private counts = { admitted: 0, refused: 0, fallback: 0 }
+  private counts = { admitted: 0, refused: 0, fallback: 0, unsettled: 0 }
   private causes = new Map<string, number>()
   private timer: NodeJS.Timeout | undefined
 
@@ -34,16 +34,16 @@ export class DegradedLog {
 
   /** Logs what the last interval decided without the store; a quiet interval ends the outage's log. */
   private summarise (): void {
-    const { admitted, refused, fallback } = this.counts
-    const total = admitted + refused + fallback
+    const { admitted, refused, fallback, unsettled } = this.counts
+    const total = admitted + refused + fallback + unsettled
     if (total === 0) {
       this.stop()
       this.log.info('rate limiting: no decision without the store in the last %d s', this.intervalMs / 1000)
       return
     }
-    this.log.warn({ admitted, refused, fallback, causes: Object.fromEntries(this.causes) },
+    this.log.warn({ admitted, refused, fallback, unsettled, causes: Object.fromEntries(this.causes) },
       'rate limiting: %d decisions without the store in the last %d s', total, this.intervalMs / 1000)
-    this.counts = { admitted: 0, refused: 0, fallback: 0 }
+    this.counts = { admitted: 0, refused: 0, fallback: 0, unsettled: 0 }
     this.causes = new Map()
   }
 

@@ -170,7 +170,8 @@ export class Limiter {
     }
     // A subject whose counts went down may fit again: its remembered rejections are stale.
     if (change.amount < 0) this.rejections.forget(subjectBaseOf(change.keys))
-    store.adjust(change).catch((err: unknown) => request.log.warn({ err }, 'rate limiting: could not count the settled cost'))
+    // A store away fails every settlement: logged as the outage's decisions are, not one line each.
+    store.adjust(change).catch((err: unknown) => this.degraded.note('unsettled', err))
   }
 
   /** Keeps the request's lease but stops renewing it: it frees itself one lifetime later unless given back first. */
