@@ -90,6 +90,12 @@ t.test('on a three-master Redis Cluster', async t => {
     t.equal((await b.rateLimiter.peek(id)).reason, 'rate_limit_exceeded')
     t.same(await a.rateLimiter.refund(id, { cost: 10 }), { minute: 10, hour: 0, month: 10 })
     t.equal((await b.rateLimiter.peek(id, { cost: 10 })).allowed, true, 'the other instance sees the refund')
+
+    // The same counters as HTTP requests of the tenant.
+    const web = await buildApp(t, { kind: 'memory', keyPrefix: 'cl-api', options: { ...options, redis: cluster.client(), tenantExtractor: headerTenant } })
+    const res = await web.inject({ url: '/', headers: { 'x-tenant': id.tenantId, 'x-tier': 'hundred' } })
+    t.equal(res.headers['x-ratelimit-remaining-minute'], '9', 'an HTTP request sees the API\'s 90')
+    t.equal((await a.rateLimiter.peek(id, { cost: 0 })).minute.remaining, 9, 'and the API sees it')
   })
 
   t.test('settle and refundWhen on the cluster', async t => {
