@@ -42,15 +42,18 @@ if (REDIS_URL !== '') {
   app.log.warn('no REDIS_URL: using the in-memory store (single process)')
 }
 
+/** The tenant of a request's API key; null (anonymous) without a known one. */
+function tenantOf (request) {
+  const key = request.headers['x-api-key']
+  if (typeof key !== 'string') return null
+  return Object.hasOwn(API_KEYS, key) ? API_KEYS[key] : null
+}
+
 await app.register(rateLimiting, {
   ...(redis === undefined ? { store: 'memory' } : { redis }),
   keyPrefix: 'maestro-demo',
   ietfHeaders: true,
-  tenantExtractor: async (request) => {
-    const key = request.headers['x-api-key']
-    if (typeof key !== 'string') return null
-    return Object.hasOwn(API_KEYS, key) ? API_KEYS[key] : null
-  }
+  tenantExtractor: async (request) => tenantOf(request)
 })
 
 const base = `http://${HOST.includes(':') ? `[${HOST}]` : HOST}:${PORT}`
@@ -74,6 +77,8 @@ app.get('/', { config: { rateLimit: false } }, async () => ({
     'GET /reports': 'costs 5 requests from the tenant\'s shared counters',
     'GET /search': 'counted in a bucket of its own ("search"): does not use up the shared counters',
     'GET /slow': 'answers after about 2 s; at most 2 at a time per tenant (platform_admin: no limit)',
+    'GET /generate?words=n': 'reserves 3 from the tenant\'s shared counters, then settles at the words it "generated" (n, default 1): the difference is counted after the response',
+    'GET /quota': 'what the tenant has left, read with fastify.rateLimiter.peek (consumes nothing)',
     'GET /health': 'never limited nor counted'
   },
   try: [
@@ -83,6 +88,7 @@ app.get('/', { config: { rateLimit: false } }, async () => ({
     `curl -i -H 'x-api-key: demo-pro' ${base}/search`,
     `for i in 1 2 3; do curl -s -H 'x-api-key: demo-starter' ${base}/slow & done; wait`,
     `curl -i -H 'x-api-key: demo-admin' ${base}/reports`,
+    `curl -s -H 'x-api-key: demo-starter' '${base}/generate?words=6' && curl -s -H 'x-api-key: demo-starter' ${base}/quota`,
     `curl -i ${base}/health`
   ],
   headers: 'x-ratelimit-* on every limited answer; RateLimit-Policy and RateLimit (IETF draft) too; Retry-After on a 429'
@@ -118,6 +124,20 @@ app.get('/slow', {
 }, async (request) => {
   await sleep(2000)
   return { done: true, tier: request.rateLimit.tier, waitedMs: 2000 }
+})
+
+app.get('/generate', { config: { rateLimit: { cost: 3 } } }, async (request) => {
+  // The real cost is known only once the work is done: settle it; the plugin counts the difference.
+  const words = Math.min(Math.max(Number.parseInt(String(request.query.words ?? '1'), 10) || 0, 0), 50)
+  request.rateLimit.settle(words)
+  return { reserved: request.rateLimit.cost, settledAt: words, text: Array.from({ length: words }, (_, i) => `word${i + 1}`).join(' ') }
+})
+
+app.get('/quota', { config: { rateLimit: false } }, async (request) => {
+  const tenant = tenantOf(request)
+  const identity = tenant === null ? { anonymous: request.ip } : tenant
+  const now = await app.rateLimiter.peek(identity, { cost: 0 })
+  return { minuteLeft: now.minute.remaining, hourLeft: now.hour.remaining, monthLeft: now.month.remaining }
 })
 
 app.get('/health', { config: { rateLimit: false } }, async () => ({ status: 'ok' }))
