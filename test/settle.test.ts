@@ -2,7 +2,7 @@
 // counted when the request is over, in the buckets that held the reservation.
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Redis } from 'ioredis'
 import { InvalidSettleError } from '../dist/index.js'
 import { buildApp, headerTenant, listen } from './helpers/app.js'
@@ -11,6 +11,14 @@ import { STORE_KINDS } from './helpers/stores.js'
 import { within } from './helpers/wait.js'
 
 const TIERS = { ten: { requestsPerMinute: 10, requestsPerHour: 1000, concurrentRequests: 5, monthlyQuota: 10_000 } }
+
+/** A refundWhen that gives the reservation back when the client left; `asked` records each call. */
+function refundIfAborted (asked: string[]): (request: FastifyRequest) => boolean {
+  return (request) => {
+    asked.push(request.raw.aborted ? 'aborted' : 'answered')
+    return request.raw.aborted
+  }
+}
 
 /** Minute capacity left for a tenant, as the limiter API sees it. */
 async function left (app: FastifyInstance, tenantId: string, bucket?: string): Promise<number> {
@@ -114,10 +122,7 @@ t.test('refundWhen and settle when the client leaves before the answer (real soc
       config: {
         rateLimit: {
           cost: 3,
-          refundWhen: (request) => {
-            asked.push(request.raw.aborted ? 'aborted' : 'answered')
-            return request.raw.aborted
-          }
+          refundWhen: refundIfAborted(asked)
         }
       }
     }, async () => { await sleep(300); return 'late' })
@@ -163,10 +168,7 @@ t.test('a client that leaves while its admission is decided: refundWhen is asked
         rateLimit: {
           // A slow cost (a body read, say): the client leaves before the store is even asked.
           cost: async () => { await sleep(200); costed = true; return 3 },
-          refundWhen: (request) => {
-            asked.push(request.raw.aborted ? 'aborted' : 'answered')
-            return request.raw.aborted
-          }
+          refundWhen: refundIfAborted(asked)
         }
       }
     }, async () => { handled++; return 'never read' })
@@ -190,10 +192,7 @@ t.test('a client that leaves while Redis is slow to decide: refundWhen is asked 
       config: {
         rateLimit: {
           cost: 3,
-          refundWhen: (request) => {
-            asked.push(request.raw.aborted ? 'aborted' : 'answered')
-            return request.raw.aborted
-          }
+          refundWhen: refundIfAborted(asked)
         }
       }
     }, async () => 'never read')
