@@ -11,7 +11,8 @@ import type { ResolvedOptions } from './options.js'
 import type { RejectionCache } from './rejection-cache.js'
 import type { PolicyManager, RequestPolicy } from './policies/policy-manager.js'
 import { sharedLimiter, type RouteLimiter } from './route-config.js'
-import type { Decision, RateLimitStore, RejectReason } from './store/types.js'
+import { isCost, MAX_COST } from './route-cost.js'
+import { countedIn, type Decision, type RateLimitStore, type RejectReason } from './store/types.js'
 import { isUnlimited, type TierLimits } from './tiers.js'
 
 /** Who is calling: a tenant as an extractor returns it, or an anonymous client by its address. */
@@ -57,7 +58,6 @@ export interface RateLimiter {
 /** The endpoint label of the API's calls in the metrics. */
 export const API_ENDPOINT = 'api'
 
-const MAX_COST = 1_000_000
 const MAX_ID = 1024
 const MAX_BUCKET = 256
 
@@ -120,7 +120,7 @@ export class LimiterApi implements RateLimiter {
       const reason = decision.reason as RejectReason
       if (policy.shadow) {
         series.request('shadow')
-        return { ...decision, allowed: true, reason: undefined, retryAfterMs: 0, shadow: reason }
+        return asShadow(decision)
       }
       series.request('rejected')
       series.rejection(reason)
@@ -144,7 +144,7 @@ export class LimiterApi implements RateLimiter {
     if (policy.block !== undefined) return blocked(policy)
     if (isUnlimited(policy.limits) && policy.bucketQuota === Infinity) return unlimited()
     const decision = await this.store.admit({ keys, cost, limits: withoutConcurrency(policy.limits), leaseId: '', bucketQuota: policy.bucketQuota, peek: true })
-    if (!decision.allowed && policy.shadow) return { ...decision, allowed: true, reason: undefined, retryAfterMs: 0, shadow: decision.reason }
+    if (!decision.allowed && policy.shadow) return asShadow(decision)
     return decision
   }
 
@@ -152,17 +152,7 @@ export class LimiterApi implements RateLimiter {
     const { subject, anonymous, cost, keys, policy } = this.call('refund', identity, options)
     if (cost === 0) return { minute: 0, hour: 0, month: 0 }
     if (this.store.adjust === undefined) throw new InvalidLimiterCallError('refund: this rate-limit store cannot adjust counts (it has no adjust method)')
-    const { limits } = policy
-    const given = await this.store.adjust({
-      keys,
-      amount: -cost,
-      counted: {
-        minute: limits.requestsPerMinute !== Infinity,
-        hour: limits.requestsPerHour !== Infinity,
-        month: limits.monthlyQuota !== Infinity,
-        bucketMonth: policy.bucketQuota !== Infinity
-      }
-    })
+    const given = await this.store.adjust({ keys, amount: -cost, counted: countedIn(keys, policy.limits, policy.bucketQuota) })
     this.rejections.forget(subjectBase(this.options.keyPrefix, anonymous ? 'anonymous' : 'tenant', subject))
     return { minute: -given.minute, hour: -given.hour, month: -given.month }
   }
@@ -171,7 +161,7 @@ export class LimiterApi implements RateLimiter {
   private call (method: string, identity: LimiterIdentity, options: LimiterCallOptions): Call {
     if (identity === null || typeof identity !== 'object') throw new InvalidLimiterCallError(`${method}: identity must be { tenantId, tier? } or { anonymous: address }`)
     const cost = options.cost ?? 1
-    if (!Number.isInteger(cost) || cost < 0 || cost > MAX_COST) throw new InvalidLimiterCallError(`${method}: cost must be a whole number from 0 to ${MAX_COST}, got ${String(cost)}`)
+    if (!isCost(cost)) throw new InvalidLimiterCallError(`${method}: cost must be a whole number from 0 to ${MAX_COST}, got ${String(cost)}`)
     const { bucket } = options
     if (bucket !== undefined && (typeof bucket !== 'string' || bucket.length === 0 || bucket.length > MAX_BUCKET)) {
       throw new InvalidLimiterCallError(`${method}: bucket must be a string of 1 to ${MAX_BUCKET} characters`)
@@ -204,6 +194,11 @@ export class LimiterApi implements RateLimiter {
     }
     return route
   }
+}
+
+/** Shadow mode: a refusal reported, not enforced. */
+function asShadow (decision: Decision): LimiterDecision {
+  return { ...decision, allowed: true, reason: undefined, retryAfterMs: 0, shadow: decision.reason }
 }
 
 function withoutConcurrency (limits: TierLimits): TierLimits {

@@ -5,14 +5,13 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidSettleError } from './errors.js'
 import type { StoreKeys } from './keys.js'
+import { isCost, MAX_COST } from './route-cost.js'
 import type { RateLimitContext } from './options.js'
-import type { AdjustRequest, Decision } from './store/types.js'
+import { countedIn, type AdjustRequest, type Decision } from './store/types.js'
 import type { TierLimits } from './tiers.js'
 
 /** Decides, once the request is over, whether its whole reservation goes back. */
 export type RefundWhen = (request: FastifyRequest, reply: FastifyReply) => boolean
-
-const MAX_COST = 1_000_000
 
 export class RequestRateLimit implements RateLimitContext {
   decision: Decision | undefined = undefined
@@ -52,7 +51,7 @@ export class RequestRateLimit implements RateLimitContext {
 
   settle (finalCost: number): void {
     if (this.#settled !== undefined) throw new InvalidSettleError('settle() was already called for this request')
-    if (!Number.isInteger(finalCost) || finalCost < 0 || finalCost > MAX_COST) {
+    if (!isCost(finalCost)) {
       throw new InvalidSettleError(`the final cost must be a whole number from 0 to ${MAX_COST}, got ${String(finalCost).slice(0, 40)}`)
     }
     // After its response nothing can count; after refundWhen refunded an aborted request, a settle
@@ -75,22 +74,10 @@ export class RequestRateLimit implements RateLimitContext {
     if ((!answered && !this.#refundAll) || this.decision === undefined) return undefined
     const finalCost = this.#refundAll ? 0 : this.#settled
     this.#closed = true
-    const { decision, limits } = this
-    const keys = this.#keys
-    const bucketQuota = this.#bucketQuota
+    const { decision } = this
     // Only a reservation the store counted: not a refusal, a shadow pass, a fallback's or a bypass.
-    if (finalCost === undefined || finalCost === this.cost || decision === undefined || !decision.allowed || decision.degraded === true) return undefined
-    const shared = keys.month === keys.counters
-    return {
-      keys,
-      amount: finalCost - this.cost,
-      reservedAt: decision.now,
-      counted: {
-        minute: limits.requestsPerMinute !== Infinity,
-        hour: limits.requestsPerHour !== Infinity,
-        month: limits.monthlyQuota !== Infinity || (bucketQuota !== Infinity && shared),
-        bucketMonth: bucketQuota !== Infinity && !shared
-      }
-    }
+    if (finalCost === undefined || finalCost === this.cost || !decision.allowed || decision.degraded === true) return undefined
+    const keys = this.#keys
+    return { keys, amount: finalCost - this.cost, reservedAt: decision.now, counted: countedIn(keys, this.limits, this.#bucketQuota) }
   }
 }

@@ -39,7 +39,8 @@ export function checkedCost (routeName: string, fn: CostFunction): CheckedCost {
   }
 }
 
-function isCost (value: unknown): value is number {
+/** A whole number from 0 to MAX_COST: what any cost (a function's, a settle's, an API call's) must be. */
+export function isCost (value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= MAX_COST
 }
 

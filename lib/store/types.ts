@@ -32,6 +32,20 @@ export interface CountedIn {
   readonly bucketMonth: boolean
 }
 
+/**
+ * What an admission under these limits counts, as both stores count it: each limited window, the
+ * subject's month (its quota, or a cap on its shared bucket) and a bucket's own month cap.
+ */
+export function countedIn (keys: StoreKeys, limits: TierLimits, bucketQuota: number): CountedIn {
+  const shared = keys.month === keys.counters
+  return {
+    minute: limits.requestsPerMinute !== Infinity,
+    hour: limits.requestsPerHour !== Infinity,
+    month: limits.monthlyQuota !== Infinity || (bucketQuota !== Infinity && shared),
+    bucketMonth: bucketQuota !== Infinity && !shared
+  }
+}
+
 /** A change, after the fact, to what a subject counted: a cost settled after the response, a refund. */
 export interface AdjustRequest {
   readonly keys: StoreKeys
