@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis'
 import { StoreReplyError } from '../errors.js'
 import { adjustShared, adjustTerms } from './admit-protocol.js'
 import type { LuaScript, RedisClient } from './lua-script.js'
+import { MAX_ITEMS_PER_CALL, TurnQueue } from './turn-queue.js'
 import type { AdjustRequest, Adjusted } from './types.js'
 
 interface Pending {
@@ -13,13 +14,8 @@ interface Pending {
   readonly reject: (err: unknown) => void
 }
 
-/** A call holds at most this many items, so it never holds Redis for long. */
-const MAX_ITEMS_PER_CALL = 128
-
 export class AdjustBatcher {
-  private queue: Pending[] = []
-  private scheduled = false
-  private readonly flushBound = (): void => this.flush()
+  private readonly turn = new TurnQueue<Pending>(items => this.flush(items))
 
   constructor (
     private readonly client: RedisClient,
@@ -33,19 +29,14 @@ export class AdjustBatcher {
   adjust (request: AdjustRequest): Promise<Adjusted> {
     return new Promise((resolve, reject) => {
       const item = { request, resolve, reject }
-      if (!this.batching) return this.call([item])
-      this.queue.push(item)
-      if (!this.scheduled) {
-        this.scheduled = true
-        setImmediate(this.flushBound)
-      }
+      if (this.batching) this.turn.push(item)
+      else this.call([item])
     })
   }
 
-  private flush (): void {
-    const queue = mergeCharges(this.queue)
-    this.queue = []
-    this.scheduled = false
+  /** One turn's items, charges merged, as calls of at most MAX_ITEMS_PER_CALL items. */
+  private flush (items: Pending[]): void {
+    const queue = mergeCharges(items)
     for (let start = 0; start < queue.length; start += MAX_ITEMS_PER_CALL) this.call(queue.slice(start, start + MAX_ITEMS_PER_CALL))
   }
 

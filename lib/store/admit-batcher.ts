@@ -6,6 +6,7 @@ import { batchArguments, type WireItem } from './admit-protocol.js'
 import type { LuaScript, RedisClient } from './lua-script.js'
 import { StoreReplyError } from '../errors.js'
 import { StoreUnavailableError } from './store-unavailable.js'
+import { MAX_ITEMS_PER_CALL, TurnQueue } from './turn-queue.js'
 import { rethrowLater } from './types.js'
 
 /** One request's part of a batch (or an item that only gives leases back: `terms` ''). */
@@ -17,13 +18,8 @@ export interface BatchItem extends WireItem {
   readonly reject: (err: unknown) => void
 }
 
-/** A batch runs as one script: bounded, so one call never holds Redis for long (about 2 ms). */
-const MAX_ITEMS_PER_CALL = 128
-
 export class AdmitBatcher {
-  private queue: BatchItem[] = []
-  private scheduled = false
-  private readonly flushBound = (): void => this.flush()
+  private readonly turn = new TurnQueue<BatchItem>(items => this.flush(items))
   /** Calls sent and not answered yet. */
   private readonly inFlight = new Set<SentCall>()
 
@@ -50,18 +46,11 @@ export class AdmitBatcher {
       this.call([item], 0, 1)
       return
     }
-    this.queue.push(item)
-    if (!this.scheduled) {
-      this.scheduled = true
-      // setImmediate, not nextTick: requests arriving in the same poll phase share one call.
-      setImmediate(this.flushBound)
-    }
+    this.turn.push(item)
   }
 
-  private flush (): void {
-    const queue = this.queue
-    this.queue = []
-    this.scheduled = false
+  /** One turn's items, as calls of at most MAX_ITEMS_PER_CALL items of one clock. */
+  private flush (queue: BatchItem[]): void {
     let start = 0
     while (start < queue.length) {
       let end = start + 1
