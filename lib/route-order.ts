@@ -36,7 +36,9 @@ export function routesIn (tree: string): KnownRoute[] {
     const path = (stack[depth - 1] ?? '') + (match[2] ?? '')
     stack[depth] = path
     stack.length = depth + 1
-    if (match[3] !== undefined && !routes.some(known => known.path === path && known.methods === match[3].replaceAll(' ', ''))) routes.push({ path, methods: match[3].replaceAll(' ', '') })
+    if (match[3] === undefined) continue
+    const methods = match[3].replaceAll(' ', '')
+    if (!routes.some(known => known.path === path && known.methods === methods)) routes.push({ path, methods })
   }
   return routes
 }

@@ -199,7 +199,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     return { now, minute, hour, month, inFlight, monthResetAt }
   }
 
-  // Mirrors adjust-2.lua; keep the two in step.
+  // Mirrors adjust-batch.lua; keep the two in step.
   async adjust (request: AdjustRequest): Promise<Adjusted> {
     const { keys, amount, reservedAt, counted } = request
     const k = this.settings.bucketsPerWindow
