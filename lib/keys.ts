@@ -1,6 +1,8 @@
 // Redis key layout. Every key of one tenant (and bucket) carries the same hash tag, so a script
-// touches one Redis Cluster slot. Ids are encoded so that no id can inject a brace, collide with
-// another id, or make a key longer than a fixed bound.
+// touches one Redis Cluster slot; a tenant of an organization carries its organization's tag, so the
+// tenant's and the organization's counters are decided by one script call there too. Ids are
+// encoded so that no id can inject a brace, collide with another id, or make a key longer than a
+// fixed bound.
 import { createHash } from 'node:crypto'
 import { TwoKeyCache } from './bounded-cache.js'
 
@@ -20,8 +22,11 @@ export function encodeId (id: string): string {
   return '~' + createHash('sha256').update(Buffer.from(id, 'utf16le')).digest('base64url').slice(0, 32)
 }
 
-/** Who is counted: a known tenant, or an anonymous client keyed by its address. */
-export type SubjectKind = 'tenant' | 'anonymous'
+/**
+ * Who is counted: a known tenant, an anonymous client keyed by its address, an organization (the
+ * sum of its tenants) or a shared route budget (every caller of the routes naming it).
+ */
+export type SubjectKind = 'tenant' | 'anonymous' | 'organization' | 'route'
 
 export interface StoreKeys {
   /** Hash of one bucket's window buckets (and its own month's count, when a route caps it). */
@@ -35,9 +40,25 @@ export interface StoreKeys {
   readonly month: string
 }
 
-/** The part of every key of one subject, whatever the bucket: `<prefix>:v1:{t:<id>}:`. */
-export function subjectBase (prefix: string, kind: SubjectKind, id: string): string {
-  return `${prefix}:${KEY_LAYOUT_VERSION}:{${kind === 'tenant' ? 't:' : 'a:'}${encodeId(id)}}:`
+/**
+ * The part of every key of one subject, whatever the bucket:
+ * - a tenant `<prefix>:v1:{t:<id>}:`, or `<prefix>:v1:{o:<organization>}:t:<id>/` in an organization;
+ * - an organization `<prefix>:v1:{o:<id>}:org/`;
+ * - an anonymous client `<prefix>:v1:{a:<id>}:`, a shared route budget `<prefix>:v1:{r:<name>}:`.
+ * An encoded id never holds `/` nor a brace, so no base is the start of another subject's.
+ */
+export function subjectBase (prefix: string, kind: SubjectKind, id: string, organizationId?: string): string {
+  const root = `${prefix}:${KEY_LAYOUT_VERSION}:`
+  switch (kind) {
+    case 'tenant':
+      return organizationId === undefined ? `${root}{t:${encodeId(id)}}:` : `${root}{o:${encodeId(organizationId)}}:t:${encodeId(id)}/`
+    case 'organization':
+      return `${root}{o:${encodeId(id)}}:org/`
+    case 'route':
+      return `${root}{r:${encodeId(id)}}:`
+    default:
+      return `${root}{a:${encodeId(id)}}:`
+  }
 }
 
 /** The subject base of a subject's keys (see subjectBase). */
@@ -45,9 +66,12 @@ export function subjectBaseOf (keys: StoreKeys): string {
   return keys.month.slice(0, -'all:n'.length)
 }
 
-/** Where one subject's counters live for one bucket (`undefined` = the subject's shared counters). */
-export function storeKeys (prefix: string, kind: SubjectKind, id: string, bucket: string | undefined): StoreKeys {
-  const subject = subjectBase(prefix, kind, id)
+/**
+ * Where one subject's counters live for one bucket (`undefined` = the subject's shared counters);
+ * `organizationId`: the organization of a tenant.
+ */
+export function storeKeys (prefix: string, kind: SubjectKind, id: string, bucket: string | undefined, organizationId?: string): StoreKeys {
+  const subject = subjectBase(prefix, kind, id, organizationId)
   const base = subject + (bucket === undefined ? 'all' : 'b.' + encodeId(bucket))
   return { counters: base + ':n', leases: base + ':c', month: subject + 'all:n' }
 }
@@ -59,6 +83,8 @@ export function storeKeys (prefix: string, kind: SubjectKind, id: string, bucket
 export function seenTiersKey (prefix: string): string {
   return `${prefix}:${KEY_LAYOUT_VERSION}:{seen-tiers}`
 }
+
+const SCOPES: Record<SubjectKind, string> = { tenant: ' t', anonymous: ' a', organization: ' o', route: ' r' }
 
 /** Above this many subjects a key cache starts again (about 10 MB of keys at most). */
 const MAX_CACHED_KEYS = 50_000
@@ -72,12 +98,14 @@ export class KeyCache {
 
   constructor (private readonly prefix: string) {}
 
-  get (kind: SubjectKind, id: string, bucket: string | undefined): StoreKeys {
-    // The kind takes two characters, so no two kinds and buckets share a scope.
-    const scope = (kind === 'tenant' ? ' t' : ' a') + (bucket === undefined ? '' : ' ' + bucket)
+  get (kind: SubjectKind, id: string, bucket: string | undefined, organizationId?: string): StoreKeys {
+    // The kind takes two characters and an organization goes with its length, so no two kinds,
+    // organizations and buckets share a scope.
+    const scope = SCOPES[kind] + (organizationId === undefined ? '' : organizationId.length + ' ' + organizationId) +
+      (bucket === undefined ? '' : ' ' + bucket)
     let keys = this.cache.get(scope, id)
     if (keys === undefined) {
-      keys = storeKeys(this.prefix, kind, id, bucket)
+      keys = storeKeys(this.prefix, kind, id, bucket, organizationId)
       this.cache.set(scope, id, keys)
     }
     return keys
