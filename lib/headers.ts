@@ -99,18 +99,23 @@ export function ietfWindowSeconds (decision: Decision, window: WindowState, wind
 export function setIetfHeaders (reply: FastifyReply, decision: Decision, cost: number, draft: IetfDraft): void {
   const policies: string[] = []
   const states: string[] = []
-  const { minute, hour, month } = decision
-  if (minute.limit !== Infinity) {
-    policies.push(`"minute";q=${minute.limit};w=60`)
-    states.push(`"minute";r=${minute.remaining};t=${ietfWindowSeconds(decision, minute, 60, cost, draft)}`)
-  }
-  if (hour.limit !== Infinity) {
-    policies.push(`"hour";q=${hour.limit};w=3600`)
-    states.push(`"hour";r=${hour.remaining};t=${ietfWindowSeconds(decision, hour, 3600, cost, draft)}`)
-  }
-  if (month.limit !== Infinity) {
-    policies.push(`"month";q=${month.limit};w=${monthLengthSeconds(month.resetAt)}`)
-    states.push(`"month";r=${month.remaining};t=${seconds(month.resetAt - decision.now)}`)
+  // Over several levels each one is a policy of its own: "minute" is the tenant's, "organization-
+  // minute" its organization's, "route-minute" the route's shared budget.
+  for (const level of decision.levels ?? [decision]) {
+    const name = 'scope' in level && level.scope !== 'tenant' ? level.scope + '-' : ''
+    const { minute, hour, month } = level
+    if (minute.limit !== Infinity) {
+      policies.push(`"${name}minute";q=${minute.limit};w=60`)
+      states.push(`"${name}minute";r=${minute.remaining};t=${ietfWindowSeconds(decision, minute, 60, cost, draft)}`)
+    }
+    if (hour.limit !== Infinity) {
+      policies.push(`"${name}hour";q=${hour.limit};w=3600`)
+      states.push(`"${name}hour";r=${hour.remaining};t=${ietfWindowSeconds(decision, hour, 3600, cost, draft)}`)
+    }
+    if (month.limit !== Infinity) {
+      policies.push(`"${name}month";q=${month.limit};w=${monthLengthSeconds(month.resetAt)}`)
+      states.push(`"${name}month";r=${month.remaining};t=${seconds(month.resetAt - decision.now)}`)
+    }
   }
   if (policies.length === 0) return
   reply.header('ratelimit-policy', policies.join(', '))

@@ -15,6 +15,7 @@ import { addLeaseHooks } from './lease-hooks.js'
 import { addRefusalReason } from './refusal-body.js'
 import { LeaseKeeper } from './lease-keeper.js'
 import { LimiterApi, type RateLimiter } from './limiter-api.js'
+import { LevelResolver } from './levels.js'
 import { RejectionCache } from './rejection-cache.js'
 import { DegradedLog } from './degraded-log.js'
 import { warnIfClientsPickTheirKey } from './proxy-trust.js'
@@ -78,17 +79,19 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   // Tiers configured here are recorded under the prefix, so maestro-rl and other services know them.
   await policies.recordConfiguredTiers()
 
-  // 5. The limiter: one store call per limited request; leases of running requests kept alive. The
+  // 5. The limiter: one store call per limited request, deciding the tenant's limits with its
+  //    organization's and the route's shared budget; leases of running requests kept alive. The
   //    same policies, store and counters serve fastify.rateLimiter (consume, peek, refund).
   //    Decisions made without the store are logged once per outage, then summarised.
   const leases = new LeaseKeeper(store, options.leaseTtlMs, fastify.log)
   const degraded = new DegradedLog(fastify.log)
   const rejections = new RejectionCache()
-  const limiter = new Limiter(options, store, policies, metrics, leases, degraded, rejections)
+  const levels = new LevelResolver(options.keyPrefix, policies)
+  const limiter = new Limiter(options, store, policies, metrics, leases, degraded, rejections, levels)
 
   fastify.decorate('rateLimitStore', store)
   fastify.decorate('policies', policies)
-  fastify.decorate('rateLimiter', new LimiterApi(options, store, policies, metrics, rejections) as RateLimiter)
+  fastify.decorate('rateLimiter', new LimiterApi(options, store, policies, metrics, rejections, levels) as RateLimiter)
   fastify.decorateRequest('rateLimit', null)
   fastify.decorateRequest(kLease, null)
 
@@ -143,7 +146,7 @@ export type {
   RateLimitingOptions, TenantIdentity, TenantExtractor, RateLimitContext, HookName,
   ErrorResponseBuilder, ExceededListener
 } from './options.js'
-export type { RouteRateLimitConfig } from './route-config.js'
+export type { RouteRateLimitConfig, SharedBudgetConfig } from './route-config.js'
 export type {
   RateLimiter, LimiterIdentity, LimiterCallOptions, ConsumeOptions, LimiterDecision, ConsumedDecision, Refunded
 } from './limiter-api.js'
@@ -153,7 +156,7 @@ export type { MetricsOptions, MetricsRegistry } from './metrics.js'
 export { DEFAULT_TIERS, UNLIMITED_TIER, type TierLimits, type TierLimitsInput, type LimitInput } from './tiers.js'
 export { MemoryStore, type MemoryStoreOptions } from './store/memory-store.js'
 export { RedisStore, type RedisStoreOptions } from './store/redis-store.js'
-export type { RateLimitStore, Decision, WindowState, AdmitRequest, AdjustRequest, Adjusted, CountedIn, RejectReason, WindowSettings, Usage } from './store/types.js'
+export type { RateLimitStore, Decision, WindowState, AdmitRequest, AdmitLevel, LevelState, Scope, AdjustRequest, Adjusted, CountedIn, RejectReason, WindowSettings, Usage } from './store/types.js'
 export type { StoreKeys } from './keys.js'
 export {
   PolicyManager, type PolicyManagerOptions, type TenantOverride, type ShadowScope,

@@ -5,18 +5,27 @@ import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { clientKey } from './client-key.js'
 import { InvalidLimiterCallError, StoreUnavailableRefusalError } from './errors.js'
-import { KeyCache, subjectBase, type StoreKeys } from './keys.js'
+import { KeyCache, subjectBaseOf, type StoreKeys } from './keys.js'
+import { leaseKeysOf, type LevelResolver } from './levels.js'
 import { recordAdmission, type EndpointMetrics, type LimiterMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import type { RejectionCache } from './rejection-cache.js'
 import type { PolicyManager, RequestPolicy } from './policies/policy-manager.js'
 import { sharedLimiter, type RouteLimiter } from './route-config.js'
 import { isCost, MAX_COST } from './route-cost.js'
-import { countedIn, type Decision, type RateLimitStore, type RejectReason } from './store/types.js'
+import { countedIn, type AdmitLevel, type Decision, type RateLimitStore, type RejectReason } from './store/types.js'
 import { isUnlimited, type TierLimits } from './tiers.js'
 
-/** Who is calling: a tenant as an extractor returns it, or an anonymous client by its address. */
-export type LimiterIdentity = { readonly tenantId: string, readonly tier?: string } | { readonly anonymous: string }
+/**
+ * Who is calling: a tenant as an extractor returns it (with its organization, whose limits then hold
+ * too), or an anonymous client by its address.
+ */
+export type LimiterIdentity = {
+  readonly tenantId: string
+  readonly tier?: string
+  readonly organizationId?: string
+  readonly organizationTier?: string
+} | { readonly anonymous: string }
 
 export interface LimiterCallOptions {
   /** How much the call counts (a whole number, 0 to 1,000,000). Default 1. */
@@ -67,6 +76,8 @@ interface Call {
   readonly cost: number
   readonly keys: StoreKeys
   readonly policy: RequestPolicy
+  /** The organization's level, when the tenant has one with limits. */
+  readonly levels: AdmitLevel[] | undefined
 }
 
 export class LimiterApi implements RateLimiter {
@@ -82,7 +93,8 @@ export class LimiterApi implements RateLimiter {
     private readonly policies: PolicyManager,
     private readonly metrics: LimiterMetrics,
     /** The HTTP limiter's remembered rejections: a refund makes the subject's stale. */
-    private readonly rejections: RejectionCache
+    private readonly rejections: RejectionCache,
+    private readonly levelResolver: LevelResolver
   ) {
     this.keys = new KeyCache(options.keyPrefix)
     this.endpoint = metrics.endpoint(API_ENDPOINT)
@@ -92,22 +104,24 @@ export class LimiterApi implements RateLimiter {
     const call = this.call('consume', identity, options)
     const lease = options.lease === true
     const { subject, anonymous, cost, keys, policy } = call
+    const levels = lease ? call.levels : call.levels?.map(withoutConcurrencyLevel)
     const series = this.endpoint.series(subject, anonymous, policy.tier)
     if (policy.block !== undefined) {
       series.request('rejected')
       series.rejection('blocked')
       return blocked(policy)
     }
-    if (isUnlimited(policy.limits) && policy.bucketQuota === Infinity) {
+    if (isUnlimited(policy.limits) && policy.bucketQuota === Infinity && levels === undefined) {
       series.request('bypassed')
       return unlimited()
     }
     const limits = lease ? policy.limits : withoutConcurrency(policy.limits)
-    const leaseId = lease && limits.concurrentRequests !== Infinity ? this.leasePrefix + (++this.leaseSeq).toString(36) : ''
+    const held = leaseKeysOf(keys, limits, levels)
+    const leaseId = held.length > 0 ? this.leasePrefix + (++this.leaseSeq).toString(36) : ''
     const started = this.metrics.enabled ? performance.now() : 0
     let decision: Decision
     try {
-      decision = await this.store.admit({ keys, cost, limits, leaseId, bucketQuota: policy.bucketQuota })
+      decision = await this.store.admit({ keys, cost, limits, leaseId, bucketQuota: policy.bucketQuota, levels })
     } catch {
       this.metrics.storeError(this.store.kind)
       this.metrics.failDecision(this.options.failMode)
@@ -123,37 +137,44 @@ export class LimiterApi implements RateLimiter {
         return asShadow(decision)
       }
       series.request('rejected')
-      series.rejection(reason)
+      series.rejection(reason, decision.scope ?? 'tenant')
       return decision
     }
     if (this.metrics.enabled) recordAdmission(this.metrics, decision, series)
     if (leaseId === '') return decision
     this.metrics.leaseTaken(policy.tier)
-    let held = true
+    let holding = true
     const release = (): void => {
-      if (!held) return
-      held = false
-      this.store.release(keys, leaseId)
+      if (!holding) return
+      holding = false
+      for (const leaseKeys of held) this.store.release(leaseKeys, leaseId)
       this.metrics.leaseReleased(policy.tier)
     }
     return { ...decision, release }
   }
 
   async peek (identity: LimiterIdentity, options: LimiterCallOptions = {}): Promise<LimiterDecision> {
-    const { cost, keys, policy } = this.call('peek', identity, options)
+    const { cost, keys, policy, levels } = this.call('peek', identity, options)
     if (policy.block !== undefined) return blocked(policy)
-    if (isUnlimited(policy.limits) && policy.bucketQuota === Infinity) return unlimited()
-    const decision = await this.store.admit({ keys, cost, limits: withoutConcurrency(policy.limits), leaseId: '', bucketQuota: policy.bucketQuota, peek: true })
+    if (isUnlimited(policy.limits) && policy.bucketQuota === Infinity && levels === undefined) return unlimited()
+    const decision = await this.store.admit({
+      keys, cost, limits: withoutConcurrency(policy.limits), leaseId: '', bucketQuota: policy.bucketQuota, peek: true, levels: levels?.map(withoutConcurrencyLevel)
+    })
     if (!decision.allowed && policy.shadow) return asShadow(decision)
     return decision
   }
 
   async refund (identity: LimiterIdentity, options: LimiterCallOptions = {}): Promise<Refunded> {
-    const { subject, anonymous, cost, keys, policy } = this.call('refund', identity, options)
+    const { cost, keys, policy, levels } = this.call('refund', identity, options)
     if (cost === 0) return { minute: 0, hour: 0, month: 0 }
-    if (this.store.adjust === undefined) throw new InvalidLimiterCallError('refund: this rate-limit store cannot adjust counts (it has no adjust method)')
-    const given = await this.store.adjust({ keys, amount: -cost, counted: countedIn(keys, policy.limits, policy.bucketQuota) })
-    this.rejections.forget(subjectBase(this.options.keyPrefix, anonymous ? 'anonymous' : 'tenant', subject))
+    const { store } = this
+    if (store.adjust === undefined) throw new InvalidLimiterCallError('refund: this rate-limit store cannot adjust counts (it has no adjust method)')
+    // The organization gets the same amount back, from what it counts now (its own call).
+    const [given] = await Promise.all([
+      store.adjust({ keys, amount: -cost, counted: countedIn(keys, policy.limits, policy.bucketQuota) }),
+      ...(levels ?? []).map(async level => await (store.adjust as NonNullable<RateLimitStore['adjust']>)({ keys: level.keys, amount: -cost, counted: countedIn(level.keys, level.limits, Infinity) }))
+    ])
+    this.rejections.forget(subjectBaseOf(keys))
     return { minute: -given.minute, hour: -given.hour, month: -given.month }
   }
 
@@ -173,15 +194,21 @@ export class LimiterApi implements RateLimiter {
       }
       const subject = clientKey(identity.anonymous, this.options.ipv6Subnet)
       const policy = this.policies.forRequest(undefined, undefined, route)
-      return { subject, anonymous: true, cost, keys: this.keys.get('anonymous', subject, bucket), policy }
+      return { subject, anonymous: true, cost, keys: this.keys.get('anonymous', subject, bucket), policy, levels: undefined }
     }
-    const { tenantId, tier } = identity
+    const { tenantId, tier, organizationId, organizationTier } = identity
     if (typeof tenantId !== 'string' || tenantId.length === 0 || tenantId.length > MAX_ID) {
       throw new InvalidLimiterCallError(`${method}: identity.tenantId must be a string of 1 to ${MAX_ID} characters`)
     }
     if (tier !== undefined && tier !== null && typeof tier !== 'string') throw new InvalidLimiterCallError(`${method}: identity.tier must be a string`)
-    const policy = this.policies.forRequest(tenantId, tier ?? undefined, route)
-    return { subject: tenantId, anonymous: false, cost, keys: this.keys.get('tenant', tenantId, bucket), policy }
+    if (organizationId !== undefined && organizationId !== null && (typeof organizationId !== 'string' || organizationId.length === 0 || organizationId.length > MAX_ID)) {
+      throw new InvalidLimiterCallError(`${method}: identity.organizationId must be a string of 1 to ${MAX_ID} characters`)
+    }
+    if (organizationTier !== undefined && organizationTier !== null && typeof organizationTier !== 'string') throw new InvalidLimiterCallError(`${method}: identity.organizationTier must be a string`)
+    const org = organizationId ?? undefined
+    const policy = this.policies.forRequest(tenantId, tier ?? undefined, route, org)
+    const levels = this.levelResolver.levelsOf({ organizationId: org, organizationTier: organizationTier ?? undefined }, undefined)
+    return { subject: tenantId, anonymous: false, cost, keys: this.keys.get('tenant', tenantId, bucket, org), policy, levels }
   }
 
   /** The bucket's counters with the tier's limits (a route's own limits belong to its HTTP route). */
@@ -203,6 +230,10 @@ function asShadow (decision: Decision): LimiterDecision {
 
 function withoutConcurrency (limits: TierLimits): TierLimits {
   return limits.concurrentRequests === Infinity ? limits : { ...limits, concurrentRequests: Infinity }
+}
+
+function withoutConcurrencyLevel (level: AdmitLevel): AdmitLevel {
+  return level.limits.concurrentRequests === Infinity ? level : { ...level, limits: withoutConcurrency(level.limits) }
 }
 
 const OPEN_WINDOW = { limit: Infinity, remaining: Infinity, resetAt: 0 }

@@ -8,19 +8,23 @@ import { CallerUnidentifiedError, ExtractorFailedError, RateLimitExceededError, 
 import { retryAfterSeconds, setCompactRateLimitHeaders, setIetfHeaders, setRateLimitHeaders } from './headers.js'
 import { KeyCache, subjectBaseOf, type StoreKeys } from './keys.js'
 import { clientGone } from './lease-hooks.js'
-import type { LeaseKeeper } from './lease-keeper.js'
+import type { HeldLease, LeaseKeeper } from './lease-keeper.js'
+import { leaseKeysOf, type LevelResolver } from './levels.js'
 import { recordAdmission, type EndpointMetrics, type LimiterMetrics, type RequestSeries } from './metrics.js'
 import type { RateLimitContext, ResolvedOptions, TenantIdentity } from './options.js'
 import type { PolicyManager } from './policies/policy-manager.js'
 import { refuse } from './refusal-body.js'
 import { RequestRateLimit } from './request-context.js'
 import type { RejectionCache } from './rejection-cache.js'
-import type { RouteLimiter } from './route-config.js'
-import { admitInto, type AdjustRequest, type Decision, type DecisionSink, type RateLimitStore, type RejectReason } from './store/types.js'
+import type { RouteLimiter, SharedBudget } from './route-config.js'
+import { admitInto, type AdjustRequest, type AdmitLevel, type Decision, type DecisionSink, type RateLimitStore, type RejectReason } from './store/types.js'
 import { isUnlimited } from './tiers.js'
 
-/** The concurrency lease a request holds until its response is sent or it is aborted. */
-export interface Lease { readonly keys: StoreKeys, readonly id: string, readonly tier: string }
+/**
+ * The concurrency lease a request holds until its response is sent or it is aborted: one id, held
+ * at its subject and at every level above it with a concurrency limit.
+ */
+export interface Lease { readonly id: string, readonly tier: string, readonly held: readonly HeldLease[] }
 
 export const kLease = Symbol('maestro-rate-limiting.lease')
 
@@ -67,6 +71,7 @@ class PendingDecision implements DecisionSink {
     readonly series: RequestSeries,
     readonly keys: StoreKeys,
     readonly bucketQuota: number,
+    readonly levels: readonly AdmitLevel[] | undefined,
     readonly leaseId: string,
     readonly started: number
   ) {}
@@ -103,9 +108,15 @@ export class Limiter {
     private readonly leases: LeaseKeeper,
     private readonly degraded: DegradedLog,
     /** Shared with fastify.rateLimiter, whose refunds make remembered rejections stale. */
-    private readonly rejections: RejectionCache
+    private readonly rejections: RejectionCache,
+    private readonly levels: LevelResolver
   ) {
     this.keys = new KeyCache(options.keyPrefix)
+  }
+
+  /** A route naming a shared budget (see LevelResolver.registerBudget). */
+  registerBudget (shared: SharedBudget, routeName: string): void {
+    this.levels.registerBudget(shared, routeName)
   }
 
   /** The hook that limits one route; `endpoint` is its pattern, as metrics label it. */
@@ -140,8 +151,10 @@ export class Limiter {
     const lease = request[kLease]
     if (lease === null) return
     request[kLease] = null
-    this.leases.delete(lease)
-    this.store.release(lease.keys, lease.id)
+    for (const held of lease.held) {
+      this.leases.delete(held)
+      this.store.release(held.keys, held.id)
+    }
     this.metrics.leaseReleased(lease.tier)
   }
 
@@ -155,29 +168,30 @@ export class Limiter {
     else this.stopRenewing(request)
     const context = request.rateLimit
     if (!(context instanceof RequestRateLimit)) return
-    let change: AdjustRequest | undefined
+    let changes: AdjustRequest[] | undefined
     try {
-      change = context.settlement(request, answered)
+      changes = context.settlement(request, answered)
     } catch (err) {
       request.log.error({ err }, 'rate limiting: refundWhen threw; nothing is refunded')
       return
     }
-    if (change === undefined) return
+    if (changes === undefined) return
     const { store } = this
     if (store.adjust === undefined) {
       request.log.error('rate limiting: this store cannot adjust counts, so the settled cost is not counted')
       return
     }
     // A subject whose counts went down may fit again: its remembered rejections are stale.
-    if (change.amount < 0) this.rejections.forget(subjectBaseOf(change.keys))
-    // A store away fails every settlement: logged as the outage's decisions are, not one line each.
-    store.adjust(change).catch((err: unknown) => this.degraded.note('unsettled', err))
+    if (changes[0].amount < 0) this.rejections.forget(subjectBaseOf(changes[0].keys))
+    // One change per level that counted the request (batched into one call on a single Redis). A
+    // store away fails every settlement: logged as the outage's decisions are, not one line each.
+    for (const change of changes) store.adjust(change).catch((err: unknown) => this.degraded.note('unsettled', err))
   }
 
   /** Keeps the request's lease but stops renewing it: it frees itself one lifetime later unless given back first. */
   stopRenewing (request: FastifyRequest): void {
     const lease = request[kLease]
-    if (lease !== null) this.leases.delete(lease)
+    if (lease !== null) for (const held of lease.held) this.leases.delete(held)
   }
 
   /**
@@ -201,13 +215,16 @@ export class Limiter {
     const anonymous = identity === null
     const started = metrics.enabled ? performance.now() : 0
     const subject = anonymous ? options.anonymousKey(request) : identity.tenantId
-    const policy = this.policies.forRequest(anonymous ? undefined : subject, anonymous ? undefined : identity.tier ?? undefined, route)
+    const organizationId = anonymous ? undefined : identity.organizationId ?? undefined
+    const policy = this.policies.forRequest(anonymous ? undefined : subject, anonymous ? undefined : identity.tier ?? undefined, route, organizationId)
     const { tier, limits, bucketQuota, shadow } = policy
     const { bucket } = route
     const series = endpointMetrics.series(subject, anonymous, tier)
-    const keys = this.keys.get(anonymous ? 'anonymous' : 'tenant', subject, bucket)
+    const keys = this.keys.get(anonymous ? 'anonymous' : 'tenant', subject, bucket, organizationId)
+    // Limits above the subject: its organization's, the route's shared budget (decided with it).
+    const levels = this.levels.levelsOf(anonymous ? undefined : identity, route.shared)
     // What handlers see on request.rateLimit; the decision is filled in once the store has answered.
-    const context = new RequestRateLimit(subject, anonymous, tier, bucket, cost, limits, shadow, keys, bucketQuota, route.refundWhen, reply)
+    const context = new RequestRateLimit(subject, anonymous, tier, organizationId, bucket, cost, limits, shadow, keys, bucketQuota, levels, route.refundWhen, reply)
     request.rateLimit = context
 
     if (policy.block !== undefined) {
@@ -218,7 +235,7 @@ export class Limiter {
       done(refuse(request, new TenantBlockedError(policy.block.reason ?? 'This tenant is blocked'), 'blocked'))
       return
     }
-    if (isUnlimited(limits) && bucketQuota === Infinity) {
+    if (isUnlimited(limits) && bucketQuota === Infinity && levels === undefined) {
       series.request('bypassed')
       done()
       return
@@ -226,18 +243,20 @@ export class Limiter {
 
     const cached = this.rejections.get(keys.counters, cost, limits, bucketQuota, this.policies.generation)
     if (cached !== undefined) {
-      this.apply(new PendingDecision(this.steps, request, reply, done, context, series, keys, bucketQuota, '', started), cached)
+      this.apply(new PendingDecision(this.steps, request, reply, done, context, series, keys, bucketQuota, levels, '', started), cached)
       return
     }
-    const leaseId = limits.concurrentRequests === Infinity ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
-    const pending = new PendingDecision(this.steps, request, reply, done, context, series, keys, bucketQuota, leaseId, started)
-    admitInto(this.store, { keys, cost, limits, leaseId, bucketQuota }, pending)
+    const leaseId = limits.concurrentRequests === Infinity && !levels?.some(holdsLeases) ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
+    const pending = new PendingDecision(this.steps, request, reply, done, context, series, keys, bucketQuota, levels, leaseId, started)
+    admitInto(this.store, { keys, cost, limits, leaseId, bucketQuota, levels }, pending)
   }
 
   /** The store's answer for a pending request, and its failure: one pair of functions per limiter, none per request. */
   private readonly steps: LimiterSteps = {
     settle: (pending, decision) => {
-      if (!decision.allowed) this.rejections.set(pending.keys.counters, pending.context.cost, pending.context.limits, pending.bucketQuota, decision, this.policies.generation)
+      // Only the subject's own refusal is remembered: it holds on every route sharing its counters,
+      // whatever levels they add; a level's refusal belongs to that level.
+      if (!decision.allowed && (decision.scope ?? 'tenant') === 'tenant') this.rejections.set(pending.keys.counters, pending.context.cost, pending.context.limits, pending.bucketQuota, decision, this.policies.generation)
       this.apply(pending, decision)
     },
     storeFailed: (pending, err) => this.storeFailed(pending, err)
@@ -261,7 +280,7 @@ export class Limiter {
       if (clientGone(request)) {
         // The client left while this was decided: nobody will read the answer, so the handler does
         // not run and the lease goes back now (no onResponse will ever come for it).
-        if (leaseId !== '') this.store.release(pending.keys, leaseId)
+        if (leaseId !== '') for (const keys of leaseKeysOf(pending.keys, context.limits, pending.levels)) this.store.release(keys, leaseId)
         if (metrics.enabled) recordAdmission(metrics, decision, series)
         this.finish(request, true) // the request's end: refundWhen may give its reservation back
         reply.hijack()
@@ -269,9 +288,9 @@ export class Limiter {
         return
       }
       if (leaseId !== '') {
-        const lease = { keys: pending.keys, id: leaseId, tier: context.tier }
-        request[kLease] = lease
-        this.leases.add(lease)
+        const held = leaseKeysOf(pending.keys, context.limits, pending.levels).map(keys => ({ keys, id: leaseId }))
+        request[kLease] = { id: leaseId, tier: context.tier, held }
+        for (const lease of held) this.leases.add(lease)
         metrics.leaseTaken(context.tier)
       }
       if (metrics.enabled) recordAdmission(metrics, decision, series)
@@ -288,7 +307,7 @@ export class Limiter {
       return
     }
     series.request('rejected')
-    series.rejection(reason)
+    series.rejection(reason, decision.scope ?? 'tenant')
     pending.done(this.refusal(request, reply, context as RateLimitContext & { decision: Decision }))
   }
 
@@ -332,6 +351,7 @@ export class Limiter {
     reply.code(429)
     reply.header('retry-after', retryAfter)
     reply.header('x-ratelimit-error', reason)
+    reply.header('x-ratelimit-scope', decision.scope ?? 'tenant')
     this.options.onExceeded?.(request, reply, context)
     const built = this.options.errorResponseBuilder?.(request, context)
     // A body the builder made is handed over as it is, as @fastify/rate-limit does: Fastify's own
@@ -364,11 +384,19 @@ export class Limiter {
 /** The extractor's answer when it is well formed (null: anonymous); throws otherwise. */
 function checkIdentity (identity: TenantIdentity | null | undefined): TenantIdentity | null {
   if (identity === null || identity === undefined) return null
-  if (typeof identity !== 'object' || typeof identity.tenantId !== 'string' ||
-      (identity.tier !== undefined && identity.tier !== null && typeof identity.tier !== 'string')) {
-    throw new TypeError('tenantExtractor must return { tenantId: string, tier?: string } or null')
+  if (typeof identity !== 'object' || typeof identity.tenantId !== 'string' || !optionalString(identity.tier) ||
+      !optionalString(identity.organizationId) || !optionalString(identity.organizationTier)) {
+    throw new TypeError('tenantExtractor must return { tenantId: string, tier?: string, organizationId?: string, organizationTier?: string } or null')
   }
   return identity
+}
+
+function optionalString (value: unknown): boolean {
+  return value === undefined || value === null || typeof value === 'string'
+}
+
+function holdsLeases (level: AdmitLevel): boolean {
+  return level.limits.concurrentRequests !== Infinity
 }
 
 function isThenable<T> (value: T | Promise<T>): value is Promise<T> {

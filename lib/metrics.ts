@@ -3,7 +3,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { TwoKeyCache } from './bounded-cache.js'
 import { collectTallies, tallyFor, type Tally } from './metric-tally.js'
-import type { Decision } from './store/types.js'
+import type { Decision, Scope } from './store/types.js'
 
 /** The part of a prom-client Registry this plugin uses (any prom-client Registry fits). */
 export interface MetricsRegistry {
@@ -60,7 +60,8 @@ export interface EndpointMetrics {
 /** Everything recorded about one request, with the label values already resolved. */
 export interface RequestSeries {
   request (status: RequestStatus): void
-  rejection (reason: RejectionReason): void
+  /** `scope`: the level that refused (`tenant` for the subject's own limits and for blocks). */
+  rejection (reason: RejectionReason, scope?: Scope): void
   nearLimit (window: NearLimitWindow): void
   quotaUsed (ratio: number): void
 }
@@ -112,7 +113,7 @@ export async function createMetrics (options: MetricsOptions | false | undefined
     name: prefix + 'rate_limit_requests_total', help: 'Requests seen by the rate limiter, by outcome.', labelNames: [...labels, 'status'], registers: [registry], collect: collectTallies
   }))
   const rejections = reuse('rate_limit_rejections_total', () => new prom.Counter({
-    name: prefix + 'rate_limit_rejections_total', help: 'Requests refused by the rate limiter, by reason.', labelNames: [...labels, 'reason'], registers: [registry], collect: collectTallies
+    name: prefix + 'rate_limit_rejections_total', help: 'Requests refused by the rate limiter, by reason and by the level that refused.', labelNames: [...labels, 'reason', 'scope'], registers: [registry], collect: collectTallies
   }))
   const latency = reuse('rate_limit_decision_duration_seconds', () => new prom.Histogram({
     name: prefix + 'rate_limit_decision_duration_seconds',
@@ -217,7 +218,8 @@ class EndpointSeries implements EndpointMetrics {
 /** One tenant label, tier and endpoint: each tally is made on first use. */
 class Series implements RequestSeries {
   private readonly statuses: Partial<Record<RequestStatus, Tally>> = {}
-  private readonly reasons: Partial<Record<RejectionReason, Tally>> = {}
+  /** By reason and scope (`reason scope`): at most four reasons times three scopes. */
+  private readonly reasons: Partial<Record<string, Tally>> = {}
   private readonly windows: Partial<Record<NearLimitWindow, Tally>> = {}
   private quotaGauge: ReturnType<SeriesCounters['quotaUsed']['labels']> | undefined
   private quotaSetAt = 0
@@ -229,9 +231,9 @@ class Series implements RequestSeries {
     ;(this.statuses[status] ??= tallyFor(requests, requests.labels(this.tenant, this.tier, this.endpoint, status))).add(1)
   }
 
-  rejection (reason: RejectionReason): void {
+  rejection (reason: RejectionReason, scope: Scope = 'tenant'): void {
     const { rejections } = this.counters
-    ;(this.reasons[reason] ??= tallyFor(rejections, rejections.labels(this.tenant, this.tier, this.endpoint, reason))).add(1)
+    ;(this.reasons[reason + ' ' + scope] ??= tallyFor(rejections, rejections.labels(this.tenant, this.tier, this.endpoint, reason, scope))).add(1)
   }
 
   nearLimit (window: NearLimitWindow): void {

@@ -18,6 +18,13 @@ export interface TenantIdentity {
   tenantId: string
   /** Tier name; unknown names fall back to `defaultTier`. */
   tier?: string
+  /**
+   * The organization the tenant belongs to: its limits hold the sum of its tenants' traffic, decided
+   * with the tenant's own (see docs/policies.md). A tenant's counters live under its organization.
+   */
+  organizationId?: string
+  /** The organization's tier; without one, its stored tier, else it is held only by its override. */
+  organizationTier?: string
 }
 
 export type TenantExtractor = (request: FastifyRequest) => TenantIdentity | null | undefined | Promise<TenantIdentity | null | undefined>
@@ -28,6 +35,8 @@ export interface RateLimitContext {
   readonly subject: string
   readonly anonymous: boolean
   readonly tier: string
+  /** The tenant's organization, when the extractor reported one. */
+  readonly organizationId: string | undefined
   /** The route's bucket, or undefined for the tenant's shared counters. */
   readonly bucket: string | undefined
   readonly cost: number

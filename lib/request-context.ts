@@ -7,7 +7,7 @@ import { InvalidSettleError } from './errors.js'
 import type { StoreKeys } from './keys.js'
 import { isCost, MAX_COST } from './route-cost.js'
 import type { RateLimitContext } from './options.js'
-import { countedIn, type AdjustRequest, type Decision } from './store/types.js'
+import { countedIn, type AdjustRequest, type AdmitLevel, type Decision } from './store/types.js'
 import type { TierLimits } from './tiers.js'
 
 /** Decides, once the request is over, whether its whole reservation goes back. */
@@ -27,6 +27,8 @@ export class RequestRateLimit implements RateLimitContext {
   /** Where the reservation was counted. */
   readonly #keys: StoreKeys
   readonly #bucketQuota: number
+  /** The levels above the subject that counted the reservation with it. */
+  readonly #levels: readonly AdmitLevel[] | undefined
   readonly #refundWhen: RefundWhen | undefined
   readonly #reply: FastifyReply
 
@@ -34,17 +36,20 @@ export class RequestRateLimit implements RateLimitContext {
     readonly subject: string,
     readonly anonymous: boolean,
     readonly tier: string,
+    readonly organizationId: string | undefined,
     readonly bucket: string | undefined,
     readonly cost: number,
     readonly limits: TierLimits,
     readonly shadow: boolean,
     keys: StoreKeys,
     bucketQuota: number,
+    levels: readonly AdmitLevel[] | undefined,
     refundWhen: RefundWhen | undefined,
     reply: FastifyReply
   ) {
     this.#keys = keys
     this.#bucketQuota = bucketQuota
+    this.#levels = levels
     this.#refundWhen = refundWhen
     this.#reply = reply
   }
@@ -61,11 +66,12 @@ export class RequestRateLimit implements RateLimitContext {
   }
 
   /**
-   * The store change the request's end calls for (undefined: none), once. `answered`: the handler
+   * The store changes the request's end calls for (undefined: none), once: the subject's first, then
+   * one per level above it that counted the reservation. `answered`: the handler
    * has answered (or never will: its client left before the decision); an abort before that only
    * asks refundWhen, and a refund it asks for waits for the decision if there is none yet.
    */
-  settlement (request: FastifyRequest, answered: boolean): AdjustRequest | undefined {
+  settlement (request: FastifyRequest, answered: boolean): AdjustRequest[] | undefined {
     if (this.#closed) return undefined
     if (this.#refundWhen !== undefined && !this.#refundAsked) {
       this.#refundAsked = true
@@ -78,6 +84,11 @@ export class RequestRateLimit implements RateLimitContext {
     // Only a reservation the store counted: not a refusal, a shadow pass, a fallback's or a bypass.
     if (finalCost === undefined || finalCost === this.cost || !decision.allowed || decision.degraded === true) return undefined
     const keys = this.#keys
-    return { keys, amount: finalCost - this.cost, reservedAt: decision.now, counted: countedIn(keys, this.limits, this.#bucketQuota) }
+    const amount = finalCost - this.cost
+    const changes: AdjustRequest[] = [{ keys, amount, reservedAt: decision.now, counted: countedIn(keys, this.limits, this.#bucketQuota) }]
+    for (const level of this.#levels ?? []) {
+      changes.push({ keys: level.keys, amount, reservedAt: decision.now, counted: countedIn(level.keys, level.limits, Infinity) })
+    }
+    return changes
   }
 }

@@ -29,7 +29,35 @@ export interface RouteRateLimitConfig {
    * whole reservation back (e.g. `reply.statusCode >= 500`).
    */
   refundWhen?: RefundWhen
+  /**
+   * A budget for the route's total traffic, across all tenants and all instances (a fragile
+   * downstream behind it), decided together with the caller's own limits. Routes naming one budget
+   * share it.
+   */
+  shared?: SharedBudgetConfig
 }
+
+export interface SharedBudgetConfig {
+  /** Routes giving the same name share one budget. Default: the route's own (method and path). */
+  name?: string
+  requestsPerMinute?: number
+  requestsPerHour?: number
+  concurrentRequests?: number
+}
+
+/** A shared route budget, resolved: its name and its limits (no monthly quota). */
+export interface SharedBudget {
+  readonly name: string
+  readonly limits: TierLimits
+}
+
+const SharedLimit = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
+const SharedBudgetSchema = Type.Object({
+  name: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  requestsPerMinute: Type.Optional(SharedLimit),
+  requestsPerHour: Type.Optional(SharedLimit),
+  concurrentRequests: Type.Optional(SharedLimit)
+}, { additionalProperties: false })
 
 const RouteConfigSchema = Type.Union([
   Type.Literal(false),
@@ -38,7 +66,8 @@ const RouteConfigSchema = Type.Union([
     cost: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_COST })),
     bucket: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
     limits: Type.Optional(PartialTierLimitsSchema),
-    tiers: Type.Optional(Type.Record(Type.String(), PartialTierLimitsSchema))
+    tiers: Type.Optional(Type.Record(Type.String(), PartialTierLimitsSchema)),
+    shared: Type.Optional(SharedBudgetSchema)
   }, { additionalProperties: false })
 ])
 const checkRouteConfig = Compile(RouteConfigSchema)
@@ -59,6 +88,8 @@ export interface RouteLimiter {
   bucketQuotaFor (tierName: string): number
   /** Whether a request's whole reservation goes back when it is over. */
   readonly refundWhen?: RefundWhen
+  /** The budget the route's total traffic shares with the routes naming it. */
+  readonly shared?: SharedBudget
 }
 
 /**
@@ -78,15 +109,35 @@ export function resolveRouteConfig (routeName: string, value: unknown, global: b
   if (normalised === true) return sharedLimiter
   const config = normalised as RouteRateLimitConfig & { cost?: number }
   const hasOwnLimits = config.limits !== undefined || config.tiers !== undefined
-  if (!hasOwnLimits && config.bucket === undefined && config.cost === undefined && costFunction === undefined && refundWhen === undefined) return sharedLimiter
+  const shared = sharedBudgetOf(routeName, config.shared, countersName)
+  if (!hasOwnLimits && config.bucket === undefined && config.cost === undefined && costFunction === undefined && refundWhen === undefined && shared === undefined) return sharedLimiter
   return new ConfiguredRouteLimiter(
     config.cost ?? 1,
     costFunction === undefined ? undefined : checkedCost(routeName, costFunction),
     config.bucket ?? (hasOwnLimits ? 'route:' + countersName : undefined),
     config.limits,
     config.tiers ?? {},
-    refundWhen
+    refundWhen,
+    shared
   )
+}
+
+/** A route's shared budget: at least one limit, named after the route unless it names one. */
+function sharedBudgetOf (routeName: string, config: SharedBudgetConfig | undefined, countersName: string): SharedBudget | undefined {
+  if (config === undefined) return undefined
+  const { requestsPerMinute, requestsPerHour, concurrentRequests } = config
+  if (requestsPerMinute === undefined && requestsPerHour === undefined && concurrentRequests === undefined) {
+    throw new InvalidRouteConfigError(routeName, 'rateLimit.shared must set at least one of requestsPerMinute, requestsPerHour, concurrentRequests')
+  }
+  return {
+    name: config.name ?? 'route:' + countersName,
+    limits: Object.freeze({
+      requestsPerMinute: requestsPerMinute ?? Infinity,
+      requestsPerHour: requestsPerHour ?? Infinity,
+      concurrentRequests: concurrentRequests ?? Infinity,
+      monthlyQuota: Infinity
+    })
+  }
 }
 
 export const sharedLimiter: RouteLimiter = {
@@ -106,7 +157,8 @@ class ConfiguredRouteLimiter implements RouteLimiter {
     readonly bucket: string | undefined,
     private readonly allTiers: Partial<TierLimitsInput> | undefined,
     private readonly perTier: Record<string, Partial<TierLimitsInput>>,
-    readonly refundWhen: RefundWhen | undefined
+    readonly refundWhen: RefundWhen | undefined,
+    readonly shared: SharedBudget | undefined
   ) {}
 
   limitsFor (tierName: string, tierLimits: TierLimits): TierLimits {

@@ -8,8 +8,10 @@ export function attachToRoute (route: RouteOptions, hook: string, global: boolea
   const methods = Array.isArray(route.method) ? route.method : [route.method]
   // HEAD is GET without a body: Fastify's automatic HEAD route counts in its GET route's counters.
   const countersName = `${[...new Set(methods.map(m => m === 'HEAD' ? 'GET' : m))].join(',')} ${route.url}`
-  const limited = resolveRouteConfig(`${methods.join(',')} ${route.url}`, route.config?.rateLimit, global, countersName)
+  const routeName = `${methods.join(',')} ${route.url}`
+  const limited = resolveRouteConfig(routeName, route.config?.rateLimit, global, countersName)
   if (limited === undefined) return
+  if (limited.shared !== undefined) limiter.registerBudget(limited.shared, routeName)
   appendHook(route, hook, limiter.hookFor(limited, route.url))
 }
 

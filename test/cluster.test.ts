@@ -2,7 +2,8 @@
 // across three masters with an ioredis Cluster client.
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { RedisStore, PolicyManager } from '../dist/index.js'
+import Fastify from 'fastify'
+import rateLimiting, { RedisStore, PolicyManager } from '../dist/index.js'
 import { storeKeys } from '../dist/keys.js'
 import { keySlot } from '../dist/store/key-slot.js'
 import { buildApp, headerTenant, listen } from './helpers/app.js'
@@ -10,6 +11,8 @@ import { privateCluster } from './helpers/cluster.js'
 import { conformanceSuite, type MakeStore } from './helpers/conformance.js'
 import { within } from './helpers/wait.js'
 import { adjustmentSuite } from './helpers/adjust-suite.js'
+import { levelsSuite } from './helpers/levels-suite.js'
+import { levelsHttpSuite, type MakeInstances } from './helpers/levels-http.js'
 import { limits } from './helpers/stores.js'
 
 t.test('on a three-master Redis Cluster', async t => {
@@ -57,6 +60,53 @@ t.test('on a three-master Redis Cluster', async t => {
 
   t.test('the store behaviour suite, on the cluster', async t => { conformanceSuite(t, clusterStore) })
   t.test('peek, settle and refund, on the cluster', async t => { adjustmentSuite(t, clusterStore) })
+  t.test('organizations and shared route budgets, on the cluster', async t => { levelsSuite(t, clusterStore) })
+
+  t.test('organizations and shared route budgets through two Fastify instances on the cluster', async t => {
+    const onCluster: MakeInstances = async (t, count, options, routes) => {
+      const prefix = 'cl-levels-' + Math.random().toString(36).slice(2)
+      const apps = []
+      for (let i = 0; i < count; i++) {
+        const app = Fastify()
+        t.teardown(() => app.close())
+        await app.register(rateLimiting, { ...options, redis: cluster.client(), keyPrefix: prefix })
+        routes(app)
+        await app.ready()
+        apps.push(app)
+      }
+      return { apps, prefix }
+    }
+    levelsHttpSuite(t, onCluster, 2)
+  })
+
+  t.test("an organization's tenants share its slot; a shared budget lives in its own, reserved first and given back on a refusal", async t => {
+    const s = clusterStore(t)
+    const org = storeKeys(s.prefix, 'organization', 'acme', undefined)
+    const tenant = storeKeys(s.prefix, 'tenant', 'team-a', undefined, 'acme')
+    const route = storeKeys(s.prefix, 'route', 'renderer', undefined)
+    t.equal(keySlot(tenant.counters), keySlot(org.counters), 'tenant and organization: one slot, one script call')
+    // Find a budget name whose slot is on another master than the organization's.
+    t.not(keySlot(route.counters), keySlot(org.counters))
+    const levels = [
+      { scope: 'organization' as const, keys: org, limits: limits(100, Infinity, Infinity, 10) },
+      { scope: 'route' as const, keys: route, limits: limits(100, Infinity, Infinity, 10) }
+    ]
+    // The tenant refuses (1 per minute): the route's reservation and lease go back at once.
+    t.equal((await s.store.admit({ keys: tenant, cost: 2, limits: limits(2), leaseId: 'a', levels })).allowed, true)
+    const refused = await s.store.admit({ keys: tenant, cost: 2, limits: limits(2), leaseId: 'b', levels })
+    t.same([refused.allowed, refused.scope], [false, 'tenant'])
+    const took = await within(2000, async () => {
+      const u = await s.store.usage(route)
+      return u.minute === 2 && u.inFlight === 1
+    })
+    t.ok(took < 2000, 'the shared budget keeps the admitted request only: the refused one was given back')
+    t.same([(await s.store.usage(org)).minute, (await s.store.usage(org)).inFlight], [2, 1])
+    // The route refuses: the tenant and its organization are never asked.
+    const full = { ...levels[1], limits: limits(2) }
+    const byRoute = await s.store.admit({ keys: storeKeys(s.prefix, 'tenant', 'team-b', undefined, 'acme'), cost: 1, limits: limits(5), leaseId: 'c', levels: [levels[0], full] })
+    t.same([byRoute.allowed, byRoute.scope, byRoute.levels?.map(l => l.scope)], [false, 'route', ['route']])
+    t.equal((await s.store.usage(org)).minute, 2, 'nothing taken at the organization')
+  })
 
   t.test('two Fastify instances on the cluster: shared counts and policy propagation within a second', async t => {
     const keyPrefix = 'cl-app'

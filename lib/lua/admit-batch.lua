@@ -1,7 +1,7 @@
 --[[
 admit-batch.lua: decide a batch of requests, one after another, and for each one admitted take
 everything it needs; the whole batch runs atomically, at one instant of Redis's clock. A batch of
-one is the same as a single call; on a Redis Cluster every batch is one item (its keys share a slot).
+one is the same as a single call; on a Redis Cluster every batch is one request (its keys share a slot).
 The caller's side of this format lives in lib/store/admit-protocol.ts.
 
 For item i (i = 1â€¦n, n = (#ARGV - 1) / 3):
@@ -11,9 +11,10 @@ KEYS[3i-2]  counters hash of the bucket: the minute and hour windows (fields mâ€
 KEYS[3i-1]  leases hash: lease id -> expiry in ms (see leases)
 KEYS[3i]    counters hash whose q<yyyymm> counts the subject's month, across all its buckets (the
             subject's shared counters: KEYS[3i-2] itself for the shared bucket)
-ARGV[3i-1]  the request's terms, a JSON array [cost, minuteLimit, hourLimit, monthlyQuota,
+ARGV[3i-1]  the item's terms, a JSON array [cost, minuteLimit, hourLimit, monthlyQuota,
             concurrencyLimit, bucketMonthlyQuota] (limits -1 when unlimited; cost >= 0), with a 7th
-            element 1 to peek (decide only: nothing written, no lease taken), or '' for an item that
+            element of flags: 1 to peek (decide only: nothing written, no lease taken), 2 when the
+            next item is a further level of the same request (3: both); or '' for an item that
             only gives leases back
 ARGV[3i]    lease id, taken when the concurrency limit is not -1
 ARGV[3i+1]  lease ids of KEYS[3i-1] to give back first: '', one id (not starting with '['), or a
@@ -22,14 +23,21 @@ ARGV[1]     what the batch shares, a JSON array [k, leaseTtlMs, clockMs]: sub-bu
             lifetime of a lease never given back, and -1 to read the time from Redis TIME (always, but
             for replays and tests)
 
+A request is one item, or several consecutive items (its levels: the subject, its organization, a
+shared route budget) joined by flag 2. Every level is checked before any is taken, and the request
+is admitted only when all of them admit it: a request refused at any level takes nothing anywhere.
+
 Returns one string with a line per item:
   'reason retryAfterMs nowMs minuteUsed hourUsed monthUsed inFlight bucketMonthUsed' (eight integers)
-    reason: 0 admitted, 1 rate_limit_exceeded, 2 concurrent_limit_exceeded, 3 quota_exceeded;
+    reason: 0 admitted, 1 rate_limit_exceeded, 2 concurrent_limit_exceeded, 3 quota_exceeded (this
+    level's own verdict: a level that would admit says 0 even when another level refused, so the
+    request was admitted only when every line of it says 0);
     *Used: what the window counts after this item (0 for an unlimited window; bucketMonthUsed 0
     without a bucket cap); the caller derives the remaining amounts and reset times from them,
     `now`, k and the month
   'R' for an item that only gave leases back
-  'E <message>' for an item that failed (a foreign value under its keys): the others still count
+  'E <message>' for an item that failed (a foreign value under its keys), and for every level of its
+  request: the other requests still count
 
 Items of one batch often share keys (a busy tenant). Each counters hash is therefore read once per
 batch and changed in Lua; its fields are written once, after the last item, and so are the leases
@@ -118,55 +126,78 @@ end
 
 local decodedTerms = {} -- a batch is mostly a few tiers: each terms string decoded once
 
-local function admit (countersKey, leasesKey, monthKey, termsText, leaseId, releasing)
+-- An item's terms, decoded once per batch; nil for an item that only gives leases back ('') or
+-- terms that are not a JSON array.
+local function terms_of (termsText)
+  if termsText == '' then return nil end
+  local terms = decodedTerms[termsText]
+  if terms == nil then
+    local ok, decoded = pcall(cjson.decode, termsText)
+    if not ok or type(decoded) ~= 'table' then return nil end
+    terms = decoded
+    decodedTerms[termsText] = terms
+  end
+  return terms
+end
+
+-- Whether the next item is a further level of the same request (flag 2 of the terms).
+local function joins_next (terms)
+  return terms ~= nil and type(terms[7]) == 'number' and terms[7] >= 2
+end
+
+-- One level of a request, checked: what it holds now and whether the request fits it. Nothing is
+-- taken (only buckets that have left a window are found, and expired leases swept). Returns the
+-- check, or 'R' for an item that only gives leases back.
+local function check (countersKey, leasesKey, monthKey, termsText, leaseId, releasing)
   if releasing ~= '' then
     local ids = string.byte(releasing) == 91 and cjson.decode(releasing) or { releasing } -- '[': several
     leases_give_back(leasesKey, leases[leasesKey], ids, leaseKeepMs)
   end
   if termsText == '' then return 'R' end
-  local terms = decodedTerms[termsText]
-  if terms == nil then
-    terms = cjson.decode(termsText)
-    decodedTerms[termsText] = terms
-  end
-  local cost, limM, limH, limQ, limC, limB = terms[1], terms[2], terms[3], terms[4], terms[5], terms[6]
-  local peek = terms[7] == 1
+  local terms = terms_of(termsText)
+  if terms == nil then error('malformed terms ' .. termsText) end
+  local c = {
+    countersKey = countersKey, leasesKey = leasesKey, leaseId = leaseId,
+    cost = terms[1], limM = terms[2], limH = terms[3], limQ = terms[4], limC = terms[5], limB = terms[6],
+    peek = terms[7] == 1 or terms[7] == 3
+  }
+  local cost, limM, limH, limQ, limC, limB = c.cost, c.limM, c.limH, c.limQ, c.limC, c.limB
 
   local st = counters_open(countersKey)
   -- The subject's month is counted in its shared counters; a bucket cap in the bucket's own. (For the
   -- shared bucket both are one hash: a cap there holds the subject's count to it.)
   local mt = st
   if monthKey ~= countersKey then mt = counters_open(monthKey) end
-  local countQ = limQ >= 0 or (limB >= 0 and mt == st)
-  local countB = limB >= 0 and mt ~= st
-  -- Whether this admission counts a month in the bucket's own hash (st).
-  local monthHere = countB or (countQ and mt == st)
-  local usedQ = tonumber(mt.month) or 0
-  local usedB = mt == st and usedQ or tonumber(st.month) or 0
-  local usedM, staleM, usedH, staleH = 0, nil, 0, nil
-  if limM >= 0 then usedM, staleM = window_used(countersKey, minute, st.sumM, st.oldestM) end
-  if limH >= 0 then usedH, staleH = window_used(countersKey, hour, st.sumH, st.oldestH) end
+  c.st, c.mt = st, mt
+  c.countQ = limQ >= 0 or (limB >= 0 and mt == st)
+  c.countB = limB >= 0 and mt ~= st
+  c.usedQ = tonumber(mt.month) or 0
+  c.usedB = mt == st and c.usedQ or tonumber(st.month) or 0
+  c.usedM, c.usedH = 0, 0
+  if limM >= 0 then c.usedM, c.staleM = window_used(countersKey, minute, st.sumM, st.oldestM) end
+  if limH >= 0 then c.usedH, c.staleH = window_used(countersKey, hour, st.sumH, st.oldestH) end
 
   local reason, retry = 0, 0
-  if (limQ >= 0 and usedQ + cost > limQ) or (limB >= 0 and usedB + cost > limB) then
+  if (limQ >= 0 and c.usedQ + cost > limQ) or (limB >= 0 and c.usedB + cost > limB) then
     reason, retry = 3, monthEnd - now
   end
-  if limH >= 0 and usedH + cost > limH then
+  if limH >= 0 and c.usedH + cost > limH then
     if reason == 0 then reason = 1 end
-    retry = math.max(retry, window_wait(countersKey, hour, now, usedH + cost - limH, st.bucketH))
+    retry = math.max(retry, window_wait(countersKey, hour, now, c.usedH + cost - limH, st.bucketH))
   end
-  if limM >= 0 and usedM + cost > limM then
+  if limM >= 0 and c.usedM + cost > limM then
     if reason == 0 then reason = 1 end
-    retry = math.max(retry, window_wait(countersKey, minute, now, usedM + cost - limM, st.bucketM))
+    retry = math.max(retry, window_wait(countersKey, minute, now, c.usedM + cost - limM, st.bucketM))
   end
 
-  local inFlight, ls = 0, nil
+  c.inFlight = 0
   if limC >= 0 then
-    ls = leases[leasesKey]
+    local ls = leases[leasesKey]
     if ls == nil then
       ls = leases_open(leasesKey)
       leases[leasesKey] = ls
     end
+    c.ls = ls
     if ls.count + 1 > limC then
       -- Only a full hash is swept for leases of crashed processes (time in proportion to the
       -- requests in flight, on rejections at the limit).
@@ -178,37 +209,49 @@ local function admit (countersKey, leasesKey, monthKey, termsText, leaseId, rele
         retry = math.max(retry, earliest == nil and 1000 or math.min(1000, earliest - now))
       end
     end
-    inFlight = ls.count
+    c.inFlight = ls.count
   end
+  c.reason, c.retry = reason, retry
+  return c
+end
 
-  if reason ~= 0 then
-    return text(reason) .. ' ' .. text(math.ceil(retry)) .. ' ' .. nowText .. ' ' ..
-      (limM >= 0 and text(usedM) or '0') .. ' ' .. (limH >= 0 and text(usedH) or '0') .. ' ' .. text(usedQ) .. ' ' ..
-      text(inFlight) .. ' ' .. (limB >= 0 and text(usedB) or '0')
-  end
+-- The line of a level not taken: refused (by itself, or with reason 0 by another level of its
+-- request), with what it counts now.
+local function untaken_line (c)
+  return text(c.reason) .. ' ' .. text(math.ceil(c.retry)) .. ' ' .. nowText .. ' ' ..
+    (c.limM >= 0 and text(c.usedM) or '0') .. ' ' .. (c.limH >= 0 and text(c.usedH) or '0') .. ' ' .. text(c.usedQ) .. ' ' ..
+    text(c.inFlight) .. ' ' .. (c.limB >= 0 and text(c.usedB) or '0')
+end
 
-  if peek then
-    -- What an admission would answer now; nothing is written and no lease is taken.
-    local textQ = countQ and text(usedQ + cost) or text(usedQ)
-    local textB = countB and text(usedB + cost) or (limB >= 0 and textQ or '0')
-    return '0 0 ' .. nowText .. ' ' .. (limM >= 0 and text(usedM + cost) or '0') .. ' ' .. (limH >= 0 and text(usedH + cost) or '0') ..
-      ' ' .. textQ .. ' ' .. text(limC >= 0 and inFlight + 1 or 0) .. ' ' .. textB
-  end
+-- What an admission would answer now; nothing is written and no lease is taken.
+local function peek_line (c)
+  local cost = c.cost
+  local textQ = c.countQ and text(c.usedQ + cost) or text(c.usedQ)
+  local textB = c.countB and text(c.usedB + cost) or (c.limB >= 0 and textQ or '0')
+  return '0 0 ' .. nowText .. ' ' .. (c.limM >= 0 and text(c.usedM + cost) or '0') .. ' ' .. (c.limH >= 0 and text(c.usedH + cost) or '0') ..
+    ' ' .. textQ .. ' ' .. text(c.limC >= 0 and c.inFlight + 1 or 0) .. ' ' .. textB
+end
 
-  -- Admitted: every counter it changes goes into the batch's view, written after the batch.
+-- Admitted: every counter the level changes goes into the batch's view, written after the batch.
+local function commit (c)
+  local st, mt, cost, countersKey = c.st, c.mt, c.cost, c.countersKey
+  local limM, limH, limC, limB = c.limM, c.limH, c.limC, c.limB
+  local countQ, countB = c.countQ, c.countB
+  -- Whether this admission counts a month in the bucket's own hash (st).
+  local monthHere = countB or (countQ and mt == st)
   local oldestM, oldestH, monthKnown = st.oldestM, st.oldestH, st.month
-  local textM, textH, textQ, textB = '0', '0', text(usedQ), '0'
+  local textM, textH, textQ, textB = '0', '0', text(c.usedQ), '0'
   local counted, newField, isNew = false, false, false
   if limM >= 0 then
-    textM, newField = take(countersKey, st, minute, usedM, cost, staleM, 'bucketM', 'sumM', 'oldestM')
+    textM, newField = take(countersKey, st, minute, c.usedM, cost, c.staleM, 'bucketM', 'sumM', 'oldestM')
     counted = true
   end
   if limH >= 0 then
-    textH, isNew = take(countersKey, st, hour, usedH, cost, staleH, 'bucketH', 'sumH', 'oldestH')
+    textH, isNew = take(countersKey, st, hour, c.usedH, cost, c.staleH, 'bucketH', 'sumH', 'oldestH')
     newField, counted = newField or isNew, true
   end
   if countQ then
-    textQ = text(usedQ + cost)
+    textQ = text(c.usedQ + cost)
     if mt ~= st and not mt.month then
       -- The shared counters, opened for their month only: when the field is new, the hash must last
       -- the month, and as long as its window buckets still need it.
@@ -217,22 +260,24 @@ local function admit (countersKey, leasesKey, monthKey, termsText, leaseId, rele
     set(mt, 'month', textQ)
   end
   if countB then
-    textB = text(usedB + cost)
+    textB = text(c.usedB + cost)
     set(st, 'month', textB)
   elseif limB >= 0 then
     textB = textQ -- a cap on the shared bucket: its count is the subject's
   end
   if monthHere then newField, counted = newField or not monthKnown, true end
+  local inFlight = c.inFlight
   if limC >= 0 then
     -- The leases hash must outlive its newest lease. Its expiry is renewed (to two lifetimes) only
     -- when the hash is new or a lease taken now would outlive it; lX remembers that expiry, and
     -- where there is no counters hash to hold it the leases are renewed on every admission.
+    local ls = c.ls
     local kept = tonumber(st.leasesKept)
     if not counted or inFlight == 0 or not kept or now + leaseTtl > kept then
       ls.renew = true
       if counted then set(st, 'leasesKept', leaseKeptText) end
     end
-    leases_take(ls, leaseId, leaseExpiryText)
+    leases_take(ls, c.leaseId, leaseExpiryText)
     inFlight = ls.count
   end
   -- The key lives as long as its longest-lived field, including fields other tiers wrote (a tenant
@@ -245,14 +290,50 @@ local function admit (countersKey, leasesKey, monthKey, termsText, leaseId, rele
   return '0 0 ' .. nowText .. ' ' .. textM .. ' ' .. textH .. ' ' .. textQ .. ' ' .. text(inFlight) .. ' ' .. textB
 end
 
--- Each item on its own: one that fails (a foreign value under its keys) fails alone.
-local lines = {}
-for i = 1, (#ARGV - 1) / 3 do
-  local ok, line = pcall(admit, KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1])
-  if not ok then
-    line = 'E ' .. (type(line) == 'table' and tostring(line.err) or tostring(line)):gsub('\n', ' ')
+-- One request: items first..last are its levels. Every level is checked before any is taken: the
+-- request is admitted only when all of them admit it, and then every level takes it.
+local function decide (first, last, lines)
+  local checks, failure = {}, nil
+  for i = first, last do
+    local ok, c = pcall(check, KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1])
+    if not ok then
+      failure = 'E ' .. (type(c) == 'table' and tostring(c.err) or tostring(c)):gsub('\n', ' ')
+      break
+    end
+    checks[i] = c
   end
-  lines[i] = line
+  if failure ~= nil then
+    -- A level that fails fails its whole request; nothing of it was taken.
+    for i = first, last do lines[i] = failure end
+    return
+  end
+  local admitted = true
+  for i = first, last do
+    local c = checks[i]
+    if c ~= 'R' and c.reason ~= 0 then admitted = false end
+  end
+  for i = first, last do
+    local c = checks[i]
+    if c == 'R' then
+      lines[i] = 'R'
+    elseif not admitted then
+      lines[i] = untaken_line(c)
+    elseif c.peek then
+      lines[i] = peek_line(c)
+    else
+      lines[i] = commit(c)
+    end
+  end
+end
+
+-- Each request on its own: one that fails (a foreign value under its keys) fails alone.
+local lines, n = {}, (#ARGV - 1) / 3
+local first = 1
+while first <= n do
+  local last = first
+  while last < n and joins_next(terms_of(ARGV[3 * last - 1])) do last = last + 1 end
+  decide(first, last, lines)
+  first = last + 1
 end
 -- What the batch changed, written once per key.
 for key, st in pairs(counters) do counters_write(key, st) end

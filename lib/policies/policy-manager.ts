@@ -224,7 +224,18 @@ export class PolicyManager {
   }
 
   /** Tier, limits, shadow flag and block of one request. `tenantId` undefined: anonymous. */
-  forRequest (tenantId: string | undefined, requestedTier: string | undefined, route: RouteLimiter): RequestPolicy {
+  // STUB (replaced by the organization policies branch)
+  forOrganization (_organizationId: string, _tier: string | undefined): { tier: string | null, limits: TierLimits } | undefined {
+    return undefined
+  }
+
+  multiplyLimits (limits: TierLimits): TierLimits {
+    return this.multiply(limits)
+  }
+
+  registerSharedBudget (_name: string, _limits: TierLimits): void {}
+
+  forRequest (tenantId: string | undefined, requestedTier: string | undefined, route: RouteLimiter, _organizationId?: string): RequestPolicy {
     const state = this.state
     if (tenantId === undefined) {
       const tier = this.anonymousTier

@@ -13,6 +13,8 @@ import { rethrowLater } from './types.js'
 export interface BatchItem extends WireItem {
   /** The store's clock in ms, or -1 for Redis TIME: a batch holds items of one clock only. */
   readonly clock: number
+  /** The next item is a further level of the same request: the two go in one call. */
+  readonly joinsNext?: boolean
   /** May come after `reject` (a reply past the deadline): the item then undoes what it took. */
   readonly resolve: (line: string) => void
   readonly reject: (err: unknown) => void
@@ -49,12 +51,24 @@ export class AdmitBatcher {
     this.turn.push(item)
   }
 
-  /** One turn's items, as calls of at most MAX_ITEMS_PER_CALL items of one clock. */
+  /** The levels of one request (each but the last `joinsNext`): always in one call. */
+  sendGroup (items: readonly BatchItem[]): void {
+    if (!this.batching) {
+      this.call(items, 0, items.length)
+      return
+    }
+    for (const item of items) this.turn.push(item)
+  }
+
+  /**
+   * One turn's items, as calls of at most MAX_ITEMS_PER_CALL items of one clock; the levels of one
+   * request are never split (a call may run over the bound to keep them together).
+   */
   private flush (queue: BatchItem[]): void {
     let start = 0
     while (start < queue.length) {
       let end = start + 1
-      while (end < queue.length && end - start < MAX_ITEMS_PER_CALL && queue[end].clock === queue[start].clock) end++
+      while (end < queue.length && ((end - start < MAX_ITEMS_PER_CALL && queue[end].clock === queue[start].clock) || queue[end - 1].joinsNext === true)) end++
       this.call(queue, start, end)
       start = end
     }

@@ -11,7 +11,10 @@ export interface WireItem {
   readonly leases: string
   /** The counters that count the subject's month (`counters` itself for the shared bucket). */
   readonly month: string
-  /** `[cost, minute, hour, month, concurrency, bucketMonth]` as JSON (a 7th element 1: peek), or '' to only give leases back. */
+  /**
+   * `[cost, minute, hour, month, concurrency, bucketMonth]` as JSON, with a 7th element of flags
+   * (1 peek, 2 the next item is a further level of the same request), or '' to only give leases back.
+   */
   readonly terms: string
   readonly leaseId: string
   /** Lease ids to give back first: '', one id (not starting with '['), or a JSON array of ids. */
@@ -53,13 +56,15 @@ function limitArg (limit: number): number {
 export class TermsWriter {
   private readonly byLimits = new WeakMap<TierLimits, string>()
 
-  terms (limits: TierLimits, cost: number, bucketQuota = Infinity, peek = false): string {
+  /** `joinsNext`: the next item is a further level of the same request (decided all or nothing with it). */
+  terms (limits: TierLimits, cost: number, bucketQuota = Infinity, peek = false, joinsNext = false): string {
     let known = this.byLimits.get(limits)
     if (known === undefined) {
       known = `${limitArg(limits.requestsPerMinute)},${limitArg(limits.requestsPerHour)},${limitArg(limits.monthlyQuota)},${limitArg(limits.concurrentRequests)},`
       this.byLimits.set(limits, known)
     }
-    return '[' + cost + ',' + known + limitArg(bucketQuota) + (peek ? ',1]' : ']')
+    const flags = (peek ? 1 : 0) + (joinsNext ? 2 : 0)
+    return '[' + cost + ',' + known + limitArg(bucketQuota) + (flags === 0 ? ']' : ',' + flags + ']')
   }
 }
 

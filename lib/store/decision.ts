@@ -2,7 +2,7 @@
 // that from the script's reply (admit-protocol.ts), the memory store counts it itself.
 import type { TierLimits } from '../tiers.js'
 import type { MonthCache } from './calendar.js'
-import { HOUR_MS, MINUTE_MS, type Decision, type RejectReason, type WindowState } from './types.js'
+import { HOUR_MS, MINUTE_MS, type Decision, type LevelState, type RejectReason, type Scope, type WindowState } from './types.js'
 
 const REASONS: ReadonlyArray<RejectReason | undefined> =
   [undefined, 'rate_limit_exceeded', 'concurrent_limit_exceeded', 'quota_exceeded']
@@ -55,5 +55,47 @@ export function decisionOf (outcome: AdmitOutcome, limits: TierLimits, bucketQuo
     hour: { limit: requestsPerHour, remaining: remainingOf(requestsPerHour, hourUsed), resetAt: resetOf(requestsPerHour, hourUsed, now, HOUR_MS / k, k) },
     month: monthOf(monthlyQuota, outcome[5], bucketQuota, outcome[7], months.of(now).end),
     concurrent: { limit: limits.concurrentRequests, inFlight: outcome[6] }
+  }
+}
+
+/** Of the levels' states of one window, the one with the least left (the first on a tie). */
+function tightest (windows: readonly WindowState[]): WindowState {
+  let out = windows[0]
+  for (let i = 1; i < windows.length; i++) {
+    const w = windows[i]
+    if (w.limit !== Infinity && (out.limit === Infinity || w.remaining < out.remaining)) out = w
+  }
+  return out
+}
+
+/**
+ * One decision from the decisions of a request's levels (the subject's first), each made against
+ * its own limits in the same step. Admitted only when every level admitted; a refusal names the
+ * level that refused, the one that frees last when several did, and waits for it. Each window and
+ * the concurrency report the tightest level's numbers.
+ */
+export function combineLevels (scopes: readonly Scope[], decisions: readonly Decision[]): Decision {
+  let refusing = -1
+  for (let i = 0; i < decisions.length; i++) {
+    if (!decisions[i].allowed && (refusing === -1 || decisions[i].retryAfterMs > decisions[refusing].retryAfterMs)) refusing = i
+  }
+  const levels: LevelState[] = decisions.map((d, i) => ({ scope: scopes[i], reason: d.reason, minute: d.minute, hour: d.hour, month: d.month, concurrent: d.concurrent }))
+  let concurrent = decisions[0].concurrent
+  for (const d of decisions) {
+    const c = d.concurrent
+    if (c.limit !== Infinity && (concurrent.limit === Infinity || c.limit - c.inFlight < concurrent.limit - concurrent.inFlight)) concurrent = c
+  }
+  const refused = refusing === -1 ? undefined : decisions[refusing]
+  return {
+    allowed: refused === undefined,
+    reason: refused?.reason,
+    retryAfterMs: refused?.retryAfterMs ?? 0,
+    now: decisions[0].now,
+    minute: tightest(levels.map(l => l.minute)),
+    hour: tightest(levels.map(l => l.hour)),
+    month: tightest(levels.map(l => l.month)),
+    concurrent,
+    ...(refused === undefined ? {} : { scope: scopes[refusing] }),
+    levels
   }
 }

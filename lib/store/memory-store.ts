@@ -4,7 +4,8 @@
 // it keeps is bounded, the least recently used going first.
 import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
-import { decisionOf, type AdmitOutcome } from './decision.js'
+import { combineLevels, decisionOf, type AdmitOutcome } from './decision.js'
+import type { TierLimits } from '../tiers.js'
 import { HOUR_MS, MINUTE_MS, type AdjustRequest, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 
 export interface MemoryStoreOptions extends Partial<WindowSettings> {
@@ -117,6 +118,31 @@ interface Counters {
 }
 interface Leases { readonly members: Map<string, number>, expiresAt: number }
 
+/** One level of a request, checked and not taken yet. */
+interface LevelCheck {
+  readonly keys: StoreKeys
+  readonly hasM: boolean
+  readonly hasH: boolean
+  readonly hasC: boolean
+  readonly hasB: boolean
+  /** The month counts in the bucket's own counters (the shared bucket). */
+  readonly shared: boolean
+  readonly countQ: boolean
+  readonly countB: boolean
+  readonly counters: Counters | undefined
+  readonly monthCounters: Counters | undefined
+  readonly usedQ: number
+  readonly usedB: number
+  readonly usedM: number
+  readonly usedH: number
+  readonly curM: number
+  readonly curH: number
+  readonly reason: number
+  readonly retry: number
+  readonly inFlight: number
+  readonly leases: Leases | undefined
+}
+
 export class MemoryStore implements RateLimitStore, DirectAdmit {
   readonly kind = 'memory' as const
   readonly settings: WindowSettings
@@ -159,7 +185,13 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
   }
 
   private decision (request: AdmitRequest): Decision {
-    return decisionOf(this.decide(request), request.limits, request.bucketQuota ?? Infinity, this.settings.bucketsPerWindow, this.months)
+    const outcomes = this.decide(request)
+    const k = this.settings.bucketsPerWindow
+    const own = decisionOf(outcomes[0], request.limits, request.bucketQuota ?? Infinity, k, this.months)
+    const levels = request.levels
+    if (levels === undefined || levels.length === 0) return own
+    return combineLevels(['tenant', ...levels.map(l => l.scope)],
+      [own, ...levels.map((level, i) => decisionOf(outcomes[i + 1], level.limits, Infinity, k, this.months))])
   }
 
   release (keys: StoreKeys, leaseId: string): void {
@@ -294,37 +326,57 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     return counters
   }
 
-  // Mirrors admit-batch.lua; keep the two in step.
-  private decide (request: AdmitRequest): AdmitOutcome {
-    const { cost, keys } = request
-    const { requestsPerMinute: limM, requestsPerHour: limH, monthlyQuota: limQ, concurrentRequests: limC } = request.limits
-    const limB = request.bucketQuota ?? Infinity
+  /**
+   * A request's outcome at each of its levels (the subject's first). Mirrors admit-batch.lua: every
+   * level is checked before any is taken, and only a request every level admits is taken anywhere.
+   */
+  private decide (request: AdmitRequest): AdmitOutcome[] {
+    const now = this.clock()
+    const { cost } = request
+    const first = this.check(request.keys, request.limits, request.bucketQuota ?? Infinity, cost, now)
+    const levels = request.levels
+    if (levels === undefined || levels.length === 0) return [this.conclude(first, first.reason === 0, request, now)]
+    const checks = [first, ...levels.map(level => this.check(level.keys, level.limits, Infinity, cost, now))]
+    const admitted = checks.every(c => c.reason === 0)
+    return checks.map(c => this.conclude(c, admitted, request, now))
+  }
+
+  /** A checked level's outcome: taken when the request is admitted, else as it stands. */
+  private conclude (c: LevelCheck, admitted: boolean, request: AdmitRequest, now: number): AdmitOutcome {
+    if (!admitted) return [c.reason, Math.ceil(c.retry), now, c.hasM ? c.usedM : 0, c.hasH ? c.usedH : 0, c.usedQ, c.inFlight, c.hasB ? c.usedB : 0]
+    const { cost } = request
+    if (request.peek === true) {
+      // What an admission would answer now; nothing is recorded and no lease is taken.
+      const peekQ = c.countQ ? c.usedQ + cost : c.usedQ
+      const peekB = c.countB ? c.usedB + cost : c.hasB ? peekQ : 0
+      return [0, 0, now, c.hasM ? c.usedM + cost : 0, c.hasH ? c.usedH + cost : 0, peekQ, c.hasC ? c.inFlight + 1 : 0, peekB]
+    }
+    return this.take(c, cost, request.leaseId, now)
+  }
+
+  /** One level: what it holds now and whether the request fits (see admit-batch.lua's check). */
+  private check (keys: StoreKeys, limits: TierLimits, limB: number, cost: number, now: number): LevelCheck {
+    const { requestsPerMinute: limM, requestsPerHour: limH, monthlyQuota: limQ, concurrentRequests: limC } = limits
     // Which limits apply (an unlimited one is neither checked nor counted).
     const hasM = limM !== Infinity
     const hasH = limH !== Infinity
     const hasQ = limQ !== Infinity
     const hasC = limC !== Infinity
     const hasB = limB !== Infinity
-    const { bucketsPerWindow: k, leaseTtlMs } = this.settings
-    const now = this.clock()
-
+    const { bucketsPerWindow: k } = this.settings
     const { id: monthId, end: monthEnd } = this.months.of(now)
     const gM = MINUTE_MS / k
     const gH = HOUR_MS / k
     const curM = Math.floor(now / gM)
     const curH = Math.floor(now / gH)
 
-    let counters = this.touch(keys.counters, now)
+    const counters = this.touch(keys.counters, now)
     // The subject's month is counted in its shared counters; a bucket cap in the bucket's own.
     const shared = keys.month === keys.counters
-    let monthCounters = shared ? counters : this.touch(keys.month, now)
-    const countQ = hasQ || (hasB && shared)
-    const countB = hasB && !shared
-    // Whether this admission counts a month in the bucket's own counters.
-    const monthHere = countB || (countQ && shared)
+    const monthCounters = shared ? counters : this.touch(keys.month, now)
     const monthOf = (c: Counters | undefined): number => c !== undefined && c.monthId === monthId ? c.month : 0
-    let usedQ = monthOf(monthCounters)
-    let usedB = shared ? usedQ : monthOf(counters)
+    const usedQ = monthOf(monthCounters)
+    const usedB = shared ? usedQ : monthOf(counters)
     const usedM = counters === undefined || !hasM ? 0 : counters.minute.used(curM, k)
     const usedH = counters === undefined || !hasH ? 0 : counters.hour.used(curH, k)
 
@@ -344,7 +396,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     }
 
     let inFlight = 0
-    let leases = this.leases.get(keys.leases)
+    const leases = this.leases.get(keys.leases)
     if (hasC) {
       inFlight = leases?.members.size ?? 0
       if (leases !== undefined && inFlight + 1 > limC) {
@@ -359,47 +411,70 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
         retry = Math.max(retry, w)
       }
     }
-
-    if (reason === 0 && request.peek === true) {
-      // What an admission would answer now; nothing is recorded and no lease is taken.
-      const peekQ = countQ ? usedQ + cost : usedQ
-      const peekB = countB ? usedB + cost : hasB ? peekQ : 0
-      return [0, 0, now, hasM ? usedM + cost : 0, hasH ? usedH + cost : 0, peekQ, hasC ? inFlight + 1 : 0, peekB]
+    return {
+      keys,
+      hasM,
+      hasH,
+      hasC,
+      hasB,
+      shared,
+      countQ: hasQ || (hasB && shared),
+      countB: hasB && !shared,
+      counters,
+      monthCounters,
+      usedQ,
+      usedB,
+      usedM,
+      usedH,
+      curM,
+      curH,
+      reason,
+      retry,
+      inFlight,
+      leases
     }
+  }
 
-    if (reason === 0) {
-      if (hasM || hasH || monthHere) {
-        counters ??= this.create(keys.counters)
-        if (shared) monthCounters = counters
-        if (hasM) counters.minute.add(curM, k, cost)
-        if (hasH) counters.hour.add(curH, k, cost)
-        if (countB) {
-          usedB += cost
-          counters.monthId = monthId
-          counters.month = usedB
-        }
-      }
-      if (countQ) {
-        monthCounters ??= this.create(keys.month)
-        usedQ += cost
-        monthCounters.monthId = monthId
-        monthCounters.month = usedQ
-        if (shared) usedB = usedQ
-        monthCounters.expiresAt = this.liveUntil(monthCounters, k, gM, gH, monthId, monthEnd)
-      }
-      if (counters !== undefined) counters.expiresAt = this.liveUntil(counters, k, gM, gH, monthId, monthEnd)
-      if (hasC) {
-        if (leases === undefined) {
-          leases = { members: new Map(), expiresAt: 0 }
-          this.leases.set(keys.leases, leases)
-        }
-        leases.members.set(request.leaseId, now + leaseTtlMs)
-        leases.expiresAt = now + leaseTtlMs
-        inFlight += 1
+  /** An admitted level: every count it changes, and its lease (see admit-batch.lua's commit). */
+  private take (c: LevelCheck, cost: number, leaseId: string, now: number): AdmitOutcome {
+    const { keys, hasM, hasH, hasC, hasB, shared, countQ, countB, curM, curH } = c
+    let { counters, monthCounters, usedQ, usedB, inFlight, leases } = c
+    const { bucketsPerWindow: k, leaseTtlMs } = this.settings
+    const { id: monthId, end: monthEnd } = this.months.of(now)
+    const gM = MINUTE_MS / k
+    const gH = HOUR_MS / k
+    // Whether this admission counts a month in the bucket's own counters.
+    const monthHere = countB || (countQ && shared)
+    if (hasM || hasH || monthHere) {
+      counters ??= this.create(keys.counters)
+      if (shared) monthCounters = counters
+      if (hasM) counters.minute.add(curM, k, cost)
+      if (hasH) counters.hour.add(curH, k, cost)
+      if (countB) {
+        usedB += cost
+        counters.monthId = monthId
+        counters.month = usedB
       }
     }
-
-    return [reason, Math.ceil(retry), now, hasM ? usedM + (reason === 0 ? cost : 0) : 0, hasH ? usedH + (reason === 0 ? cost : 0) : 0, usedQ, inFlight, hasB ? usedB : 0]
+    if (countQ) {
+      monthCounters ??= this.create(keys.month)
+      usedQ += cost
+      monthCounters.monthId = monthId
+      monthCounters.month = usedQ
+      if (shared) usedB = usedQ
+      monthCounters.expiresAt = this.liveUntil(monthCounters, k, gM, gH, monthId, monthEnd)
+    }
+    if (counters !== undefined) counters.expiresAt = this.liveUntil(counters, k, gM, gH, monthId, monthEnd)
+    if (hasC) {
+      if (leases === undefined) {
+        leases = { members: new Map(), expiresAt: 0 }
+        this.leases.set(keys.leases, leases)
+      }
+      leases.members.set(leaseId, now + leaseTtlMs)
+      leases.expiresAt = now + leaseTtlMs
+      inFlight += 1
+    }
+    return [0, 0, now, hasM ? c.usedM + cost : 0, hasH ? c.usedH + cost : 0, usedQ, inFlight, hasB ? usedB : 0]
   }
 
   /**

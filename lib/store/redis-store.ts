@@ -2,13 +2,15 @@
 // node (or one call per admission on a Cluster).
 import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
-import { decisionOf } from './decision.js'
+import { combineLevels, decisionOf, type AdmitOutcome } from './decision.js'
 import { readOutcome, releasingArg, sharedTerms, TermsWriter } from './admit-protocol.js'
 import { AdmitBatcher, type BatchItem } from './admit-batcher.js'
 import { AdjustBatcher } from './adjust-batcher.js'
 import { keySlot } from './key-slot.js'
+import { admitAcrossSlots } from './cross-slot.js'
+import { LevelGroup, levelTermsOf, type GroupOwner, type LevelTerms } from './level-group.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
-import { admitAsPromise, type AdjustRequest, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
+import { admitAsPromise, type AdjustRequest, type Scope, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { StoreReplyError } from '../errors.js'
 import { StoreUnavailableError } from './store-unavailable.js'
 
@@ -95,6 +97,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
   readonly client: RedisClient
   readonly settings: WindowSettings
   private readonly clock: (() => number) | undefined
+  private readonly isCluster: boolean
   private readonly batcher: AdmitBatcher
   private readonly adjustments: AdjustBatcher
   private readonly months = new MonthCache()
@@ -115,7 +118,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     }
     this.clock = options.clock
     // Never on a Cluster: one call may only touch one slot.
-    const isCluster = 'nodes' in this.client
+    const isCluster = this.isCluster = 'nodes' in this.client
     this.batcher = new AdmitBatcher(this.client, ADMIT_SCRIPT, !isCluster && (options.pipeline ?? true), this.sharedTerms, options.timeoutMs)
     this.adjustments = new AdjustBatcher(this.client, ADJUST_SCRIPT, !isCluster && (options.pipeline ?? true), this.settings.bucketsPerWindow, this.clock)
     // Releases that failed during an outage go out as soon as the connection is back.
@@ -132,11 +135,78 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
 
   /** `admit` without a promise: the batch's answer goes straight to `sink`. */
   admitTo (request: AdmitRequest, sink: DecisionSink): void {
+    if (request.levels !== undefined && request.levels.length > 0) {
+      this.admitLevels(request, sink)
+      return
+    }
     const { keys } = request
     // Leases given back since the last call for these keys ride along: one item, not two.
     const releasing = this.unsent.get(keys.leases)?.ids
     if (releasing !== undefined) this.unsent.delete(keys.leases)
     this.batcher.send(new AdmitItem(this.answers, request, this.termsWriter.terms(request.limits, request.cost, request.bucketQuota, request.peek === true), releasing, this.batchClock(), sink))
+  }
+
+  /**
+   * A request with levels above its subject: one call deciding them all, or on a Cluster, when a
+   * level lives in another slot, reservations first (see cross-slot.ts).
+   */
+  private admitLevels (request: AdmitRequest, sink: DecisionSink): void {
+    const levels = levelTermsOf(request)
+    if (this.isCluster) {
+      const slot = this.slotOf(request.keys)
+      const near: number[] = []
+      const far: number[] = []
+      levels.forEach((level, at) => (this.slotOf(level.keys) === slot ? near : far).push(at))
+      if (far.length > 0) {
+        admitAcrossSlots(this.crossSlot, request, levels, near, far, sink)
+        return
+      }
+    }
+    this.sendLevels(levels, request, outcomes => {
+      let decision: Decision
+      try {
+        decision = this.levelsDecision(request, levels, levels.map((_, at) => at), outcomes)
+      } catch (err) {
+        sink.failed(err)
+        return
+      }
+      sink.decided(decision)
+    }, err => sink.failed(err))
+  }
+
+  private sendLevels (levels: readonly LevelTerms[], request: AdmitRequest, answered: (outcomes: AdmitOutcome[]) => void, fail: (err: unknown) => void): void {
+    const group = new LevelGroup(levels, request, this.termsWriter, this.batchClock(), this.groupOwner, outcomes => {
+      if (this.pendingReleases.length > 0) this.retryReleases()
+      answered(outcomes)
+    }, fail)
+    this.batcher.sendGroup(group.items)
+  }
+
+  /** The decision over the levels at `decided` (the subject is level 0; a level never asked is left out). */
+  private levelsDecision (request: AdmitRequest, levels: readonly LevelTerms[], decided: readonly number[], outcomes: readonly AdmitOutcome[]): Decision {
+    const k = this.settings.bucketsPerWindow
+    const scopes: Scope[] = decided.map(at => at === 0 ? 'tenant' : (request.levels as NonNullable<AdmitRequest['levels']>)[at - 1].scope)
+    const decisions = decided.map(at => decisionOf(outcomes[at], levels[at].limits, levels[at].bucketQuota, k, this.months))
+    return combineLevels(scopes, decisions)
+  }
+
+  private readonly groupOwner: GroupOwner = {
+    takeUnsentReleases: keys => {
+      const ids = this.unsent.get(keys.leases)?.ids
+      if (ids !== undefined) this.unsent.delete(keys.leases)
+      return ids
+    },
+    releasesFailed: (keys, ids, err) => this.releasesFailed(keys, ids, err),
+    release: (keys, leaseId) => this.release(keys, leaseId)
+  }
+
+  private readonly crossSlot = {
+    sendLevels: (levels: readonly LevelTerms[], request: AdmitRequest, answered: (outcomes: AdmitOutcome[]) => void, fail: (err: unknown) => void) =>
+      this.sendLevels(levels, request, answered, fail),
+    adjust: (request: AdjustRequest) => this.adjust(request),
+    release: (keys: StoreKeys, leaseId: string) => this.release(keys, leaseId),
+    decisionOf: (request: AdmitRequest, levels: readonly LevelTerms[], decided: readonly number[], outcomes: readonly AdmitOutcome[]) =>
+      this.levelsDecision(request, levels, decided, outcomes)
   }
 
   /** What every admission item does with its answer: one pair of functions per store, none per request. */
@@ -171,12 +241,17 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
    */
   nodeOf (keys: StoreKeys): string {
     if (!('nodes' in this.client)) return ''
+    return this.client.slots[this.slotOf(keys)]?.[0] ?? ''
+  }
+
+  /** The Cluster slot of a subject's keys (they share one hash tag). */
+  private slotOf (keys: StoreKeys): number {
     let slot = this.slots.get(keys)
     if (slot === undefined) {
       slot = keySlot(keys.counters)
       this.slots.set(keys, slot)
     }
-    return this.client.slots[slot]?.[0] ?? ''
+    return slot
   }
 
   /** False while the client is not connected: callers fail fast instead of queueing commands. */

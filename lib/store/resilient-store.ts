@@ -46,6 +46,11 @@ class Waiter implements DecisionSink {
   }
 }
 
+/** A lease the fallback granted: one per level it was taken at. */
+function fallbackLease (keys: StoreKeys, leaseId: string): string {
+  return leaseId + ' ' + keys.leases
+}
+
 /** Wraps a store; decisions it fails (or cannot make, the breaker open) are errors, or fallback decisions. */
 export class ResilientStore implements RateLimitStore, DirectAdmit {
   readonly kind: 'redis' | 'memory'
@@ -53,7 +58,7 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
   private readonly breakers = new Map<string, CircuitBreaker>()
   /** The local fallback limiter, when there is one. */
   readonly fallback: MemoryStore | undefined
-  /** Leases the fallback granted (given back to it, not to the store). */
+  /** Leases the fallback granted, by lease id and leases key (given back to it, not to the store). */
   private readonly fallbackLeases = new Set<string>()
 
   constructor (readonly inner: InnerStore, private readonly options: ResilienceOptions & { fallbackSettings?: MemoryStoreOptions }) {
@@ -111,20 +116,25 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
     const share = this.options.fallbackShare as number
     const limits = applyMultiplier(request.limits, share)
     const bucketQuota = request.bucketQuota === undefined ? undefined : scaleLimit(request.bucketQuota, share)
-    const decision = await fallback.admit({ ...request, limits, bucketQuota })
-    if (decision.allowed && request.leaseId !== '') this.fallbackLeases.add(request.leaseId)
+    const levels = request.levels?.map(level => ({ ...level, limits: applyMultiplier(level.limits, share) }))
+    const decision = await fallback.admit({ ...request, limits, bucketQuota, levels })
+    if (decision.allowed && request.leaseId !== '') {
+      this.fallbackLeases.add(fallbackLease(request.keys, request.leaseId))
+      for (const level of levels ?? []) this.fallbackLeases.add(fallbackLease(level.keys, request.leaseId))
+    }
     return { ...decision, degraded: true }
   }
 
   release (keys: StoreKeys, leaseId: string): void {
-    if (this.fallbackLeases.delete(leaseId)) this.fallback?.release(keys, leaseId)
+    if (this.fallbackLeases.delete(fallbackLease(keys, leaseId))) this.fallback?.release(keys, leaseId)
     else this.inner.release(keys, leaseId)
   }
 
   async renewLeases (leases: ReadonlyArray<{ readonly keys: StoreKeys, readonly id: string }>): Promise<void> {
-    if (this.fallback !== undefined) await this.fallback.renewLeases(leases.filter(l => this.fallbackLeases.has(l.id)))
+    const local = (l: { readonly keys: StoreKeys, readonly id: string }): boolean => this.fallbackLeases.has(fallbackLease(l.keys, l.id))
+    if (this.fallback !== undefined) await this.fallback.renewLeases(leases.filter(local))
     // Not through a node whose breaker is open: that would only pay its deadline again.
-    await this.inner.renewLeases(leases.filter(l => !this.fallbackLeases.has(l.id) && this.breakerFor(l.keys).closed))
+    await this.inner.renewLeases(leases.filter(l => !local(l) && this.breakerFor(l.keys).closed))
   }
 
   /** Through the keys' node unless its breaker is open (then it fails at once: the caller decides). */

@@ -4,6 +4,22 @@ import type { TierLimits } from '../tiers.js'
 
 export type RejectReason = 'rate_limit_exceeded' | 'concurrent_limit_exceeded' | 'quota_exceeded'
 
+/** Which level of limits a decision is about: the caller's own, its organization's, a shared route budget. */
+export type Scope = 'tenant' | 'organization' | 'route'
+
+/**
+ * A level of limits above the request's own subject: its organization, or a shared route budget.
+ * Decided together with the subject's limits, all or nothing: a request refused at any level counts
+ * nowhere.
+ */
+export interface AdmitLevel {
+  readonly scope: 'organization' | 'route'
+  /** The level's shared counters (`counters` and `month` are one key) and its leases. */
+  readonly keys: StoreKeys
+  /** The level's limits; its `monthlyQuota` is counted in its own counters. */
+  readonly limits: TierLimits
+}
+
 /** One request to decide. */
 export interface AdmitRequest {
   readonly keys: StoreKeys
@@ -20,6 +36,11 @@ export interface AdmitRequest {
   readonly leaseId: string
   /** Decide only: the decision an admission would get now, with nothing recorded and no lease taken. */
   readonly peek?: boolean
+  /**
+   * Levels above the subject, checked and taken in the same step (the lease `leaseId` is taken at
+   * every level with a concurrency limit). On a single Redis one script call decides them all.
+   */
+  readonly levels?: readonly AdmitLevel[]
 }
 
 /** Which of a subject's counts a change after the fact applies to (where the amount was counted). */
@@ -78,6 +99,17 @@ export interface WindowState {
   readonly resetAt: number
 }
 
+/** One level's own state, as a decision over several levels reports it. */
+export interface LevelState {
+  readonly scope: Scope
+  /** Why this level refuses; undefined when it would admit (the request may still be refused elsewhere). */
+  readonly reason: RejectReason | undefined
+  readonly minute: WindowState
+  readonly hour: WindowState
+  readonly month: WindowState
+  readonly concurrent: { readonly limit: number, readonly inFlight: number }
+}
+
 export interface Decision {
   readonly allowed: boolean
   readonly reason: RejectReason | undefined
@@ -91,6 +123,16 @@ export interface Decision {
   readonly concurrent: { readonly limit: number, readonly inFlight: number }
   /** True when a local fallback decided because the store was unavailable. */
   readonly degraded?: boolean
+  /**
+   * On a refusal over several levels, the level that refused (the one that frees last when several
+   * do); absent on a refusal of a request without levels: its subject's own limits (`tenant`).
+   */
+  readonly scope?: Scope
+  /**
+   * Decided over several levels: each level's own state, the subject's first. The decision's own
+   * windows and concurrency are then the tightest of the levels', each on its own.
+   */
+  readonly levels?: readonly LevelState[]
 }
 
 /** Tunables shared by both stores; they must agree between every instance sharing one store. */

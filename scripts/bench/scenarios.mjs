@@ -36,6 +36,8 @@ export const BARE_ONE_CONNECTION = 'bare-1conn'
  * cluster: Redis is the bench's private three-master Redis Cluster, not REDIS_URL.
  * connections: this many load-generator connections instead of BENCH_CONNECTIONS (the unloaded-latency
  * scenarios, reported apart from the others).
+ * levels: the tenant belongs to an organization with limits and the route has a shared budget (three
+ * levels in each decision).
  * baseline: the plugin of another checkout, built (its folder in BENCH_BASELINE): an ablation of
  * whatever differs, measured in the same rounds. Run only when BENCH_BASELINE is set.
  */
@@ -45,6 +47,7 @@ export const SCENARIOS = Object.freeze([
   { name: 'memory-compact-headers', label: 'this plugin, memory store, `headers: \'compact\'`', kind: 'plugin', store: 'memory', headers: 'compact' },
   { name: 'redis', label: 'this plugin, Redis (one tenant)', kind: 'plugin', store: 'redis' },
   { name: 'redis-settle', label: 'this plugin, Redis (one tenant), a cost function and a settle per request', kind: 'plugin', store: 'redis', settle: true },
+  { name: 'redis-levels', label: 'this plugin, Redis (one tenant) in an organization with limits, on a route with a shared budget', kind: 'plugin', store: 'redis', levels: true },
   { name: 'redis-over-limit', label: 'this plugin, Redis, tenant over its minute limit', kind: 'plugin', store: 'redis', tier: 'bench-over', expect: 'reject' },
   { name: 'redis-10k-tenants', label: 'this plugin, Redis, 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT },
   { name: 'redis-10k-cluster', label: 'this plugin, Redis Cluster (3 masters), 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT, cluster: true },
@@ -77,6 +80,7 @@ export const SCENARIOS = Object.freeze([
 export const PAIRS = Object.freeze([
   ['redis', 'frl-redis', 'this plugin, Redis ÷ @fastify/rate-limit, Redis (one tenant)'],
   ['redis-settle', 'redis', 'a cost function and a settle per request ÷ the plain Redis path (one tenant)'],
+  ['redis-levels', 'redis', 'an organization and a shared route budget on every request ÷ the plain Redis path (one tenant)'],
   ['redis-10k-tenants', 'frl-redis-10k', 'this plugin, Redis ÷ @fastify/rate-limit, Redis (10,000 tenants)'],
   ['redis-10k-cluster', 'frl-redis-10k-cluster', 'this plugin ÷ @fastify/rate-limit, both on a three-master Redis Cluster (10,000 tenants)'],
   ['redis-10k-cluster', 'redis-10k-tenants', 'this plugin, 10,000 tenants: Redis Cluster ÷ one Redis'],

@@ -25,7 +25,8 @@ const SETUP = {
     const from = scenario.baseline === true ? pathToFileURL(`${process.env.BENCH_BASELINE}/dist/index.js`).href : '../../dist/index.js'
     const { default: rateLimiting } = await import(from)
     const tier = scenario.tier ?? 'bench'
-    const hot = Object.freeze({ tenantId: HOT_TENANT, tier })
+    // The levels scenario: the tenant is a member of an organization held to limits of its own.
+    const hot = Object.freeze(scenario.levels === true ? { tenantId: HOT_TENANT, tier, organizationId: 'bench-org', organizationTier: 'bench' } : { tenantId: HOT_TENANT, tier })
     await app.register(rateLimiting, {
       redis, // undefined: the memory store
       keyPrefix: prefix,
@@ -124,6 +125,9 @@ try {
       request.rateLimit?.settle(3)
       return { ok: true }
     })
+  } else if (scenario.levels === true) {
+    // And a shared budget on the route, across every tenant: two more levels in the one decision.
+    app.get(ROUTE, { config: { rateLimit: { shared: { name: 'bench-downstream', requestsPerMinute: PEER_MAX, concurrentRequests: 10_000 } } } }, async () => ({ ok: true }))
   } else {
     app.get(ROUTE, async () => ({ ok: true }))
   }
