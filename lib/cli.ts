@@ -20,7 +20,8 @@ Usage: maestro-rl <command> [arguments] [--redis URL] [--prefix P] [--env E]
   usage <tenant> [--bucket B] [--tier T] [--org O]
                                          what a tenant has used and has left (--org: the organization
                                          its keys live in; default: the one it was last seen in)
-  reset-usage <tenant>                   forget every counter and lease of a tenant
+  reset-usage <tenant> [--org O]         forget every counter and lease of a tenant (its own keys and
+                                         those in its organization: --org, else the last one seen)
   override set <tenant> [--per-minute N] [--per-hour N] [--concurrent N] [--monthly N] [--expires S]
   override get <tenant>
   override rm <tenant>
@@ -115,8 +116,11 @@ const COMMANDS: Record<string, Command> = {
   },
   'reset-usage': {
     args: ['tenant'],
-    flags: [],
-    run: async (p, [tenant]) => { await p.resetUsage(tenant); return { tenantId: tenant, reset: true } }
+    flags: ['org'],
+    run: async (p, [tenant], f) => {
+      await p.resetUsage(tenant, f.org === undefined ? {} : { organizationId: f.org })
+      return { tenantId: tenant, reset: true }
+    }
   },
   'override set': {
     args: ['tenant'],

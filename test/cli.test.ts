@@ -124,6 +124,8 @@ t.test('organizations: show, override, tier, usage and its reset; a tenant\'s us
   t.same(await ok('org', 'reset-usage', 'acme'), { organizationId: 'acme', reset: true })
   t.match(await ok('org', 'usage', 'acme'), { minute: { used: 0 } })
   t.match(await ok('usage', 'globex', '--org', 'acme'), { minute: { used: 2 } }, 'its tenants keep their counters')
+  t.same(await ok('reset-usage', 'globex', '--org', 'acme'), { tenantId: 'globex', reset: true })
+  t.match(await ok('usage', 'globex', '--org', 'acme'), { minute: { used: 0 } }, 'a tenant\'s reset forgets its keys in the organization')
 
   t.same(await ok('org', 'override', 'rm', 'acme'), { removed: true })
   t.same(await ok('org', 'tier', 'rm', 'acme'), { removed: true })
