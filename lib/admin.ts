@@ -11,7 +11,7 @@ import Type, { type Static, type TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
 import { AdminAuthorizationRequiredError, InvalidPolicyError } from './errors.js'
 import { PartialTierLimitsSchema, TierLimitsSchema } from './options.js'
-import { BlockSchema, EnvironmentName, MultiplierSchema, OverrideSchema, TenantId, TierName, UsageOptionsSchema } from './policies/schemas.js'
+import { BlockSchema, EnvironmentName, MultiplierSchema, OrganizationId, OverrideSchema, SharedBudgetName, TenantId, TenantUsageQuery, TierName } from './policies/schemas.js'
 import { explain } from './validation.js'
 
 export interface AdminOptions {
@@ -26,15 +26,19 @@ export interface AdminOptions {
 // ---- schemas: typebox, plain JSON Schema that Fastify's default ajv accepts as well ----
 
 const NullableInteger = Type.Union([Type.Integer(), Type.Null()])
+const NullableString = Type.Union([Type.String(), Type.Null()])
 const LimitSource = Type.Union([Type.Literal('tier'), Type.Literal('override')])
 const TierSource = Type.Union([Type.Literal('runtime'), Type.Literal('configured')])
 
 const TenantParams = Type.Object({ tenantId: TenantId }, { additionalProperties: false })
+const OrganizationParams = Type.Object({ organizationId: OrganizationId }, { additionalProperties: false })
+const SharedParams = Type.Object({ name: SharedBudgetName }, { additionalProperties: false })
 const TierParams = Type.Object({ name: TierName }, { additionalProperties: false })
 const EnvironmentParams = Type.Object({ environment: EnvironmentName }, { additionalProperties: false })
 const ResolveQuery = Type.Object({ tier: Type.Optional(TierName) }, { additionalProperties: false })
-const UsageQuery = UsageOptionsSchema
+const UsageQuery = TenantUsageQuery
 const TenantTierBody = Type.Object({ tier: TierName }, { additionalProperties: false })
+const OrganizationTierBody = TenantTierBody
 const MultiplierBody = Type.Object({ multiplier: MultiplierSchema }, { additionalProperties: false })
 const ShadowBody = Type.Object({
   scope: Type.Union([Type.Literal('global'), Type.Literal('tier'), Type.Literal('tenant')]),
@@ -57,10 +61,26 @@ const ResolvedReply = Type.Object({
   blocked: Type.Union([BlockedReply, Type.Null()]),
   shadow: Type.Boolean()
 })
+const OrganizationLimitSource = Type.Union([Type.Literal('tier'), Type.Literal('override'), Type.Literal('none')])
+const ResolvedOrganizationReply = Type.Object({
+  organizationId: Type.String(),
+  tier: NullableString,
+  tierSource: Type.Union([Type.Literal('request'), Type.Literal('seen'), Type.Literal('organization'), Type.Literal('none')]),
+  environment: Type.String(),
+  multiplier: Type.Number(),
+  limits: TierLimitsSchema,
+  sources: Type.Object({
+    requestsPerMinute: OrganizationLimitSource, requestsPerHour: OrganizationLimitSource, concurrentRequests: OrganizationLimitSource, monthlyQuota: OrganizationLimitSource
+  }),
+  override: Type.Union([OverrideReply, Type.Null()])
+})
 const WindowReply = Type.Object({ limit: NullableInteger, used: Type.Integer(), remaining: NullableInteger })
 const UsageReply = Type.Object({
+  scope: Type.Union([Type.Literal('tenant'), Type.Literal('organization'), Type.Literal('route')]),
+  id: Type.String(),
   tenantId: Type.String(),
-  tier: Type.String(),
+  organizationId: NullableString,
+  tier: NullableString,
   bucket: Type.Union([Type.String(), Type.Null()]),
   now: Type.Integer(),
   minute: WindowReply,
@@ -72,6 +92,7 @@ const TierReply = Type.Object({ limits: TierLimitsSchema, source: TierSource })
 const TiersReply = Type.Record(Type.String(), TierReply)
 const NamedTierReply = Type.Object({ name: Type.String(), ...TierReply.properties })
 const TenantTierReply = Type.Object({ tenantId: Type.String(), tier: Type.String() })
+const OrganizationTierReply = Type.Object({ organizationId: Type.String(), tier: Type.String() })
 const TenantBlockReply = Type.Object({ tenantId: Type.String(), blocked: BlockedReply })
 const MultiplierReply = Type.Object({ environment: Type.String(), multiplier: Type.Number() })
 const ShadowReply = Type.Object({ global: Type.Boolean(), tiers: Type.Array(Type.String()), tenants: Type.Array(Type.String()) })
@@ -92,6 +113,16 @@ export const adminSchemas = {
   'DELETE /tenants/:tenantId/tier': { params: TenantParams, response: removal },
   'PUT /tenants/:tenantId/block': { params: TenantParams, body: BlockSchema, response: { 200: TenantBlockReply } },
   'DELETE /tenants/:tenantId/block': { params: TenantParams, response: removal },
+  'GET /organizations/:organizationId': { params: OrganizationParams, querystring: ResolveQuery, response: { 200: ResolvedOrganizationReply } },
+  'GET /organizations/:organizationId/usage': { params: OrganizationParams, querystring: ResolveQuery, response: { 200: UsageReply } },
+  'DELETE /organizations/:organizationId/usage': { params: OrganizationParams, response: { 204: NoContent } },
+  'GET /organizations/:organizationId/override': { params: OrganizationParams, response: { 200: OverrideReply, 404: NotFoundReply } },
+  'PUT /organizations/:organizationId/override': { params: OrganizationParams, body: OverrideSchema, response: { 200: OverrideReply } },
+  'DELETE /organizations/:organizationId/override': { params: OrganizationParams, response: removal },
+  'GET /organizations/:organizationId/tier': { params: OrganizationParams, response: { 200: OrganizationTierReply, 404: NotFoundReply } },
+  'PUT /organizations/:organizationId/tier': { params: OrganizationParams, body: OrganizationTierBody, response: { 200: OrganizationTierReply } },
+  'DELETE /organizations/:organizationId/tier': { params: OrganizationParams, response: removal },
+  'GET /shared/:name/usage': { params: SharedParams, response: { 200: UsageReply } },
   'GET /tiers': { response: { 200: TiersReply } },
   'PUT /tiers/:name': { params: TierParams, body: TierLimitsSchema, response: { 200: NamedTierReply } },
   'DELETE /tiers/:name': { params: TierParams, response: removal },
@@ -167,6 +198,7 @@ function notFound (reply: FastifyReply, message: string): FastifyReply {
 }
 
 interface TenantRoute { Params: Static<typeof TenantParams> }
+interface OrganizationRoute { Params: Static<typeof OrganizationParams> }
 
 // ---- the routes ----
 
@@ -228,6 +260,55 @@ const adminRoutes: FastifyPluginAsync<AdminOptions> = async (admin, options) => 
 
   admin.delete<TenantRoute>('/tenants/:tenantId/block', { config, schema: s['DELETE /tenants/:tenantId/block'] }, async (request, reply) =>
     removed(reply, await policies.unblock(request.params.tenantId), `tenant ${request.params.tenantId} is not blocked`))
+
+  // Organizations: the effective policy, usage (of the organization's own counters), override, stored tier.
+  admin.get<OrganizationRoute & { Querystring: Static<typeof ResolveQuery> }>('/organizations/:organizationId',
+    { config, schema: s['GET /organizations/:organizationId'] },
+    async request => await policies.resolveOrganization(request.params.organizationId, request.query.tier))
+
+  admin.get<OrganizationRoute & { Querystring: Static<typeof ResolveQuery> }>('/organizations/:organizationId/usage',
+    { config, schema: s['GET /organizations/:organizationId/usage'] },
+    async request => await policies.usage(request.params.organizationId, { scope: 'organization', ...request.query }))
+
+  admin.delete<OrganizationRoute>('/organizations/:organizationId/usage', { config, schema: s['DELETE /organizations/:organizationId/usage'] }, async (request, reply) => {
+    await policies.resetUsage(request.params.organizationId, { scope: 'organization' })
+    return reply.code(204).send()
+  })
+
+  admin.get<OrganizationRoute>('/organizations/:organizationId/override', { config, schema: s['GET /organizations/:organizationId/override'] }, async (request, reply) => {
+    const override = await policies.getOrganizationOverride(request.params.organizationId)
+    return override ?? notFound(reply, `organization ${request.params.organizationId} has no override`)
+  })
+
+  admin.put<OrganizationRoute & { Body: Static<typeof OverrideSchema> }>('/organizations/:organizationId/override',
+    { config, schema: s['PUT /organizations/:organizationId/override'] },
+    async request => {
+      await policies.setOrganizationOverride(request.params.organizationId, request.body)
+      return await policies.getOrganizationOverride(request.params.organizationId)
+    })
+
+  admin.delete<OrganizationRoute>('/organizations/:organizationId/override', { config, schema: s['DELETE /organizations/:organizationId/override'] }, async (request, reply) =>
+    removed(reply, await policies.removeOrganizationOverride(request.params.organizationId), `organization ${request.params.organizationId} has no override`))
+
+  admin.get<OrganizationRoute>('/organizations/:organizationId/tier', { config, schema: s['GET /organizations/:organizationId/tier'] }, async (request, reply) => {
+    const { organizationId } = request.params
+    const tier = await policies.getOrganizationTier(organizationId)
+    return tier === null ? notFound(reply, `organization ${organizationId} has no stored tier`) : { organizationId, tier }
+  })
+
+  admin.put<OrganizationRoute & { Body: Static<typeof OrganizationTierBody> }>('/organizations/:organizationId/tier',
+    { config, schema: s['PUT /organizations/:organizationId/tier'] },
+    async request => {
+      await policies.setOrganizationTier(request.params.organizationId, request.body.tier)
+      return { organizationId: request.params.organizationId, tier: request.body.tier }
+    })
+
+  admin.delete<OrganizationRoute>('/organizations/:organizationId/tier', { config, schema: s['DELETE /organizations/:organizationId/tier'] }, async (request, reply) =>
+    removed(reply, await policies.removeOrganizationTier(request.params.organizationId), `organization ${request.params.organizationId} has no stored tier`))
+
+  // Shared route budgets: the counters every caller of the routes naming one shares.
+  admin.get<{ Params: Static<typeof SharedParams> }>('/shared/:name/usage', { config, schema: s['GET /shared/:name/usage'] }, async request =>
+    await policies.usage(request.params.name, { scope: 'route' }))
 
   // Tiers defined at runtime (over the configured ones).
   admin.get('/tiers', { config, schema: s['GET /tiers'] }, async () => await policies.listTiers())

@@ -17,8 +17,11 @@ const USAGE = `maestro-rl: rate-limit policies of every service sharing one Redi
 Usage: maestro-rl <command> [arguments] [--redis URL] [--prefix P] [--env E]
 
   show <tenant> [--tier T]               effective limits of a tenant, and where each comes from
-  usage <tenant> [--bucket B] [--tier T] what a tenant has used and has left
-  reset-usage <tenant>                   forget every counter and lease of a tenant
+  usage <tenant> [--bucket B] [--tier T] [--org O]
+                                         what a tenant has used and has left (--org: the organization
+                                         its keys live in; default: the one it was last seen in)
+  reset-usage <tenant> [--org O]         forget every counter and lease of a tenant (its own keys and
+                                         those in its organization: --org, else the last one seen)
   override set <tenant> [--per-minute N] [--per-hour N] [--concurrent N] [--monthly N] [--expires S]
   override get <tenant>
   override rm <tenant>
@@ -34,12 +37,21 @@ Usage: maestro-rl <command> [arguments] [--redis URL] [--prefix P] [--env E]
   unblock <tenant>
   shadow on|off [--tier T | --tenant ID] count and report limits without enforcing them
   shadow status
+  org show <org> [--tier T]              effective limits of an organization (the sum of its tenants)
+  org usage <org> [--tier T]             what an organization has used and has left
+  org reset-usage <org>                  forget the organization's own counters (not its tenants')
+  org override set <org> [--per-minute N] [--per-hour N] [--concurrent N] [--monthly N] [--expires S]
+  org override get <org>
+  org override rm <org>
+  org tier set <org> <tier>              the tier of an organization whose extractor reports none
+  org tier get <org>
+  org tier rm <org>
   help
 
 Limits are whole numbers, or "unlimited". Seconds may be fractional.
   --redis URL    default REDIS_URL, else redis://127.0.0.1:6379
   --prefix P     the plugin's keyPrefix; default maestro-rl
-  --env E        the environment whose multiplier show and usage apply; default NODE_ENV, else production
+  --env E        the environment whose multiplier show and usage (org too) apply; default NODE_ENV, else production
 Tiers: the defaults, runtime tiers, and those services configured in code (recorded at their boot).
 Prints JSON on stdout. Exit status: 0 done, 1 Redis unreachable, 2 bad usage or input refused,
 3 nothing stored under the prefix (no service has started on it, no policy set): reads refuse;
@@ -53,6 +65,7 @@ const OPTIONS = {
   tier: { type: 'string' },
   tenant: { type: 'string' },
   bucket: { type: 'string' },
+  org: { type: 'string' },
   'per-minute': { type: 'string' },
   'per-hour': { type: 'string' },
   concurrent: { type: 'string' },
@@ -83,6 +96,8 @@ interface Command {
   run (policies: PolicyManager, args: string[], flags: Flags): Promise<unknown>
 }
 
+const OVERRIDE_FLAGS: FlagName[] = ['per-minute', 'per-hour', 'concurrent', 'monthly', 'expires']
+
 const LIMIT_FLAGS: Array<[FlagName, keyof TierLimitsInput]> = [
   ['per-minute', 'requestsPerMinute'], ['per-hour', 'requestsPerHour'], ['concurrent', 'concurrentRequests'], ['monthly', 'monthlyQuota']
 ]
@@ -91,25 +106,27 @@ const COMMANDS: Record<string, Command> = {
   show: { args: ['tenant'], flags: ['tier'], reads: true, run: async (p, [tenant], f) => await p.resolve(tenant, f.tier) },
   usage: {
     args: ['tenant'],
-    flags: ['bucket', 'tier'],
+    flags: ['bucket', 'tier', 'org'],
     reads: true,
     run: async (p, [tenant], f) => await p.usage(tenant, {
       ...(f.bucket === undefined ? {} : { bucket: f.bucket }),
-      ...(f.tier === undefined ? {} : { tier: f.tier })
+      ...(f.tier === undefined ? {} : { tier: f.tier }),
+      ...(f.org === undefined ? {} : { organizationId: f.org })
     })
   },
   'reset-usage': {
     args: ['tenant'],
-    flags: [],
-    run: async (p, [tenant]) => { await p.resetUsage(tenant); return { tenantId: tenant, reset: true } }
+    flags: ['org'],
+    run: async (p, [tenant], f) => {
+      await p.resetUsage(tenant, f.org === undefined ? {} : { organizationId: f.org })
+      return { tenantId: tenant, reset: true }
+    }
   },
   'override set': {
     args: ['tenant'],
-    flags: ['per-minute', 'per-hour', 'concurrent', 'monthly', 'expires'],
+    flags: OVERRIDE_FLAGS,
     run: async (p, [tenant], f) => {
-      const override: Record<string, unknown> = limitsFrom(f)
-      if (f.expires !== undefined) override.expiresInSeconds = numberFrom(f.expires)
-      await p.setTenantOverride(tenant, override as TenantOverride)
+      await p.setTenantOverride(tenant, overrideFrom(f))
       return await p.getTenantOverride(tenant)
     }
   },
@@ -160,10 +177,40 @@ const COMMANDS: Record<string, Command> = {
   unblock: { args: ['tenant'], flags: [], run: async (p, [tenant]) => removal(await p.unblock(tenant), `tenant ${tenant} is not blocked`) },
   'shadow on': { args: [], flags: ['tier', 'tenant'], run: async (p, _args, f) => await shadow(p, f, true) },
   'shadow off': { args: [], flags: ['tier', 'tenant'], run: async (p, _args, f) => await shadow(p, f, false) },
-  'shadow status': { args: [], flags: [], reads: true, run: async p => await p.shadowModes() }
+  'shadow status': { args: [], flags: [], reads: true, run: async p => await p.shadowModes() },
+  'org show': { args: ['org'], flags: ['tier'], reads: true, run: async (p, [org], f) => await p.resolveOrganization(org, f.tier) },
+  'org usage': {
+    args: ['org'],
+    flags: ['tier'],
+    reads: true,
+    run: async (p, [org], f) => await p.usage(org, { scope: 'organization', ...(f.tier === undefined ? {} : { tier: f.tier }) })
+  },
+  'org reset-usage': {
+    args: ['org'],
+    flags: [],
+    run: async (p, [org]) => { await p.resetUsage(org, { scope: 'organization' }); return { organizationId: org, reset: true } }
+  },
+  'org override set': {
+    args: ['org'],
+    flags: OVERRIDE_FLAGS,
+    run: async (p, [org], f) => {
+      await p.setOrganizationOverride(org, overrideFrom(f))
+      return await p.getOrganizationOverride(org)
+    }
+  },
+  'org override get': { args: ['org'], flags: [], reads: true, run: async (p, [org]) => await p.getOrganizationOverride(org) },
+  'org override rm': { args: ['org'], flags: [], run: async (p, [org]) => removal(await p.removeOrganizationOverride(org), `organization ${org} has no override`) },
+  'org tier set': {
+    args: ['org', 'tier'],
+    flags: [],
+    run: async (p, [org, tier]) => { await p.setOrganizationTier(org, tier); return { organizationId: org, tier } }
+  },
+  'org tier get': { args: ['org'], flags: [], reads: true, run: async (p, [org]) => ({ organizationId: org, tier: await p.getOrganizationTier(org) }) },
+  'org tier rm': { args: ['org'], flags: [], run: async (p, [org]) => removal(await p.removeOrganizationTier(org), `organization ${org} has no stored tier`) }
 }
 
-const GROUPS = new Set(['override', 'multiplier', 'tier', 'tenant-tier', 'shadow'])
+/** The longest command name has this many words (`org override set`). */
+const MAX_COMMAND_WORDS = 3
 
 async function shadow (p: PolicyManager, f: Flags, enabled: boolean): Promise<unknown> {
   if (f.tier !== undefined && f.tenant !== undefined) throw new UsageError('shadow takes --tier or --tenant, not both')
@@ -181,6 +228,13 @@ function removal (removed: boolean, nothing: string): { removed: boolean } {
 /** A number when the text is one; else the text itself, so the policy check names the field. */
 function numberFrom (text: string): unknown {
   return /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text.trim()) ? Number(text) : text
+}
+
+/** An override from the limit flags and --expires. */
+function overrideFrom (flags: Flags): TenantOverride {
+  const override: Record<string, unknown> = limitsFrom(flags)
+  if (flags.expires !== undefined) override.expiresInSeconds = numberFrom(flags.expires)
+  return override as TenantOverride
 }
 
 function limitsFrom (flags: Flags): Record<string, unknown> {
@@ -204,25 +258,33 @@ function limitFrom (flag: FlagName, text: string): number | null {
   throw new UsageError(`--${flag} must be a whole number from 0 to ${Number.MAX_SAFE_INTEGER}, or "unlimited" (got ${JSON.stringify(text)})`)
 }
 
-/** The command named by the positionals, and its arguments. */
+/** The command named by the positionals (the longest name that matches), and its arguments. */
 function findCommand (positionals: string[]): { name: string, command: Command, args: string[] } {
-  const [first, second] = positionals
-  const name = GROUPS.has(first) ? `${first} ${second ?? ''}`.trim() : first
+  let words = Math.min(MAX_COMMAND_WORDS, positionals.length)
+  while (words > 0 && COMMANDS[positionals.slice(0, words).join(' ')] === undefined) words--
+  if (words === 0) throw unknownCommand(positionals)
+  const name = positionals.slice(0, words).join(' ')
   const command = COMMANDS[name]
-  if (command === undefined) {
-    if (GROUPS.has(first)) {
-      const verbs = Object.keys(COMMANDS).filter(c => c.startsWith(first + ' ')).map(c => c.slice(first.length + 1))
-      throw new UsageError(`${first} needs one of: ${verbs.join(', ')}${second === undefined ? '' : ` (not ${second})`}`)
-    }
-    throw new UsageError(`unknown command ${first}`)
-  }
-  const args = positionals.slice(name.split(' ').length)
+  const args = positionals.slice(words)
   const required = command.args.filter(a => !a.endsWith('?')).length
   if (args.length < required || args.length > command.args.length) {
     const wanted = command.args.map(a => a.endsWith('?') ? `[<${a.slice(0, -1)}>]` : `<${a}>`).join(' ')
     throw new UsageError(`${name} takes ${wanted === '' ? 'no arguments' : wanted}`)
   }
   return { name, command, args }
+}
+
+/** What to say about positionals that name no command: the verbs a group takes, or that it is unknown. */
+function unknownCommand (positionals: string[]): UsageError {
+  const names = Object.keys(COMMANDS)
+  for (let words = Math.min(MAX_COMMAND_WORDS - 1, positionals.length); words > 0; words--) {
+    const group = positionals.slice(0, words).join(' ')
+    const verbs = names.filter(c => c.startsWith(group + ' ')).map(c => c.slice(group.length + 1))
+    if (verbs.length === 0) continue
+    const next = positionals[words]
+    return new UsageError(`${group} needs one of: ${verbs.join(', ')}${next === undefined ? '' : ` (not ${next})`}`)
+  }
+  return new UsageError(`unknown command ${positionals[0]}`)
 }
 
 /**

@@ -160,7 +160,9 @@ export type { RateLimitStore, Decision, WindowState, AdmitRequest, AdmitLevel, L
 export type { StoreKeys } from './keys.js'
 export {
   PolicyManager, type PolicyManagerOptions, type TenantOverride, type ShadowScope,
-  type ResolvedPolicy, type TierSource, type TenantUsage, type UsageOptions, type WindowUsage
+  type ResolvedPolicy, type TierSource, type TenantUsage, type UsageOptions, type WindowUsage,
+  type OrganizationOverride, type OrganizationPolicy, type ResolvedOrganizationPolicy, type OrganizationTierSource,
+  type ResetUsageOptions, type UsageScope
 } from './policies/policy-manager.js'
 export {
   InvalidOptionError, InvalidRouteConfigError, InvalidPolicyError, AlreadyRegisteredError, StoreReplyError, RedisNotUsedError,

@@ -215,14 +215,15 @@ export class Limiter {
     const anonymous = identity === null
     const started = metrics.enabled ? performance.now() : 0
     const subject = anonymous ? options.anonymousKey(request) : identity.tenantId
-    const organizationId = anonymous ? undefined : identity.organizationId ?? undefined
+    // An empty organization id is none (as the policies read it).
+    const organizationId = anonymous || identity.organizationId === '' ? undefined : identity.organizationId ?? undefined
     const policy = this.policies.forRequest(anonymous ? undefined : subject, anonymous ? undefined : identity.tier ?? undefined, route, organizationId)
     const { tier, limits, bucketQuota, shadow } = policy
     const { bucket } = route
     const series = endpointMetrics.series(subject, anonymous, tier)
     const keys = this.keys.get(anonymous ? 'anonymous' : 'tenant', subject, bucket, organizationId)
     // Limits above the subject: its organization's, the route's shared budget (decided with it).
-    const levels = this.levels.levelsOf(anonymous ? undefined : identity, route.shared)
+    const levels = this.levels.levelsOf(anonymous ? undefined : { organizationId, organizationTier: identity.organizationTier ?? undefined }, route.shared)
     // What handlers see on request.rateLimit; the decision is filled in once the store has answered.
     const context = new RequestRateLimit(subject, anonymous, tier, organizationId, bucket, cost, limits, shadow, keys, bucketQuota, levels, route.refundWhen, reply)
     request.rateLimit = context

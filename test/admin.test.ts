@@ -112,7 +112,7 @@ for (const kind of STORE_KINDS) {
       const before = await snapshot(app)
       for (const key of Object.keys(adminSchemas)) {
         const [method, path] = key.split(' ')
-        const url = path.replace(':tenantId', 'acme').replace(':name', 'gold').replace(':environment', 'staging')
+        const url = path.replace(':tenantId', 'acme').replace(':organizationId', 'acme').replace(':name', 'gold').replace(':environment', 'staging')
         const res = await call(app, method, url, method === 'PUT' ? { requestsPerMinute: 1 } : undefined, {})
         t.equal(res.statusCode, 401, `${key} without a token`)
         t.equal(res.json().message, 'admin token required')

@@ -1,23 +1,31 @@
-// fastify.policies: runtime tiers, tenant overrides, environment multipliers, tenant tiers, blocks
-// and shadow mode. Stored in Redis, held in memory by every instance (the request path never asks
+// fastify.policies: runtime tiers, tenant and organization overrides, environment multipliers, tenant
+// and organization tiers, blocks and shadow mode. Stored in Redis, held in memory by every instance (the request path never asks
 // Redis), kept fresh by pub/sub notices, a full reload whenever a notice does not fit what is held,
 // and a periodic full reload.
 import { hostname } from 'node:os'
 import { isDeepStrictEqual } from 'node:util'
 import type { FastifyBaseLogger } from 'fastify'
-import { seenTiersKey, subjectBase, storeKeys } from '../keys.js'
+import { KEY_LAYOUT_VERSION, seenTiersKey, subjectBase, storeKeys } from '../keys.js'
 import { resolveOptions } from '../options.js'
 import type { RouteLimiter } from '../route-config.js'
 import { RedisStore } from '../store/redis-store.js'
 import type { RedisClient } from '../store/lua-script.js'
 import type { RateLimitStore } from '../store/types.js'
-import { applyMultiplier, LIMIT_FIELDS, scaleLimit, limitsToJSON, overlayLimits, tierLimitsFrom, type LimitField, type LimitInput, type TierLimits, type TierLimitsInput } from '../tiers.js'
+import { applyMultiplier, isUnlimited, LIMIT_FIELDS, scaleLimit, limitsToJSON, overlayLimits, tierLimitsFrom, UNLIMITED_TIER, type LimitField, type TierLimits, type TierLimitsInput } from '../tiers.js'
 import { LocalPolicyBackend, RedisPolicyBackend, type ChangeNotice, type InvalidEntry, type PolicyBackend } from './policy-backend.js'
-import { Field, PolicyState, type Block } from './policy-state.js'
-import { NO_TIER, SeenTiers } from './seen-tiers.js'
-import { BlockSchema, check, EnvironmentName, MultiplierSchema, OverrideSchema, ShadowScopeSchema, TenantId, TierLimitsSchema, TierName, UsageOptionsSchema } from './schemas.js'
+import { OrganizationMemo, type OrganizationAnswer, type OrganizationPolicy } from './organization-memo.js'
+import { Field, PolicyState, type Block, type TimedPatch } from './policy-state.js'
+import { NO_ORGANIZATION, NO_TIER, SeenTiers } from './seen-tiers.js'
+import {
+  BlockSchema, check, EnvironmentName, MultiplierSchema, OrganizationId, OverrideSchema, ResetUsageOptionsSchema, SharedBudgetName,
+  ShadowScopeSchema, TenantId, TierLimitsSchema, TierName, UsageOptionsSchema
+} from './schemas.js'
+import { usageReport, type TenantUsage, type UsageScope } from './usage-report.js'
 import { withDeadline } from '../deadline.js'
 import { InvalidPolicyError } from '../errors.js'
+
+export type { OrganizationPolicy } from './organization-memo.js'
+export type { TenantUsage, UsageScope, WindowUsage } from './usage-report.js'
 
 export interface PolicyManagerOptions {
   keyPrefix?: string
@@ -48,6 +56,9 @@ export interface TenantOverride extends Partial<TierLimitsInput> {
   /** The override disappears by itself after this many seconds. */
   expiresInSeconds?: number
 }
+
+/** An organization's override: the same fields, for the sum of its tenants' traffic. */
+export type OrganizationOverride = TenantOverride
 
 export type ShadowScope = { scope: 'global' } | { scope: 'tier', tier: string } | { scope: 'tenant', tenantId: string }
 
@@ -83,23 +94,49 @@ export interface ResolvedPolicy {
 
 export type TierSource = 'request' | 'seen' | 'tenant' | 'default'
 
-export interface UsageOptions {
-  /** A named bucket's counters instead of the shared ones. */
-  bucket?: string
-  /** The tier whose limits to report; by default the tenant's, as `resolve` finds it. */
-  tier?: string
+/**
+ * Where an organization's tier came from: the caller (`request`), the tier its extractor reported
+ * on its latest request (`seen`), its stored tier (`organization`), or none (`none`: no tier, so
+ * only its override limits it).
+ */
+export type OrganizationTierSource = 'request' | 'seen' | 'organization' | 'none'
+
+export interface ResolvedOrganizationPolicy {
+  organizationId: string
+  /** null: no tier (the extractor reports none and none is stored). */
+  tier: string | null
+  tierSource: OrganizationTierSource
+  environment: string
+  multiplier: number
+  /** Effective limits for the sum of its tenants' traffic (null: unlimited). */
+  limits: TierLimitsInput
+  /** Where each number came from before the multiplier: the tier, the override, or neither (`none`: unlimited). */
+  sources: Record<LimitField, 'tier' | 'override' | 'none'>
+  override: (Partial<TierLimitsInput> & { expiresAt: number | null }) | null
 }
 
-export interface WindowUsage { limit: number | null, used: number, remaining: number | null }
-export interface TenantUsage {
-  tenantId: string
-  tier: string
-  bucket: string | null
-  now: number
-  minute: WindowUsage
-  hour: WindowUsage
-  month: WindowUsage & { resetAt: number }
-  concurrent: { limit: number | null, inFlight: number }
+export interface UsageOptions {
+  /** Whose counters: a tenant's (the default), an organization's, or a shared route budget's. */
+  scope?: UsageScope
+  /** A tenant's named bucket's counters instead of its shared ones. */
+  bucket?: string
+  /**
+   * The tier whose limits to report (a tenant or an organization); by default the subject's, as
+   * `resolve` or `resolveOrganization` finds it.
+   */
+  tier?: string
+  /**
+   * A tenant's organization: where its keys live. Default: the organization it was last seen in
+   * (none: its own keys).
+   */
+  organizationId?: string
+}
+
+export interface ResetUsageOptions {
+  /** Whose counters: a tenant's (the default) or an organization's own (not its tenants'). */
+  scope?: 'tenant' | 'organization'
+  /** A tenant's organization; default: the one it was last seen in. */
+  organizationId?: string
 }
 
 const MAX_REMEMBERED_UNKNOWN = 1000
@@ -121,6 +158,13 @@ export class PolicyManager {
   private loaded = false
   private recordingTiers: Promise<void> | undefined
   private readonly seen: SeenTiers
+  /** The organization each tenant was last seen in (NO_ORGANIZATION: none). */
+  private readonly seenOrganizations: SeenTiers
+  /** The tier each organization's extractor last reported. */
+  private readonly seenOrganizationTiers: SeenTiers
+  private readonly organizations = new OrganizationMemo()
+  /** Shared route budgets this instance's routes declare: name → limits, before the multiplier. */
+  private readonly sharedBudgets = new Map<string, TierLimits>()
   private readonly state = new PolicyState()
   private readonly backend: PolicyBackend
   private readonly store: RateLimitStore | undefined
@@ -155,6 +199,10 @@ export class PolicyManager {
     this.reloadIntervalMs = (options.reloadIntervalSeconds ?? 30) * 1000
     this.recordedTiersFirst = options.recordedTiersFirst ?? false
     this.seen = new SeenTiers(redis, seenTiersKey(this.keyPrefix), this.log)
+    // Hashes next to {seen-tiers}, each with a hash tag of its own.
+    const seenKey = (name: string): string => `${this.keyPrefix}:${KEY_LAYOUT_VERSION}:{${name}}`
+    this.seenOrganizations = new SeenTiers(redis, seenKey('seen-orgs'), this.log, 'the organizations tenants were seen in')
+    this.seenOrganizationTiers = new SeenTiers(redis, seenKey('seen-org-tiers'), this.log, 'the tiers organizations were seen with')
   }
 
   /**
@@ -177,7 +225,7 @@ export class PolicyManager {
 
   async close (): Promise<void> {
     clearInterval(this.reloadTimer)
-    await this.seen.close()
+    await Promise.all([this.seen.close(), this.seenOrganizations.close(), this.seenOrganizationTiers.close()])
     await this.recordingTiers
     await this.backend.close()
   }
@@ -223,19 +271,12 @@ export class PolicyManager {
     return this.state.generation
   }
 
-  /** Tier, limits, shadow flag and block of one request. `tenantId` undefined: anonymous. */
-  // STUB (replaced by the organization policies branch)
-  forOrganization (_organizationId: string, _tier: string | undefined): { tier: string | null, limits: TierLimits } | undefined {
-    return undefined
-  }
-
-  multiplyLimits (limits: TierLimits): TierLimits {
-    return this.multiply(limits)
-  }
-
-  registerSharedBudget (_name: string, _limits: TierLimits): void {}
-
-  forRequest (tenantId: string | undefined, requestedTier: string | undefined, route: RouteLimiter, _organizationId?: string): RequestPolicy {
+  /**
+   * Tier, limits, shadow flag and block of one request. `tenantId` undefined: anonymous.
+   * `organizationId`: the tenant's organization, as its extractor reports it (remembered, so usage
+   * finds the tenant's keys).
+   */
+  forRequest (tenantId: string | undefined, requestedTier: string | undefined, route: RouteLimiter, organizationId?: string): RequestPolicy {
     const state = this.state
     if (tenantId === undefined) {
       const tier = this.anonymousTier
@@ -244,6 +285,7 @@ export class PolicyManager {
     }
     const tier = this.knownTier(requestedTier ?? state.tenantTiers.get(tenantId))
     this.seen.note(tenantId, requestedTier === undefined ? NO_TIER : tier)
+    this.seenOrganizations.note(tenantId, organizationId ?? NO_ORGANIZATION)
     let base = this.tierLimits(tier)
     const override = state.overrides.get(tenantId)
     if (override !== undefined && !expired(override.expiresAt)) base = overlayLimits(base, override.patch)
@@ -258,27 +300,114 @@ export class PolicyManager {
     }
   }
 
+  /**
+   * The limits of one request's organization, for the sum of its tenants' traffic: its tier (the one
+   * its extractor reports, else its stored tier, else none), its override, the environment
+   * multiplier. Undefined when nothing limits it. Memory only; remembered until a policy changes.
+   */
+  forOrganization (organizationId: string, requestedTier: string | undefined): OrganizationPolicy | undefined {
+    let answer = this.organizations.get(organizationId, requestedTier, this.state.generation)
+    if (answer === undefined) {
+      answer = this.organizationAnswer(organizationId, requestedTier)
+      this.organizations.set(organizationId, answer)
+    }
+    this.seenOrganizationTiers.note(organizationId, answer.seenAs)
+    return answer.policy
+  }
+
+  /** Limits with this environment's multiplier applied (memoised per limits object). */
+  multiplyLimits (limits: TierLimits): TierLimits {
+    return this.multiply(limits)
+  }
+
+  /**
+   * Records the limits (before the multiplier) of a shared route budget this instance's routes
+   * declare, so usage can report them. The latest registration of a name wins.
+   */
+  registerSharedBudget (name: string, limits: TierLimits): void {
+    check(SharedBudgetName, name, 'name')
+    this.sharedBudgets.set(name, limits)
+  }
+
+  /** The limits registered for a shared route budget on this instance (before the multiplier). */
+  sharedBudget (name: string): TierLimits | undefined {
+    return this.sharedBudgets.get(name)
+  }
+
   // ---- tenant overrides ----
 
   async setTenantOverride (tenantId: string, override: TenantOverride): Promise<void> {
     check(TenantId, tenantId, 'tenantId')
-    check(OverrideSchema, override, 'override')
-    const { expiresInSeconds, ...limits } = override
-    const patch = Object.fromEntries(Object.entries(limits).map(([k, v]) => [k, v === Infinity ? null : v]))
-    if (Object.keys(patch).length === 0) throw new InvalidPolicyError('override must set at least one limit')
-    await this.write(Field.override(tenantId), patch, expiresInSeconds === undefined ? null : expiresInSeconds * 1000)
+    await this.writeOverride(Field.override(tenantId), override)
   }
 
   async getTenantOverride (tenantId: string): Promise<(Partial<TierLimitsInput> & { expiresAt: number | null }) | null> {
     check(TenantId, tenantId, 'tenantId')
-    const held = this.state.overrides.get(tenantId)
-    if (held === undefined || expired(held.expiresAt)) return null
-    return { ...held.patch, expiresAt: held.expiresAt }
+    return overrideReply(live(this.state.overrides.get(tenantId)))
   }
 
   async removeTenantOverride (tenantId: string): Promise<boolean> {
     check(TenantId, tenantId, 'tenantId')
     return await this.remove(Field.override(tenantId))
+  }
+
+  // ---- organizations: limits for the sum of their tenants' traffic ----
+
+  async setOrganizationOverride (organizationId: string, override: OrganizationOverride): Promise<void> {
+    check(OrganizationId, organizationId, 'organizationId')
+    await this.writeOverride(Field.orgOverride(organizationId), override)
+  }
+
+  async getOrganizationOverride (organizationId: string): Promise<(Partial<TierLimitsInput> & { expiresAt: number | null }) | null> {
+    check(OrganizationId, organizationId, 'organizationId')
+    return overrideReply(live(this.state.orgOverrides.get(organizationId)))
+  }
+
+  async removeOrganizationOverride (organizationId: string): Promise<boolean> {
+    check(OrganizationId, organizationId, 'organizationId')
+    return await this.remove(Field.orgOverride(organizationId))
+  }
+
+  /** The tier of an organization whose extractor reports none. */
+  async setOrganizationTier (organizationId: string, tier: string): Promise<void> {
+    check(OrganizationId, organizationId, 'organizationId')
+    check(TierName, tier, 'tier')
+    if (!this.hasTier(tier)) throw new InvalidPolicyError(`tier ${tier} is not defined`)
+    await this.write(Field.orgTier(organizationId), tier, null)
+  }
+
+  async getOrganizationTier (organizationId: string): Promise<string | null> {
+    check(OrganizationId, organizationId, 'organizationId')
+    return this.state.orgTiers.get(organizationId) ?? null
+  }
+
+  async removeOrganizationTier (organizationId: string): Promise<boolean> {
+    check(OrganizationId, organizationId, 'organizationId')
+    return await this.remove(Field.orgTier(organizationId))
+  }
+
+  /**
+   * The effective limits of an organization, and where each number came from. `tier`: as if its
+   * extractor reported it (refused unless defined); without it, the tier its latest request
+   * reported, else its stored tier, else none.
+   */
+  async resolveOrganization (organizationId: string, tier?: string): Promise<ResolvedOrganizationPolicy> {
+    check(OrganizationId, organizationId, 'organizationId')
+    if (tier !== undefined) check(TierName, tier, 'tier')
+    const { name, source } = await this.organizationTierOf(organizationId, tier)
+    const override = live(this.state.orgOverrides.get(organizationId))
+    const multiplier = this.state.multipliers.get(this.environment) ?? 1
+    const limits = applyMultiplier(overlayLimits(name === null ? UNLIMITED_TIER : this.tierLimits(name), override?.patch), multiplier)
+    return {
+      organizationId,
+      tier: name,
+      tierSource: source,
+      environment: this.environment,
+      multiplier,
+      limits: limitsToJSON(limits),
+      sources: sourcesOf(override, name === null ? 'none' : 'tier'),
+      override: overrideReply(override)
+    }
   }
 
   // ---- environment multipliers ----
@@ -390,12 +519,9 @@ export class PolicyManager {
     check(TenantId, tenantId, 'tenantId')
     if (tier !== undefined) check(TierName, tier, 'tier')
     const { name, source: tierSource } = await this.tierOf(tenantId, tier)
-    const held = this.state.overrides.get(tenantId)
-    const override = held !== undefined && !expired(held.expiresAt) ? held : undefined
+    const override = live(this.state.overrides.get(tenantId))
     const multiplier = this.state.multipliers.get(this.environment) ?? 1
     const limits = applyMultiplier(overlayLimits(this.tierLimits(name), override?.patch), multiplier)
-    const sources = {} as Record<LimitField, 'tier' | 'override'>
-    for (const field of LIMIT_FIELDS) sources[field] = override !== undefined && field in override.patch ? 'override' : 'tier'
     const block = this.state.blocks.get(tenantId)
     const blocked = block !== undefined && !expired(block.expiresAt) ? { reason: block.reason ?? null, expiresAt: block.expiresAt } : null
     return {
@@ -405,42 +531,64 @@ export class PolicyManager {
       environment: this.environment,
       multiplier,
       limits: limitsToJSON(limits),
-      sources,
-      override: override === undefined ? null : { ...override.patch, expiresAt: override.expiresAt },
+      sources: sourcesOf(override, 'tier'),
+      override: overrideReply(override),
       blocked,
       shadow: this.state.shadowGlobal || this.state.shadowTiers.has(name) || this.state.shadowTenants.has(tenantId)
     }
   }
 
   /**
-   * What a tenant has used and has left (its shared counters, or a named bucket's), against the
-   * limits of `options.tier`, else of the tenant's tier as `resolve` finds it.
+   * What a subject has used and has left. A tenant (the default scope): its shared counters, or a
+   * named bucket's, where its keys live (`options.organizationId`, else the organization it was last
+   * seen in), against the limits of `options.tier`, else of its tier as `resolve` finds it. An
+   * organization: its own counters (the sum of its tenants), against `resolveOrganization`'s
+   * limits. A shared route budget: its counters, against the limits this instance registered for
+   * it (null when none).
    */
-  async usage (tenantId: string, options: UsageOptions = {}): Promise<TenantUsage> {
-    check(TenantId, tenantId, 'tenantId')
+  async usage (id: string, options: UsageOptions = {}): Promise<TenantUsage> {
     check(UsageOptionsSchema, options, 'options')
-    const store = this.requireStore()
-    const resolved = await this.resolve(tenantId, options.tier)
-    const used = await store.usage(storeKeys(this.keyPrefix, 'tenant', tenantId, options.bucket))
-    const window = (limit: LimitInput, n: number): WindowUsage => ({ limit, used: n, remaining: limit === null ? null : Math.max(0, limit - n) })
-    return {
-      tenantId,
-      tier: resolved.tier,
-      bucket: options.bucket ?? null,
-      now: used.now,
-      minute: window(resolved.limits.requestsPerMinute, used.minute),
-      hour: window(resolved.limits.requestsPerHour, used.hour),
-      month: { ...window(resolved.limits.monthlyQuota, used.month), resetAt: used.monthResetAt },
-      concurrent: { limit: resolved.limits.concurrentRequests, inFlight: used.inFlight }
+    const scope = options.scope ?? 'tenant'
+    if (scope === 'tenant') return await this.tenantUsage(id, options)
+    if (options.bucket !== undefined) throw new InvalidPolicyError(`options.bucket applies to a tenant only (${scope}s have no buckets)`)
+    if (options.organizationId !== undefined) throw new InvalidPolicyError('options.organizationId applies to a tenant only')
+    if (scope === 'organization') {
+      check(OrganizationId, id, 'organizationId')
+      const store = this.requireStore()
+      const resolved = await this.resolveOrganization(id, options.tier)
+      const used = await store.usage(storeKeys(this.keyPrefix, 'organization', id, undefined))
+      return usageReport({ scope, id, organizationId: id, tier: resolved.tier, bucket: null }, resolved.limits, used)
     }
+    check(SharedBudgetName, id, 'name')
+    if (options.tier !== undefined) throw new InvalidPolicyError('options.tier does not apply to a shared route budget')
+    const store = this.requireStore()
+    const registered = this.sharedBudgets.get(id)
+    const limits = registered === undefined ? UNLIMITED_TIER : applyMultiplier(registered, this.state.multipliers.get(this.environment) ?? 1)
+    const used = await store.usage(storeKeys(this.keyPrefix, 'route', id, undefined))
+    return usageReport({ scope, id, organizationId: null, tier: null, bucket: null }, limitsToJSON(limits), used)
   }
 
-  /** Forgets every counter and lease of a tenant, in every bucket. */
-  async resetUsage (tenantId: string): Promise<void> {
-    check(TenantId, tenantId, 'tenantId')
-    await this.requireStore().resetSubject(subjectBase(this.keyPrefix, 'tenant', tenantId))
+  /**
+   * Forgets every counter and lease of a tenant, in every bucket: its own keys and those under its
+   * organization (`options.organizationId`, else the one it was last seen in). For an organization
+   * (`scope: 'organization'`): its own counters only; its tenants' stay.
+   */
+  async resetUsage (id: string, options: ResetUsageOptions = {}): Promise<void> {
+    check(ResetUsageOptionsSchema, options, 'options')
+    const store = this.requireStore()
+    if (options.scope === 'organization') {
+      if (options.organizationId !== undefined) throw new InvalidPolicyError('options.organizationId applies to a tenant only')
+      check(OrganizationId, id, 'organizationId')
+      await store.resetSubject(subjectBase(this.keyPrefix, 'organization', id))
+      await this.write(Field.orgReset(id), Date.now(), 3_600_000)
+      return
+    }
+    check(TenantId, id, 'tenantId')
+    const organizationId = options.organizationId ?? await this.organizationOf(id)
+    await store.resetSubject(subjectBase(this.keyPrefix, 'tenant', id))
+    if (organizationId !== undefined) await store.resetSubject(subjectBase(this.keyPrefix, 'tenant', id, organizationId))
     // Tell every instance, so rejections they remember for this tenant are dropped.
-    await this.write(Field.reset(tenantId), Date.now(), 3_600_000)
+    await this.write(Field.reset(id), Date.now(), 3_600_000)
   }
 
   // ---- configured tiers, recorded under the prefix ----
@@ -492,6 +640,52 @@ export class PolicyManager {
 
   // ---- internals ----
 
+  private async tenantUsage (tenantId: string, options: UsageOptions): Promise<TenantUsage> {
+    check(TenantId, tenantId, 'tenantId')
+    const store = this.requireStore()
+    const resolved = await this.resolve(tenantId, options.tier)
+    const organizationId = options.organizationId ?? await this.organizationOf(tenantId)
+    const used = await store.usage(storeKeys(this.keyPrefix, 'tenant', tenantId, options.bucket, organizationId))
+    const subject = { scope: 'tenant' as const, id: tenantId, organizationId: organizationId ?? null, tier: resolved.tier, bucket: options.bucket ?? null }
+    return usageReport(subject, resolved.limits, used)
+  }
+
+  /** The organization a tenant was last seen in: this process's memory, then any instance's record. */
+  private async organizationOf (tenantId: string): Promise<string | undefined> {
+    const seen = await this.seenOrganizations.read(tenantId)
+    return seen === undefined || seen === NO_ORGANIZATION ? undefined : seen
+  }
+
+  /** forOrganization's answer, computed: see there. */
+  private organizationAnswer (organizationId: string, requested: string | undefined): OrganizationAnswer {
+    const stored = requested === undefined ? this.state.orgTiers.get(organizationId) : undefined
+    const tier = requested !== undefined ? this.knownTier(requested) : stored !== undefined ? this.knownTier(stored) : null
+    const override = live(this.state.orgOverrides.get(organizationId))
+    const limits = this.multiply(overlayLimits(tier === null ? UNLIMITED_TIER : this.tierLimits(tier), override?.patch))
+    return {
+      requested,
+      policy: isUnlimited(limits) ? undefined : Object.freeze({ tier, limits }),
+      seenAs: requested === undefined || tier === null ? NO_TIER : tier,
+      validUntil: override?.expiresAt ?? Infinity
+    }
+  }
+
+  /** Stores an override (a tenant's or an organization's) after checking it. */
+  private async writeOverride (field: string, override: TenantOverride): Promise<void> {
+    check(OverrideSchema, override, 'override')
+    const { expiresInSeconds, ...limits } = override
+    const patch = Object.fromEntries(Object.entries(limits).map(([k, v]) => [k, v === Infinity ? null : v]))
+    if (Object.keys(patch).length === 0) throw new InvalidPolicyError('override must set at least one limit')
+    await this.write(field, patch, expiresInSeconds === undefined ? null : expiresInSeconds * 1000)
+  }
+
+  /** A tier given to resolve or usage: refused unless defined. */
+  private givenTier (tier: string | undefined): { name: string, source: 'request' } | undefined {
+    if (tier === undefined) return undefined
+    if (!this.hasTier(tier)) throw new InvalidPolicyError(`tier ${tier} is not defined`)
+    return { name: tier, source: 'request' }
+  }
+
   private hasTier (name: string): boolean {
     return this.state.runtimeTiers.has(name) || this.configuredTiers.has(name) || this.state.recordedTiers.has(name)
   }
@@ -514,15 +708,27 @@ export class PolicyManager {
    * The same order as the request path's, applied to the tenant's latest request.
    */
   private async tierOf (tenantId: string, tier: string | undefined): Promise<{ name: string, source: TierSource }> {
-    if (tier !== undefined) {
-      if (!this.hasTier(tier)) throw new InvalidPolicyError(`tier ${tier} is not defined`)
-      return { name: tier, source: 'request' }
-    }
+    const given = this.givenTier(tier)
+    if (given !== undefined) return given
     const seen = await this.seen.read(tenantId)
     if (seen !== undefined && seen !== NO_TIER) return { name: this.knownTier(seen), source: 'seen' }
     const stored = this.state.tenantTiers.get(tenantId)
     if (stored !== undefined) return { name: this.knownTier(stored), source: 'tenant' }
     return { name: this.defaultTier, source: 'default' }
+  }
+
+  /**
+   * The tier to explain or measure an organization with: the given one (refused unless defined);
+   * else the tier its extractor reported on its latest request; else its stored tier; else none.
+   */
+  private async organizationTierOf (organizationId: string, tier: string | undefined): Promise<{ name: string | null, source: OrganizationTierSource }> {
+    const given = this.givenTier(tier)
+    if (given !== undefined) return given
+    const seen = await this.seenOrganizationTiers.read(organizationId)
+    if (seen !== undefined && seen !== NO_TIER) return { name: this.knownTier(seen), source: 'seen' }
+    const stored = this.state.orgTiers.get(organizationId)
+    if (stored !== undefined) return { name: this.knownTier(stored), source: 'organization' }
+    return { name: null, source: 'none' }
   }
 
   /** A known tier for a requested name: itself, or the default tier (each unknown name logged once). */
@@ -593,4 +799,20 @@ export class PolicyManager {
 
 function expired (expiresAt: number | null): boolean {
   return expiresAt !== null && expiresAt <= Date.now()
+}
+
+/** An override still in force, or undefined. */
+function live (held: TimedPatch | undefined): TimedPatch | undefined {
+  return held !== undefined && !expired(held.expiresAt) ? held : undefined
+}
+
+function overrideReply (override: TimedPatch | undefined): (Partial<TierLimitsInput> & { expiresAt: number | null }) | null {
+  return override === undefined ? null : { ...override.patch, expiresAt: override.expiresAt }
+}
+
+/** Per limit: from the override when it sets that field, else from `otherwise`. */
+function sourcesOf<S extends string> (override: TimedPatch | undefined, otherwise: S): Record<LimitField, 'override' | S> {
+  const sources = {} as Record<LimitField, 'override' | S>
+  for (const field of LIMIT_FIELDS) sources[field] = override !== undefined && field in override.patch ? 'override' : otherwise
+  return sources
 }

@@ -34,7 +34,13 @@ export const Field = {
   shadowTier: (name: string) => `shadow:tier:${name}`,
   shadowTenant: (tenantId: string) => `shadow:tenant:${tenantId}`,
   /** A usage reset: holds nothing, but its notice makes every instance drop cached rejections. */
-  reset: (tenantId: string) => `reset:${tenantId}`
+  reset: (tenantId: string) => `reset:${tenantId}`,
+  /** An organization's override: limits for the sum of its tenants' traffic. */
+  orgOverride: (organizationId: string) => `orgOverride:${organizationId}`,
+  /** The tier of an organization whose extractor reports none. */
+  orgTier: (organizationId: string) => `orgTier:${organizationId}`,
+  /** A reset of an organization's own counters (as `reset`, for organizations). */
+  orgReset: (organizationId: string) => `orgReset:${organizationId}`
 }
 
 export class PolicyState {
@@ -46,6 +52,8 @@ export class PolicyState {
   readonly multipliers = new Map<string, number>()
   readonly tenantTiers = new Map<string, string>()
   readonly blocks = new Map<string, Block>()
+  readonly orgOverrides = new Map<string, TimedPatch>()
+  readonly orgTiers = new Map<string, string>()
   readonly shadowTiers = new Set<string>()
   readonly shadowTenants = new Set<string>()
   shadowGlobal = false
@@ -157,8 +165,10 @@ export class PolicyState {
         }
         break
       case 'override':
-        if (value === undefined) this.overrides.delete(key)
-        else this.overrides.set(key, { patch: value as Partial<TierLimitsInput>, expiresAt: entry?.expiresAt ?? null })
+        timedPatch(this.overrides, key, entry)
+        break
+      case 'orgOverride':
+        timedPatch(this.orgOverrides, key, entry)
         break
       case 'multiplier':
         if (value === undefined) this.multipliers.delete(key)
@@ -167,6 +177,10 @@ export class PolicyState {
       case 'tenantTier':
         if (value === undefined) this.tenantTiers.delete(key)
         else this.tenantTiers.set(key, value as string)
+        break
+      case 'orgTier':
+        if (value === undefined) this.orgTiers.delete(key)
+        else this.orgTiers.set(key, value as string)
         break
       case 'block':
         if (value === undefined) this.blocks.delete(key)
@@ -183,6 +197,12 @@ export class PolicyState {
 
 function sameEntry (a: StoredEntry, b: StoredEntry): boolean {
   return a.v === b.v && a.expiresAt === b.expiresAt && isDeepStrictEqual(a.value, b.value)
+}
+
+/** Holds (or drops, for a removal) one override, tenant's or organization's. */
+function timedPatch (patches: Map<string, TimedPatch>, key: string, entry: StoredEntry | undefined): void {
+  if (entry?.value === undefined) patches.delete(key)
+  else patches.set(key, { patch: entry.value as Partial<TierLimitsInput>, expiresAt: entry.expiresAt })
 }
 
 function toggle (set: Set<string>, key: string, on: boolean): void {

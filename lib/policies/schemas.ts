@@ -9,6 +9,10 @@ import { explain } from '../validation.js'
 
 export const TIER_NAME_PATTERN = '^[A-Za-z0-9_.-]{1,64}$'
 export const TenantId = Type.String({ maxLength: 1024 })
+/** Not empty: the records of where tenants were seen use '' for "no organization". */
+export const OrganizationId = Type.String({ minLength: 1, maxLength: 1024 })
+/** The name of a shared route budget, as routes name it. */
+export const SharedBudgetName = Type.String({ minLength: 1, maxLength: 256 })
 export const TierName = Type.String({ pattern: TIER_NAME_PATTERN })
 export const EnvironmentName = Type.String({ minLength: 1, maxLength: 64 })
 const Seconds = Type.Number({ exclusiveMinimum: 0, maximum: 366 * 86_400 })
@@ -23,9 +27,23 @@ export const BlockSchema = Type.Object({
   seconds: Type.Optional(Seconds),
   reason: Type.Optional(BlockReason)
 }, { additionalProperties: false })
+const BucketName = Type.String({ minLength: 1, maxLength: 256 })
+export const UsageScope = Type.Union([Type.Literal('tenant'), Type.Literal('organization'), Type.Literal('route')])
 export const UsageOptionsSchema = Type.Object({
-  bucket: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
-  tier: Type.Optional(TierName)
+  scope: Type.Optional(UsageScope),
+  bucket: Type.Optional(BucketName),
+  tier: Type.Optional(TierName),
+  organizationId: Type.Optional(OrganizationId)
+}, { additionalProperties: false })
+/** A tenant's usage, over HTTP: the options that apply to a tenant. */
+export const TenantUsageQuery = Type.Object({
+  bucket: Type.Optional(BucketName),
+  tier: Type.Optional(TierName),
+  organizationId: Type.Optional(OrganizationId)
+}, { additionalProperties: false })
+export const ResetUsageOptionsSchema = Type.Object({
+  scope: Type.Optional(Type.Union([Type.Literal('tenant'), Type.Literal('organization')])),
+  organizationId: Type.Optional(OrganizationId)
 }, { additionalProperties: false })
 export const ShadowScopeSchema = Type.Union([
   Type.Object({ scope: Type.Literal('global') }, { additionalProperties: false }),
@@ -34,19 +52,24 @@ export const ShadowScopeSchema = Type.Union([
 ])
 export { TierLimitsSchema }
 
+const StoredOverride = Type.Object(PartialTierLimitsSchema.properties, { additionalProperties: false, minProperties: 1 })
+
 /**
  * What the value of a stored entry may be, by kind (the field's text before its first colon): what
  * the writes above store, with `null` for an unlimited limit. A reset only drops caches: any value.
  */
 const STORED_VALUES: ReadonlyMap<string, TSchema> = new Map<string, TSchema>([
   ['tier', TierLimitsSchema],
-  ['override', Type.Object(PartialTierLimitsSchema.properties, { additionalProperties: false, minProperties: 1 })],
+  ['override', StoredOverride],
+  ['orgOverride', StoredOverride],
   ['multiplier', MultiplierSchema],
   ['tenantTier', TierName],
+  ['orgTier', TierName],
   ['configuredTier', Type.Object({ limits: TierLimitsSchema, by: Type.String({ maxLength: 256 }) }, { additionalProperties: false })],
   ['block', Type.Object({ reason: Type.Optional(Type.Union([BlockReason, Type.Null()])) }, { additionalProperties: false })],
   ['shadow', Type.Literal(true)],
-  ['reset', Type.Unknown()]
+  ['reset', Type.Unknown()],
+  ['orgReset', Type.Unknown()]
 ])
 
 /** The stored form of every entry: a positive whole version, an expiry time or null, a value. */

@@ -1,13 +1,16 @@
-// The tier each tenant's extractor reported on its latest request, so that usage() and resolve()
-// without a tier report the limits a tenant is really held to. The request path pays one Map lookup
-// and a compare; only a change is written to Redis, batched (at most one write per tenant per
-// flush period), pipelined and never awaited by a request.
+// What each tenant's extractor reported on its latest request (its tier; the same class also keeps a
+// tenant's organization and an organization's tier), so that usage() and resolve() without a tier
+// report what a subject is really held to. The request path pays one Map lookup and a compare; only
+// a change is written to Redis, batched (at most one write per id per flush period), pipelined and
+// never awaited by a request.
 import type { FastifyBaseLogger } from 'fastify'
 import { withDeadline } from '../deadline.js'
 import type { RedisClient } from '../store/lua-script.js'
 
 /** The extractor reported no tier: the stored tenant tier or the default tier applies. */
 export const NO_TIER = ''
+/** The extractor reported no organization: the tenant's keys are its own. */
+export const NO_ORGANIZATION = ''
 
 /** Above this many tenants the local map starts again (Redis still holds what was written). */
 const MAX_TENANTS = 50_000
@@ -31,9 +34,11 @@ export class SeenTiers {
 
   constructor (
     private readonly client: RedisClient | undefined,
-    /** The Redis hash: tenant id → tier name (a field name holds any id as it is). */
+    /** The Redis hash: id → what was seen (a field name holds any id as it is). */
     readonly key: string,
-    private readonly log: Pick<FastifyBaseLogger, 'warn'> | undefined
+    private readonly log: Pick<FastifyBaseLogger, 'warn'> | undefined,
+    /** What is recorded, for the log: `the tiers tenants were seen with`. */
+    private readonly what = 'the tiers tenants were seen with'
   ) {}
 
   /** Request path: remembers the tier a tenant's extractor reported (NO_TIER: none). */
@@ -98,6 +103,6 @@ export class SeenTiers {
     for (const [tenantId, tier] of batch) if (this.latest.get(tenantId) === tier) this.latest.delete(tenantId)
     if (this.failing) return
     this.failing = true
-    this.log?.warn({ err }, 'rate limiting: could not record the tiers tenants were seen with; usage() may report an older tier until Redis answers')
+    this.log?.warn({ err }, `rate limiting: could not record ${this.what}; usage() may report older ones until Redis answers`)
   }
 }
