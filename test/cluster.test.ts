@@ -76,7 +76,7 @@ t.test('on a three-master Redis Cluster', async t => {
       }
       return { apps, prefix }
     }
-    levelsHttpSuite(t, onCluster, 2)
+    levelsHttpSuite(t, onCluster, 2, false)
   })
 
   t.test("an organization's tenants share its slot; a shared budget lives in its own, reserved first and given back on a refusal", async t => {
