@@ -18,7 +18,12 @@ import { startPrivateCluster } from './bench/cluster.mjs'
 import { freePort, waitForRedis } from './loopback-redis.mjs'
 
 const { values } = parseArgs({
-  options: { turns: { type: 'string', default: '2000' }, against: { type: 'string' }, rounds: { type: 'string', default: '3' } }
+  options: {
+    turns: { type: 'string', default: '2000' },
+    against: { type: 'string' },
+    rounds: { type: 'string', default: '3' },
+    only: { type: 'string' }
+  }
 })
 const TURNS = Number(values.turns)
 /** What the cost probes use of a build: the store, its key builder and its admit script. */
@@ -37,26 +42,34 @@ const PER_TURN = 16
 const LIMITS = { requestsPerMinute: 1e9, requestsPerHour: 1e9, concurrentRequests: 10_000, monthlyQuota: 1e12 }
 
 /** `turns` event-loop turns of PER_TURN admissions each, every lease given back after its answer. */
-async function traffic (lib, store, tenantOf, turns) {
+async function traffic (lib, store, tenantOf, turns, withLevels) {
   let id = 0
+  // The levels shape: the tenant's organization and a shared route budget, with the tenant's limits.
+  const org = withLevels ? lib.storeKeys('cost', 'organization', 'org', undefined) : undefined
+  const route = withLevels ? lib.storeKeys('cost', 'route', 'budget', undefined) : undefined
+  const levels = withLevels ? [{ scope: 'organization', keys: org, limits: LIMITS }, { scope: 'route', keys: route, limits: LIMITS }] : undefined
   for (let turn = 0; turn < turns; turn++) {
     await Promise.all(Array.from({ length: PER_TURN }, async () => {
-      const keys = lib.storeKeys('cost', 'tenant', tenantOf(), undefined)
+      const keys = lib.storeKeys('cost', 'tenant', tenantOf(), undefined, withLevels ? 'org' : undefined)
       const leaseId = 'l' + (++id)
-      await store.admit({ keys, cost: 1, limits: LIMITS, leaseId })
+      await store.admit({ keys, cost: 1, limits: LIMITS, leaseId, levels })
       store.release(keys, leaseId)
+      if (withLevels) {
+        store.release(org, leaseId)
+        store.release(route, leaseId)
+      }
     }))
   }
   await new Promise(resolve => setTimeout(resolve, 50)) // the last releases go out
 }
 
 /** Warms up (every tenant touched, scripts loaded), then measures `TURNS` turns; returns µs per admission. */
-async function measure (label, client, nodes, tenantOf, { name, lib }) {
+async function measure (label, client, nodes, tenantOf, { name, lib }, withLevels) {
   for (const node of nodes) await node.flushall()
   const store = new lib.RedisStore({ client })
-  await traffic(lib, store, tenantOf, 2500)
+  await traffic(lib, store, tenantOf, 2500, withLevels)
   for (const node of nodes) await node.config('RESETSTAT')
-  await traffic(lib, store, tenantOf, TURNS)
+  await traffic(lib, store, tenantOf, TURNS, withLevels)
   const totals = new Map()
   for (const node of nodes) {
     for (const [, command, calls, usec] of (await node.info('commandstats')).matchAll(/cmdstat_(\w+):calls=(\d+),usec=(\d+)/g)) {
@@ -97,10 +110,11 @@ async function fixedCost (redis) {
 
 const results = new Map()
 /** Every build measured on one shape, alternately, ROUNDS times. */
-async function compare (label, client, nodes, tenantOf) {
+async function compare (label, client, nodes, tenantOf, withLevels = false) {
+  if (values.only !== undefined && !label.includes(values.only)) return
   for (let round = 0; round < ROUNDS; round++) {
     for (const build of round % 2 === 0 ? builds : [...builds].reverse()) {
-      const us = await measure(label, client, nodes, tenantOf, build)
+      const us = await measure(label, client, nodes, tenantOf, build, withLevels)
       const key = `${label} | ${build.name}`
       results.set(key, [...(results.get(key) ?? []), us])
     }
@@ -117,11 +131,12 @@ try {
   const redis = new Redis({ port })
   await compare('one busy tenant, one Redis', redis, [redis], () => 'hot')
   await compare('10,000 tenants, one Redis', redis, [redis], random10k)
-  await fixedCost(redis)
+  await compare('one busy tenant with its organization and a shared route budget, one Redis', redis, [redis], () => 'hot', true)
+  if (values.only === undefined) await fixedCost(redis)
   redis.disconnect()
 
-  cluster = await startPrivateCluster()
-  await compare('10,000 tenants, three-master Cluster', cluster.client, cluster.client.nodes('master'), random10k)
+  if (values.only === undefined || 'three-master Cluster'.includes(values.only)) cluster = await startPrivateCluster()
+  if (cluster !== undefined) await compare('10,000 tenants, three-master Cluster', cluster.client, cluster.client.nodes('master'), random10k)
   console.log('\nRedis µs per admission (commands outside scripts, plus scripts with what they run), per round:')
   for (const [key, rounds] of results) console.log(`  ${key}: ${rounds.map(us => us.toFixed(1)).join(', ')}`)
 } finally {

@@ -18,6 +18,10 @@ const app = Fastify()
 // Options: known names and value types only.
 await app.register(rateLimiting, { keyPrefix: 'svc', failMode: 'closed', headers: 'compact', tiers: { gold: { requestsPerMinute: 100, requestsPerHour: null, concurrentRequests: 5, monthlyQuota: 1000 } } })
 await app.register(rateLimiting, { redis: new Redis({ lazyConnect: true }), tenantExtractor: (request) => ({ tenantId: String(request.headers['x-tenant']), tier: 'gold' }) })
+// An organization above the tenant.
+await app.register(rateLimiting, { tenantExtractor: () => ({ tenantId: 'team-a', tier: 'gold', organizationId: 'acme', organizationTier: 'enterprise' }) })
+// @ts-expect-error an organization id is a string
+await app.register(rateLimiting, { tenantExtractor: () => ({ tenantId: 'team-a', organizationId: 42 }) })
 // @ts-expect-error a misspelt option
 await app.register(rateLimiting, { keyPrefx: 'svc' })
 // @ts-expect-error failMode is 'open' or 'closed'
@@ -35,6 +39,9 @@ expectType<Equal<typeof app.rateLimitStore, RateLimitStore>>()
 
 // Route config: a boolean or the route's settings; wrong value types fail.
 app.get('/off', { config: { rateLimit: false } }, async () => ({}))
+app.post('/render', { config: { rateLimit: { shared: { name: 'renderer', concurrentRequests: 8 } } } }, async () => ({}))
+// @ts-expect-error a shared budget's limits are numbers
+app.post('/render2', { config: { rateLimit: { shared: { concurrentRequests: '8' } } } }, async () => ({}))
 app.get('/export', { config: { rateLimit: { cost: 5, bucket: 'export', limits: { requestsPerMinute: 2 } } } }, async () => ({}))
 // @ts-expect-error cost is a number
 app.get('/a', { config: { rateLimit: { cost: '5' } } }, async () => ({}))
@@ -64,6 +71,8 @@ app.get('/d', async (request) => {
   expectType<Equal<typeof context.tier, string>>()
   // @ts-expect-error the context is read-only
   context.cost = 2
+  expectType<Equal<typeof context.organizationId, string | undefined>>()
+  expectType<Equal<NonNullable<typeof context.decision>['scope'], 'tenant' | 'organization' | 'route' | undefined>>()
   return { left: context.decision?.minute.remaining }
 })
 

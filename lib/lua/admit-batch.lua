@@ -156,48 +156,39 @@ local function check (countersKey, leasesKey, monthKey, termsText, leaseId, rele
   if termsText == '' then return 'R' end
   local terms = terms_of(termsText)
   if terms == nil then error('malformed terms ' .. termsText) end
-  local c = {
-    countersKey = countersKey, leasesKey = leasesKey, leaseId = leaseId,
-    cost = terms[1], limM = terms[2], limH = terms[3], limQ = terms[4], limC = terms[5], limB = terms[6],
-    peek = terms[7] == 1 or terms[7] == 3
-  }
-  local cost, limM, limH, limQ, limC, limB = c.cost, c.limM, c.limH, c.limQ, c.limC, c.limB
+  local cost, limM, limH, limQ, limC, limB = terms[1], terms[2], terms[3], terms[4], terms[5], terms[6]
 
   local st = counters_open(countersKey)
   -- The subject's month is counted in its shared counters; a bucket cap in the bucket's own. (For the
   -- shared bucket both are one hash: a cap there holds the subject's count to it.)
   local mt = st
   if monthKey ~= countersKey then mt = counters_open(monthKey) end
-  c.st, c.mt = st, mt
-  c.countQ = limQ >= 0 or (limB >= 0 and mt == st)
-  c.countB = limB >= 0 and mt ~= st
-  c.usedQ = tonumber(mt.month) or 0
-  c.usedB = mt == st and c.usedQ or tonumber(st.month) or 0
-  c.usedM, c.usedH = 0, 0
-  if limM >= 0 then c.usedM, c.staleM = window_used(countersKey, minute, st.sumM, st.oldestM) end
-  if limH >= 0 then c.usedH, c.staleH = window_used(countersKey, hour, st.sumH, st.oldestH) end
+  local usedQ = tonumber(mt.month) or 0
+  local usedB = mt == st and usedQ or tonumber(st.month) or 0
+  local usedM, staleM, usedH, staleH = 0, nil, 0, nil
+  if limM >= 0 then usedM, staleM = window_used(countersKey, minute, st.sumM, st.oldestM) end
+  if limH >= 0 then usedH, staleH = window_used(countersKey, hour, st.sumH, st.oldestH) end
 
   local reason, retry = 0, 0
-  if (limQ >= 0 and c.usedQ + cost > limQ) or (limB >= 0 and c.usedB + cost > limB) then
+  if (limQ >= 0 and usedQ + cost > limQ) or (limB >= 0 and usedB + cost > limB) then
     reason, retry = 3, monthEnd - now
   end
-  if limH >= 0 and c.usedH + cost > limH then
+  if limH >= 0 and usedH + cost > limH then
     if reason == 0 then reason = 1 end
-    retry = math.max(retry, window_wait(countersKey, hour, now, c.usedH + cost - limH, st.bucketH))
+    retry = math.max(retry, window_wait(countersKey, hour, now, usedH + cost - limH, st.bucketH))
   end
-  if limM >= 0 and c.usedM + cost > limM then
+  if limM >= 0 and usedM + cost > limM then
     if reason == 0 then reason = 1 end
-    retry = math.max(retry, window_wait(countersKey, minute, now, c.usedM + cost - limM, st.bucketM))
+    retry = math.max(retry, window_wait(countersKey, minute, now, usedM + cost - limM, st.bucketM))
   end
 
-  c.inFlight = 0
+  local inFlight, ls = 0, nil
   if limC >= 0 then
-    local ls = leases[leasesKey]
+    ls = leases[leasesKey]
     if ls == nil then
       ls = leases_open(leasesKey)
       leases[leasesKey] = ls
     end
-    c.ls = ls
     if ls.count + 1 > limC then
       -- Only a full hash is swept for leases of crashed processes (time in proportion to the
       -- requests in flight, on rejections at the limit).
@@ -209,10 +200,16 @@ local function check (countersKey, leasesKey, monthKey, termsText, leaseId, rele
         retry = math.max(retry, earliest == nil and 1000 or math.min(1000, earliest - now))
       end
     end
-    c.inFlight = ls.count
+    inFlight = ls.count
   end
-  c.reason, c.retry = reason, retry
-  return c
+  -- One constructor: the table is sized once (growing it field by field rehashes it five times).
+  return {
+    countersKey = countersKey, leaseId = leaseId, st = st, mt = mt, ls = ls,
+    cost = cost, limM = limM, limH = limH, limC = limC, limB = limB, peek = terms[7] == 1 or terms[7] == 3,
+    countQ = limQ >= 0 or (limB >= 0 and mt == st), countB = limB >= 0 and mt ~= st,
+    usedQ = usedQ, usedB = usedB, usedM = usedM, staleM = staleM, usedH = usedH, staleH = staleH,
+    reason = reason, retry = retry, inFlight = inFlight
+  }
 end
 
 -- The line of a level not taken: refused (by itself, or with reason 0 by another level of its
@@ -290,28 +287,8 @@ local function commit (c)
   return '0 0 ' .. nowText .. ' ' .. textM .. ' ' .. textH .. ' ' .. textQ .. ' ' .. text(inFlight) .. ' ' .. textB
 end
 
--- One request: items first..last are its levels. Every level is checked before any is taken: the
--- request is admitted only when all of them admit it, and then every level takes it.
-local function decide (first, last, lines)
-  local checks, failure = {}, nil
-  for i = first, last do
-    local ok, c = pcall(check, KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1])
-    if not ok then
-      failure = 'E ' .. (type(c) == 'table' and tostring(c.err) or tostring(c)):gsub('\n', ' ')
-      break
-    end
-    checks[i] = c
-  end
-  if failure ~= nil then
-    -- A level that fails fails its whole request; nothing of it was taken.
-    for i = first, last do lines[i] = failure end
-    return
-  end
-  local admitted = true
-  for i = first, last do
-    local c = checks[i]
-    if c ~= 'R' and c.reason ~= 0 then admitted = false end
-  end
+-- The lines of a request's checked levels: each taken when all admitted it, else as it stands.
+local function conclude (first, last, checks, admitted, lines)
   for i = first, last do
     local c = checks[i]
     if c == 'R' then
@@ -324,6 +301,35 @@ local function decide (first, last, lines)
       lines[i] = commit(c)
     end
   end
+end
+
+-- One request: items first..last are its levels. Every level is checked before any is taken: the
+-- request is admitted only when all of them admit it, and then every level takes it.
+local function decide (first, last, lines)
+  local checks, failure = {}, nil
+  for i = first, last do
+    local ok, c = pcall(check, KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1])
+    if not ok then
+      failure = c
+      break
+    end
+    checks[i] = c
+  end
+  local admitted = failure == nil
+  if admitted then
+    for i = first, last do
+      local c = checks[i]
+      if c ~= 'R' and c.reason ~= 0 then admitted = false end
+    end
+  end
+  if failure == nil then
+    local ok, err = pcall(conclude, first, last, checks, admitted, lines)
+    if ok then return end
+    failure = err
+  end
+  -- A level that fails fails its whole request.
+  local line = 'E ' .. (type(failure) == 'table' and tostring(failure.err) or tostring(failure)):gsub('\n', ' ')
+  for i = first, last do lines[i] = line end
 end
 
 -- Each request on its own: one that fails (a foreign value under its keys) fails alone.

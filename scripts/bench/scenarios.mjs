@@ -109,7 +109,7 @@ export const PAIRS = Object.freeze([
 ])
 
 /** Scenarios whose Redis commands per request are counted after the throughput rounds. */
-export const COMMAND_COUNT_SCENARIOS = Object.freeze(['redis', 'redis-over-limit', 'frl-redis', 'rlf-redis'])
+export const COMMAND_COUNT_SCENARIOS = Object.freeze(['redis', 'redis-levels', 'redis-over-limit', 'frl-redis', 'rlf-redis'])
 
 export const NOT_MEASURED = Object.freeze([
   {
