@@ -13,10 +13,18 @@ export interface OrganizationIdentity {
   readonly organizationTier?: string
 }
 
+/** Organizations whose level is kept ready (about 10 MB at most). */
+const MAX_ORGANIZATIONS = 50_000
+
 export class LevelResolver {
   private readonly keys: KeyCache
   /** Per shared budget, its level for the limits it was last held to (the environment multiplier may change). */
   private readonly routeLevels = new WeakMap<SharedBudget, AdmitLevel>()
+  /** Per organization, its level for the policy it was last held to: the request path allocates none. */
+  private readonly organizationLevels = new Map<string, AdmitLevel>()
+  /** The levels of an organization and a route together, once per pair. */
+  private readonly pairs = new WeakMap<AdmitLevel, WeakMap<AdmitLevel, AdmitLevel[]>>()
+  private readonly singles = new WeakMap<AdmitLevel, AdmitLevel[]>()
 
   constructor (keyPrefix: string, private readonly policies: PolicyManager) {
     this.keys = new KeyCache(keyPrefix)
@@ -43,19 +51,49 @@ export class LevelResolver {
     }
   }
 
-  /** The levels above a subject (undefined: none), the organization's before the route's. */
-  levelsOf (organization: OrganizationIdentity | undefined, shared: SharedBudget | undefined): AdmitLevel[] | undefined {
+  /**
+   * The levels above a subject (undefined: none), the organization's before the route's. The same
+   * array for the same levels: callers never change it.
+   */
+  levelsOf (organization: OrganizationIdentity | undefined, shared: SharedBudget | undefined): readonly AdmitLevel[] | undefined {
     const organizationId = organization?.organizationId
     const org = organizationId === undefined ? undefined : this.organizationLevel(organizationId, organization?.organizationTier)
     const route = shared === undefined ? undefined : this.routeLevel(shared)
-    if (org === undefined) return route === undefined ? undefined : [route]
-    return route === undefined ? [org] : [org, route]
+    if (org === undefined) return route === undefined ? undefined : this.single(route)
+    if (route === undefined) return this.single(org)
+    let byRoute = this.pairs.get(org)
+    if (byRoute === undefined) {
+      byRoute = new WeakMap()
+      this.pairs.set(org, byRoute)
+    }
+    let pair = byRoute.get(route)
+    if (pair === undefined) {
+      pair = [org, route]
+      byRoute.set(route, pair)
+    }
+    return pair
+  }
+
+  private single (level: AdmitLevel): AdmitLevel[] {
+    let one = this.singles.get(level)
+    if (one === undefined) {
+      one = [level]
+      this.singles.set(level, one)
+    }
+    return one
   }
 
   private organizationLevel (organizationId: string, tier: string | undefined): AdmitLevel | undefined {
     const policy = this.policies.forOrganization(organizationId, tier)
     if (policy === undefined) return undefined
-    return { scope: 'organization', keys: this.keys.get('organization', organizationId, undefined), limits: policy.limits }
+    let level = this.organizationLevels.get(organizationId)
+    if (level === undefined || level.limits !== policy.limits) {
+      // Bounded as the key cache is: past it, organizations are looked up afresh.
+      if (this.organizationLevels.size >= MAX_ORGANIZATIONS) this.organizationLevels.clear()
+      level = { scope: 'organization', keys: this.keys.get('organization', organizationId, undefined), limits: policy.limits }
+      this.organizationLevels.set(organizationId, level)
+    }
+    return level
   }
 
   private routeLevel (shared: SharedBudget): AdmitLevel {

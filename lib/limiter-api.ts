@@ -77,7 +77,7 @@ interface Call {
   readonly keys: StoreKeys
   readonly policy: RequestPolicy
   /** The organization's level, when the tenant has one with limits. */
-  readonly levels: AdmitLevel[] | undefined
+  readonly levels: readonly AdmitLevel[] | undefined
 }
 
 export class LimiterApi implements RateLimiter {

@@ -58,14 +58,9 @@ export function decisionOf (outcome: AdmitOutcome, limits: TierLimits, bucketQuo
   }
 }
 
-/** Of the levels' states of one window, the one with the least left (the first on a tie). */
-function tightest (windows: readonly WindowState[]): WindowState {
-  let out = windows[0]
-  for (let i = 1; i < windows.length; i++) {
-    const w = windows[i]
-    if (w.limit !== Infinity && (out.limit === Infinity || w.remaining < out.remaining)) out = w
-  }
-  return out
+/** The tighter of two states of one window: the one with less left (`a` on a tie). */
+function tighter (a: WindowState, b: WindowState): WindowState {
+  return b.limit !== Infinity && (a.limit === Infinity || b.remaining < a.remaining) ? b : a
 }
 
 /**
@@ -75,27 +70,22 @@ function tightest (windows: readonly WindowState[]): WindowState {
  * the concurrency report the tightest level's numbers.
  */
 export function combineLevels (scopes: readonly Scope[], decisions: readonly Decision[]): Decision {
+  const first = decisions[0]
   let refusing = -1
+  let { minute, hour, month, concurrent } = first
+  const levels: LevelState[] = []
   for (let i = 0; i < decisions.length; i++) {
-    if (!decisions[i].allowed && (refusing === -1 || decisions[i].retryAfterMs > decisions[refusing].retryAfterMs)) refusing = i
-  }
-  const levels: LevelState[] = decisions.map((d, i) => ({ scope: scopes[i], reason: d.reason, minute: d.minute, hour: d.hour, month: d.month, concurrent: d.concurrent }))
-  let concurrent = decisions[0].concurrent
-  for (const d of decisions) {
+    const d = decisions[i]
+    if (!d.allowed && (refusing === -1 || d.retryAfterMs > decisions[refusing].retryAfterMs)) refusing = i
+    levels.push({ scope: scopes[i], reason: d.reason, minute: d.minute, hour: d.hour, month: d.month, concurrent: d.concurrent })
+    if (i === 0) continue
+    minute = tighter(minute, d.minute)
+    hour = tighter(hour, d.hour)
+    month = tighter(month, d.month)
     const c = d.concurrent
     if (c.limit !== Infinity && (concurrent.limit === Infinity || c.limit - c.inFlight < concurrent.limit - concurrent.inFlight)) concurrent = c
   }
-  const refused = refusing === -1 ? undefined : decisions[refusing]
-  return {
-    allowed: refused === undefined,
-    reason: refused?.reason,
-    retryAfterMs: refused?.retryAfterMs ?? 0,
-    now: decisions[0].now,
-    minute: tightest(levels.map(l => l.minute)),
-    hour: tightest(levels.map(l => l.hour)),
-    month: tightest(levels.map(l => l.month)),
-    concurrent,
-    ...(refused === undefined ? {} : { scope: scopes[refusing] }),
-    levels
-  }
+  if (refusing === -1) return { allowed: true, reason: undefined, retryAfterMs: 0, now: first.now, minute, hour, month, concurrent, levels }
+  const refused = decisions[refusing]
+  return { allowed: false, reason: refused.reason, retryAfterMs: refused.retryAfterMs, now: first.now, minute, hour, month, concurrent, scope: scopes[refusing], levels }
 }

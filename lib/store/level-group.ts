@@ -31,8 +31,47 @@ export interface GroupOwner {
   release: (keys: StoreKeys, leaseId: string) => void
 }
 
+/** One level's item of a group: its answer goes to the group, by index. */
+class LevelItem implements BatchItem {
+  readonly counters: string
+  readonly leases: string
+  readonly month: string
+  readonly terms: string
+  readonly leaseId: string
+  readonly releasing: string
+  readonly joinsNext: boolean
+
+  constructor (
+    private readonly group: LevelGroup,
+    private readonly index: number,
+    readonly keys: StoreKeys,
+    terms: string,
+    leaseId: string,
+    /** Lease ids that ride along (given back first), if any. */
+    readonly released: string[] | undefined,
+    joinsNext: boolean,
+    readonly clock: number
+  ) {
+    this.counters = keys.counters
+    this.leases = keys.leases
+    this.month = keys.month
+    this.terms = terms
+    this.leaseId = leaseId
+    this.releasing = released === undefined ? '' : releasingArg(released)
+    this.joinsNext = joinsNext
+  }
+
+  resolve (line: string): void {
+    this.group.line(this.index, line)
+  }
+
+  reject (err: unknown): void {
+    this.group.itemFailed(this, err)
+  }
+}
+
 export class LevelGroup {
-  readonly items: BatchItem[]
+  readonly items: LevelItem[]
   private readonly outcomes: AdmitOutcome[] = []
   private waiting: number
   private failed = false
@@ -48,28 +87,14 @@ export class LevelGroup {
     private readonly fail: (err: unknown) => void
   ) {
     const peek = request.peek === true
+    const last = levels.length - 1
     this.waiting = levels.length
-    this.items = levels.map((level, i) => {
-      const released = owner.takeUnsentReleases(level.keys)
-      return {
-        counters: level.keys.counters,
-        leases: level.keys.leases,
-        month: level.keys.month,
-        terms: terms.terms(level.limits, request.cost, level.bucketQuota, peek, i < levels.length - 1),
-        leaseId: request.leaseId,
-        releasing: released === undefined ? '' : releasingArg(released),
-        joinsNext: i < levels.length - 1,
-        clock,
-        resolve: (line: string) => this.line(i, line),
-        reject: (err: unknown) => {
-          if (released !== undefined) owner.releasesFailed(level.keys, released, err)
-          this.error(err)
-        }
-      }
-    })
+    this.items = levels.map((level, i) => new LevelItem(this, i, level.keys,
+      terms.terms(level.limits, request.cost, level.bucketQuota, peek, i < last), request.leaseId,
+      owner.takeUnsentReleases(level.keys), i < last, clock))
   }
 
-  private line (i: number, line: string): void {
+  line (i: number, line: string): void {
     const outcome = readOutcome(line)
     if (outcome === undefined) {
       this.error(new StoreReplyError(line))
@@ -84,8 +109,13 @@ export class LevelGroup {
     // The request went on without this answer (failMode): leases granted now would never go back.
     const { leaseId } = this.request
     if (leaseId !== '' && this.outcomes.every(o => o[0] === 0)) {
-      this.levels.forEach((level, at) => { if (level.limits.concurrentRequests !== Infinity && this.outcomes[at] !== undefined) this.owner.release(level.keys, leaseId) })
+      this.levels.forEach(level => { if (level.limits.concurrentRequests !== Infinity) this.owner.release(level.keys, leaseId) })
     }
+  }
+
+  itemFailed (item: LevelItem, err: unknown): void {
+    if (item.released !== undefined) this.owner.releasesFailed(item.keys, item.released, err)
+    this.error(err)
   }
 
   private error (err: unknown): void {

@@ -73,6 +73,7 @@ export const SCENARIOS = Object.freeze([
   { name: 'baseline-redis-1conn', label: 'the baseline build, Redis (one tenant), one connection', kind: 'plugin', store: 'redis', connections: 1, baseline: true },
   { name: 'baseline-redis-over-limit', label: 'the baseline build, Redis, tenant over its minute limit', kind: 'plugin', store: 'redis', tier: 'bench-over', expect: 'reject', baseline: true },
   { name: 'baseline-memory', label: 'the baseline build, memory store', kind: 'plugin', store: 'memory', baseline: true },
+  { name: 'baseline-redis-levels', label: 'the baseline build, Redis (one tenant) in an organization with limits, on a route with a shared budget', kind: 'plugin', store: 'redis', levels: true, baseline: true },
   { name: 'baseline-redis-settle', label: 'the baseline build, Redis (one tenant), a cost function and a settle per request', kind: 'plugin', store: 'redis', settle: true, baseline: true }
 ].map((s) => Object.freeze({ expect: 'ok', ...s })))
 
@@ -105,6 +106,7 @@ export const PAIRS = Object.freeze([
   ['redis-1conn', 'baseline-redis-1conn', 'this build ÷ the baseline build, Redis, one connection'],
   ['redis-over-limit', 'baseline-redis-over-limit', 'this build ÷ the baseline build, Redis, tenant over its minute limit'],
   ['memory', 'baseline-memory', 'this build ÷ the baseline build, memory store'],
+  ['redis-levels', 'baseline-redis-levels', 'this build ÷ the baseline build, an organization and a shared route budget on every request'],
   ['redis-settle', 'baseline-redis-settle', 'this build ÷ the baseline build, a cost function and a settle per request']
 ])
 
