@@ -12,7 +12,7 @@ import { commandCalls, privateRedis, REDIS_URL, sharedRedis, uniquePrefix } from
 import { limits } from './helpers/stores.js'
 
 t.test('the admit script is pinned: a change to it is a deliberate change of this SHA', async t => {
-  t.equal(ADMIT_SCRIPT.sha, '2de5cbf24f9ef176352069cd9e63b6b789933ec3')
+  t.equal(ADMIT_SCRIPT.sha, 'dc257736384c97b6c4c185addd80eabdffc24f3f')
   t.equal(ADMIT_SCRIPT.numberOfKeys, undefined, 'three keys per item of a batch: callers say how many')
   t.match(ADMIT_SCRIPT.source, /^--\[\[\nadmit-batch\.lua/)
 })

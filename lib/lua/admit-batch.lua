@@ -145,10 +145,14 @@ local function joins_next (terms)
   return terms ~= nil and type(terms[7]) == 'number' and terms[7] >= 2
 end
 
+-- The checks of the request being decided, by level position (1: its subject), reused request after
+-- request: a level's check is concluded before the next request is checked.
+local checks = {}
+
 -- One level of a request, checked: what it holds now and whether the request fits it. Nothing is
 -- taken (only buckets that have left a window are found, and expired leases swept). Returns the
 -- check, or 'R' for an item that only gives leases back.
-local function check (countersKey, leasesKey, monthKey, termsText, leaseId, releasing)
+local function check (position, countersKey, leasesKey, monthKey, termsText, leaseId, releasing)
   if releasing ~= '' then
     local ids = string.byte(releasing) == 91 and cjson.decode(releasing) or { releasing } -- '[': several
     leases_give_back(leasesKey, leases[leasesKey], ids, leaseKeepMs)
@@ -202,14 +206,18 @@ local function check (countersKey, leasesKey, monthKey, termsText, leaseId, rele
     end
     inFlight = ls.count
   end
-  -- One constructor: the table is sized once (growing it field by field rehashes it five times).
-  return {
-    countersKey = countersKey, leaseId = leaseId, st = st, mt = mt, ls = ls,
-    cost = cost, limM = limM, limH = limH, limC = limC, limB = limB, peek = terms[7] == 1 or terms[7] == 3,
-    countQ = limQ >= 0 or (limB >= 0 and mt == st), countB = limB >= 0 and mt ~= st,
-    usedQ = usedQ, usedB = usedB, usedM = usedM, staleM = staleM, usedH = usedH, staleH = staleH,
-    reason = reason, retry = retry, inFlight = inFlight
-  }
+  -- The check goes into the table kept for this level position: the batch allocates none per request.
+  local c = checks[position]
+  if type(c) ~= 'table' then -- none yet, or 'R' (an item that only gave leases back)
+    c = {}
+    checks[position] = c
+  end
+  c.countersKey, c.leaseId, c.st, c.mt, c.ls = countersKey, leaseId, st, mt, ls
+  c.cost, c.limM, c.limH, c.limC, c.limB, c.peek = cost, limM, limH, limC, limB, terms[7] == 1 or terms[7] == 3
+  c.countQ, c.countB = limQ >= 0 or (limB >= 0 and mt == st), limB >= 0 and mt ~= st
+  c.usedQ, c.usedB, c.usedM, c.staleM, c.usedH, c.staleH = usedQ, usedB, usedM, staleM, usedH, staleH
+  c.reason, c.retry, c.inFlight = reason, retry, inFlight
+  return c
 end
 
 -- The line of a level not taken: refused (by itself, or with reason 0 by another level of its
@@ -287,10 +295,11 @@ local function commit (c)
   return '0 0 ' .. nowText .. ' ' .. textM .. ' ' .. textH .. ' ' .. textQ .. ' ' .. text(inFlight) .. ' ' .. textB
 end
 
--- The lines of a request's checked levels: each taken when all admitted it, else as it stands.
-local function conclude (first, last, checks, admitted, lines)
-  for i = first, last do
-    local c = checks[i]
+-- The lines of a request's checked levels (positions 1..count, items first..): each taken when all
+-- admitted it, else as it stands.
+local function conclude (first, count, admitted, lines)
+  for p = 1, count do
+    local c, i = checks[p], first + p - 1
     if c == 'R' then
       lines[i] = 'R'
     elseif not admitted then
@@ -306,24 +315,18 @@ end
 -- One request: items first..last are its levels. Every level is checked before any is taken: the
 -- request is admitted only when all of them admit it, and then every level takes it.
 local function decide (first, last, lines)
-  local checks, failure = {}, nil
+  local failure, admitted = nil, true
   for i = first, last do
-    local ok, c = pcall(check, KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1])
+    local p = i - first + 1
+    local ok, c = pcall(check, p, KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1])
     if not ok then
       failure = c
       break
     end
-    checks[i] = c
-  end
-  local admitted = failure == nil
-  if admitted then
-    for i = first, last do
-      local c = checks[i]
-      if c ~= 'R' and c.reason ~= 0 then admitted = false end
-    end
+    if c == 'R' then checks[p] = 'R' elseif c.reason ~= 0 then admitted = false end
   end
   if failure == nil then
-    local ok, err = pcall(conclude, first, last, checks, admitted, lines)
+    local ok, err = pcall(conclude, first, last - first + 1, admitted, lines)
     if ok then return end
     failure = err
   end
@@ -332,13 +335,28 @@ local function decide (first, last, lines)
   for i = first, last do lines[i] = line end
 end
 
+-- A request of one level (most are): checked and concluded in one protected call.
+local function admit_alone (countersKey, leasesKey, monthKey, termsText, leaseId, releasing)
+  local c = check(1, countersKey, leasesKey, monthKey, termsText, leaseId, releasing)
+  if c == 'R' then return 'R' end
+  if c.reason ~= 0 then return untaken_line(c) end
+  if c.peek then return peek_line(c) end
+  return commit(c)
+end
+
 -- Each request on its own: one that fails (a foreign value under its keys) fails alone.
 local lines, n = {}, (#ARGV - 1) / 3
 local first = 1
 while first <= n do
   local last = first
   while last < n and joins_next(terms_of(ARGV[3 * last - 1])) do last = last + 1 end
-  decide(first, last, lines)
+  if last == first then
+    local i = first
+    local ok, line = pcall(admit_alone, KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1])
+    lines[i] = ok and line or 'E ' .. (type(line) == 'table' and tostring(line.err) or tostring(line)):gsub('\n', ' ')
+  else
+    decide(first, last, lines)
+  end
   first = last + 1
 end
 -- What the batch changed, written once per key.
