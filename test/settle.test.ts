@@ -117,6 +117,7 @@ for (const kind of STORE_KINDS) {
 
 t.test('refundWhen and settle when the client leaves before the answer (real socket)', async t => {
   const asked: string[] = []
+  let started = 0
   const app = await buildApp(t, { kind: 'redis', options: { tenantExtractor: headerTenant, tiers: TIERS } }, app => {
     app.get('/slow', {
       config: {
@@ -125,18 +126,27 @@ t.test('refundWhen and settle when the client leaves before the answer (real soc
           refundWhen: refundIfAborted(asked)
         }
       }
-    }, async () => { await sleep(300); return 'late' })
-    app.get('/stream', async (request) => { await sleep(300); request.rateLimit?.settle(6); return 'done' })
+    }, async () => { started++; await sleep(300); return 'late' })
+    app.get('/stream', async (request) => { started++; await sleep(300); request.rateLimit?.settle(6); return 'done' })
   })
   const port = await listen(app)
   const headers = { 'x-tenant': 'leaver', 'x-tier': 'ten' }
-  await fetch(`http://127.0.0.1:${port}/slow`, { headers, signal: AbortSignal.timeout(50) }).catch(() => {})
+  // The client leaves once its handler runs (not after a fixed time, which a busy machine may not reach).
+  const leaveWhenStarted = async (path: string, headers: Record<string, string>): Promise<void> => {
+    const before = started
+    const abort = new AbortController()
+    const request = fetch(`http://127.0.0.1:${port}${path}`, { headers, signal: abort.signal }).catch(() => {})
+    await within(5000, async () => started > before)
+    abort.abort()
+    await request
+  }
+  await leaveWhenStarted('/slow', headers)
   t.equal(await settlesTo(app, 'leaver', 10), 10, 'the aborted request\'s reservation of 3 went back')
   await sleep(400)
   t.same(asked, ['aborted'], 'refundWhen asked once, at the abort')
   t.equal(await left(app, 'leaver'), 10, 'and the handler\'s late answer changed nothing')
 
-  await fetch(`http://127.0.0.1:${port}/stream`, { headers: { 'x-tenant': 'streamer', 'x-tier': 'ten' }, signal: AbortSignal.timeout(50) }).catch(() => {})
+  await leaveWhenStarted('/stream', { 'x-tenant': 'streamer', 'x-tier': 'ten' })
   await sleep(400)
   t.equal(await settlesTo(app, 'streamer', 4), 4, 'a handler that settles after its client left is still counted (6)')
 })

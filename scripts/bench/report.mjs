@@ -232,6 +232,14 @@ function targets ({ results, settings, commands, memory }) {
     out.push({ what: 'added p99 ≤ 2 ms at 50 connections (Redis path)', measured: `${ms(added)} ms ${at}`, met: added <= 2 ? 'yes' : 'no' })
   }
 
+  const levels = roundRatios(results, 'redis-levels', 'redis')
+  if (levels === undefined) {
+    notRun('an organization and a shared route budget on every request ≥ 0.85× the plain Redis path', 'redis, redis-levels')
+  } else {
+    const r = median(levels)
+    out.push({ what: 'an organization and a shared route budget on every request ≥ 0.85× the plain Redis path', measured: `${r.toFixed(2)}×`, met: r >= 0.85 ? 'yes' : 'no' })
+  }
+
   if (memory.length === 0) {
     notRun('Redis memory ≤ 1 KiB per active tenant on the default tiers', 'the memory measurement')
   } else {
