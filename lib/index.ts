@@ -16,6 +16,8 @@ import { addRefusalReason } from './refusal-body.js'
 import { LeaseKeeper } from './lease-keeper.js'
 import { LimiterApi, type RateLimiter } from './limiter-api.js'
 import { LevelResolver } from './levels.js'
+import { AlertPublisher } from './alerts/alert-publisher.js'
+import { AlertSweep } from './alerts/alert-sweep.js'
 import { RejectionCache } from './rejection-cache.js'
 import { DegradedLog } from './degraded-log.js'
 import { warnIfClientsPickTheirKey } from './proxy-trust.js'
@@ -87,7 +89,11 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   const degraded = new DegradedLog(fastify.log)
   const rejections = new RejectionCache()
   const levels = new LevelResolver(options.keyPrefix, policies)
-  const limiter = new Limiter(options, store, policies, metrics, leases, degraded, rejections, levels)
+  // Quota alerts: events for the thresholds admissions cross, to onAlert and the stream (Redis).
+  const alerts = options.quotaAlerts === false ? undefined : new AlertPublisher(options.quotaAlerts, redis, fastify.log)
+  const sweep = alerts === undefined || redis === undefined || options.quotaAlerts === false ? undefined : new AlertSweep(redis, options.keyPrefix, alerts, options.quotaAlerts.sweepMs, fastify.log)
+  sweep?.start()
+  const limiter = new Limiter(options, store, policies, metrics, leases, degraded, rejections, levels, alerts)
 
   fastify.decorate('rateLimitStore', store)
   fastify.decorate('policies', policies)
@@ -132,6 +138,7 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   fastify.addHook('onClose', async () => {
     leases.stop()
     degraded.stop()
+    await sweep?.stop()
     await policies.close()
     if (owned) await store.close()
     if (ownedClient !== undefined) await closeOwnedRedis(ownedClient)
@@ -143,10 +150,11 @@ export { rateLimiting }
 
 export type { FastifyInstance }
 export type {
-  RateLimitingOptions, TenantIdentity, TenantExtractor, RateLimitContext, HookName,
+  RateLimitingOptions, TenantIdentity, TenantExtractor, RateLimitContext, HookName, QuotaAlertsOptions,
   ErrorResponseBuilder, ExceededListener
 } from './options.js'
 export type { RouteRateLimitConfig, SharedBudgetConfig } from './route-config.js'
+export type { QuotaAlertEvent } from './alerts/alert-event.js'
 export type {
   RateLimiter, LimiterIdentity, LimiterCallOptions, ConsumeOptions, LimiterDecision, ConsumedDecision, Refunded
 } from './limiter-api.js'

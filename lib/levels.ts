@@ -90,7 +90,7 @@ export class LevelResolver {
     if (level === undefined || level.limits !== policy.limits) {
       // Bounded as the key cache is: past it, organizations are looked up afresh.
       if (this.organizationLevels.size >= MAX_ORGANIZATIONS) this.organizationLevels.clear()
-      level = { scope: 'organization', keys: this.keys.get('organization', organizationId, undefined), limits: policy.limits }
+      level = { scope: 'organization', keys: this.keys.get('organization', organizationId, undefined), limits: policy.limits, id: organizationId, tier: policy.tier }
       this.organizationLevels.set(organizationId, level)
     }
     return level

@@ -10,6 +10,8 @@ import { KeyCache, subjectBaseOf, type StoreKeys } from './keys.js'
 import { clientGone } from './lease-hooks.js'
 import type { HeldLease, LeaseKeeper } from './lease-keeper.js'
 import { leaseKeysOf, type LevelResolver } from './levels.js'
+import type { AlertPublisher } from './alerts/alert-publisher.js'
+import { UsageNotes } from './alerts/usage-notes.js'
 import { recordAdmission, type EndpointMetrics, type LimiterMetrics, type RequestSeries } from './metrics.js'
 import type { RateLimitContext, ResolvedOptions, TenantIdentity } from './options.js'
 import type { PolicyManager } from './policies/policy-manager.js'
@@ -109,10 +111,15 @@ export class Limiter {
     private readonly degraded: DegradedLog,
     /** Shared with fastify.rateLimiter, whose refunds make remembered rejections stale. */
     private readonly rejections: RejectionCache,
-    private readonly levels: LevelResolver
+    private readonly levels: LevelResolver,
+    /** Quota alerts, when on: the crossings an admission reports become events. */
+    private readonly alerts: AlertPublisher | undefined
   ) {
     this.keys = new KeyCache(options.keyPrefix)
+    this.usageNotes = new UsageNotes(store)
   }
+
+  private readonly usageNotes: UsageNotes
 
   /** A route naming a shared budget (see LevelResolver.registerBudget). */
   registerBudget (shared: SharedBudget, routeName: string): void {
@@ -249,7 +256,9 @@ export class Limiter {
     }
     const leaseId = limits.concurrentRequests === Infinity && !levels?.some(holdsLeases) ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
     const pending = new PendingDecision(this.steps, request, reply, done, context, series, keys, bucketQuota, levels, leaseId, started)
-    admitInto(this.store, { keys, cost, limits, leaseId, bucketQuota, levels }, pending)
+    // A tenant's month counts stay readable after the month (usage reports), named by its id and tier.
+    if (!anonymous) this.usageNotes.note(keys, subject, tier, levels)
+    admitInto(this.store, { keys, cost, limits, leaseId, bucketQuota, levels, keepUsage: !anonymous }, pending)
   }
 
   /** The store's answer for a pending request, and its failure: one pair of functions per limiter, none per request. */
@@ -278,6 +287,7 @@ export class Limiter {
       this.degraded.note('fallback')
     }
     if (decision.allowed) {
+      if (decision.crossings !== undefined) this.publishAlerts(decision, context, pending)
       if (clientGone(request)) {
         // The client left while this was decided: nobody will read the answer, so the handler does
         // not run and the lease goes back now (no onResponse will ever come for it).
@@ -310,6 +320,18 @@ export class Limiter {
     series.request('rejected')
     series.rejection(reason, decision.scope ?? 'tenant')
     pending.done(this.refusal(request, reply, context as RateLimitContext & { decision: Decision }))
+  }
+
+  /** The quota thresholds an admission crossed, as events (onAlert, the stream). */
+  private publishAlerts (decision: Decision, context: RequestRateLimit, pending: PendingDecision): void {
+    const org = pending.levels?.[0]
+    this.alerts?.publish(decision, {
+      subject: context.subject,
+      tier: context.tier,
+      bucket: context.bucket,
+      keys: pending.keys,
+      organization: org?.scope === 'organization' && org.id !== undefined ? { id: org.id, tier: org.tier ?? null, keys: org.keys } : undefined
+    })
   }
 
   /**

@@ -12,6 +12,7 @@ import type { MetricsOptions } from './metrics.js'
 import type { IetfDraft } from './headers.js'
 import { DEFAULT_TIERS, infinityToNull, tierLimitsFrom, type TierLimits, type TierLimitsInput } from './tiers.js'
 import { explain } from './validation.js'
+import type { QuotaAlertEvent } from './alerts/alert-event.js'
 
 /** Who a request belongs to, as the tenant extractor reports it. */
 export interface TenantIdentity {
@@ -141,6 +142,28 @@ export interface RateLimitingOptions {
    * the least recently used are forgotten and start afresh. Default 100,000 (about 100 MB).
    */
   memoryMaxKeys?: number
+  /**
+   * Quota alerts: an event when an admission takes a tenant's (or an organization's, or a bucket's
+   * own) month count across a share of its quota, once per subject, bucket, month and threshold.
+   * `false` turns them off. Default on, with the default thresholds and stream.
+   */
+  quotaAlerts?: QuotaAlertsOptions | false
+  /** Months a tenant's month counts stay readable (usage reports) after the month ends. Default 3. */
+  usageRetentionMonths?: number
+}
+
+export interface QuotaAlertsOptions {
+  /** Shares of the monthly quota, each in (0, 1], at most 4 decimals. Default `[0.8, 0.9, 1.0]`. */
+  thresholds?: number[]
+  /** Called with each event on the instance that saw the crossing (not awaited; a throw is logged). */
+  onAlert?: (event: QuotaAlertEvent) => void
+  /**
+   * The Redis Stream events are appended to (Redis store only): `key` default `<keyPrefix>:events`,
+   * trimmed to about `maxLength` entries (default 100,000). `false`: no stream, onAlert only.
+   */
+  stream?: false | { key?: string, maxLength?: number }
+  /** How often an instance looks for events whose append did not happen, in seconds. Default 60. */
+  sweepSeconds?: number
 }
 
 const TIER_NAME = /^[A-Za-z0-9_.-]{1,64}$/
@@ -196,7 +219,17 @@ const OptionsSchema = Type.Object({
   onExtractorError: Type.Optional(Type.Union([Type.Literal('anonymous'), Type.Literal('unauthorized'), Type.Literal('error')])),
   extractorTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 60_000 })),
   ipv6Subnet: Type.Optional(Type.Integer({ minimum: 1, maximum: 128 })),
-  memoryMaxKeys: Type.Optional(Type.Integer({ minimum: 1 }))
+  memoryMaxKeys: Type.Optional(Type.Integer({ minimum: 1 })),
+  quotaAlerts: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
+    thresholds: Type.Optional(Type.Array(Type.Number({ exclusiveMinimum: 0, maximum: 1 }), { minItems: 1, maxItems: 10, uniqueItems: true })),
+    onAlert: Type.Optional(AnyFunction),
+    stream: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
+      key: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+      maxLength: Type.Optional(Type.Integer({ minimum: 1 }))
+    }, { additionalProperties: false })])),
+    sweepSeconds: Type.Optional(Type.Number({ minimum: 1, maximum: 86_400 }))
+  }, { additionalProperties: false })])),
+  usageRetentionMonths: Type.Optional(Type.Integer({ minimum: 0, maximum: 120 }))
 }, { additionalProperties: false })
 const checkOptions = Compile(OptionsSchema)
 
@@ -237,6 +270,16 @@ export interface ResolvedOptions {
   readonly onExtractorError: 'anonymous' | 'unauthorized' | 'error'
   readonly extractorTimeoutMs: number
   readonly memoryMaxKeys: number
+  /** Quota alerts as resolved; false when off. */
+  readonly quotaAlerts: false | {
+    readonly thresholds: readonly number[]
+    readonly onAlert: ((event: QuotaAlertEvent) => void) | undefined
+    /** undefined: no stream. */
+    readonly streamKey: string | undefined
+    readonly maxLength: number
+    readonly sweepMs: number
+  }
+  readonly usageRetentionMonths: number
 }
 
 const anonymousKeyByNetwork = (ipv6Subnet: number) => (request: FastifyRequest): string =>
@@ -300,7 +343,26 @@ export function resolveOptions (input: RateLimitingOptions | undefined): Resolve
     requireStoreAtBoot: raw.requireStoreAtBoot ?? false,
     onExtractorError: raw.onExtractorError ?? 'anonymous',
     extractorTimeoutMs: raw.extractorTimeoutMs ?? 1000,
-    memoryMaxKeys: raw.memoryMaxKeys ?? DEFAULT_MAX_KEYS
+    memoryMaxKeys: raw.memoryMaxKeys ?? DEFAULT_MAX_KEYS,
+    quotaAlerts: resolveQuotaAlerts(raw.quotaAlerts, raw.keyPrefix ?? 'maestro-rl'),
+    usageRetentionMonths: raw.usageRetentionMonths ?? 3
+  })
+}
+
+function resolveQuotaAlerts (input: QuotaAlertsOptions | false | undefined, keyPrefix: string): ResolvedOptions['quotaAlerts'] {
+  if (input === false) return false
+  // A threshold names a field and an event id in Redis and in JavaScript alike: 4 decimals at most.
+  for (const t of input?.thresholds ?? []) {
+    if (Number(t.toFixed(4)) !== t) throw new InvalidOptionError(`options.quotaAlerts.thresholds: ${t} has more than 4 decimals`)
+  }
+  const stream = input?.stream
+  return Object.freeze({
+    // In increasing order: the script and the events list crossings in this order.
+    thresholds: Object.freeze([...(input?.thresholds ?? [0.8, 0.9, 1.0])].sort((a, b) => a - b)),
+    onAlert: input?.onAlert,
+    streamKey: stream === false ? undefined : stream?.key ?? `${keyPrefix}:events`,
+    maxLength: stream === false ? 0 : stream?.maxLength ?? 100_000,
+    sweepMs: Math.round((input?.sweepSeconds ?? 60) * 1000)
   })
 }
 

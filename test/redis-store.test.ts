@@ -12,7 +12,7 @@ import { commandCalls, privateRedis, REDIS_URL, sharedRedis, uniquePrefix } from
 import { limits } from './helpers/stores.js'
 
 t.test('the admit script is pinned: a change to it is a deliberate change of this SHA', async t => {
-  t.equal(ADMIT_SCRIPT.sha, 'dc257736384c97b6c4c185addd80eabdffc24f3f')
+  t.equal(ADMIT_SCRIPT.sha, '3b348087ce78912d76e968a683839eb3b9aa7763')
   t.equal(ADMIT_SCRIPT.numberOfKeys, undefined, 'three keys per item of a batch: callers say how many')
   t.match(ADMIT_SCRIPT.source, /^--\[\[\nadmit-batch\.lua/)
 })
@@ -107,10 +107,13 @@ t.test('keys: one prefix, one hash tag per tenant, nothing else', async t => {
     `${prefix}:v1:{a:10.2.3.4}:all:n`,
     `${prefix}:v1:{policies}`, // the service's configured tiers, recorded at boot
     `${prefix}:v1:{t:acme}:all:n`,
-    `${prefix}:v1:{t:acme}:b.search:n`
+    `${prefix}:v1:{t:acme}:b.search:n`,
+    `${prefix}:v1:{t:acme}:usage:${new Date().toISOString().slice(0, 7).replace('-', '')}` // the month's usage record (not an anonymous client's)
   ])
   const ttl = await client.pttl(`${prefix}:v1:{t:acme}:all:n`)
   t.ok(ttl > 0 && ttl <= 31 * 86_400_000, 'counters expire by themselves (at the latest, at the end of the month)')
+  const kept = await client.pttl(keys[keys.length - 1])
+  t.ok(kept > 3 * 31 * 86_400_000 && kept <= 4 * 31 * 86_400_000, 'the usage record three months (of 31 days) past its month')
 })
 
 t.test('the script names the month and the buckets after its own clock, across a leap February\'s end', async t => {

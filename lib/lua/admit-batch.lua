@@ -13,15 +13,16 @@ KEYS[3i]    counters hash whose q<yyyymm> counts the subject's month, across all
             subject's shared counters: KEYS[3i-2] itself for the shared bucket)
 ARGV[3i-1]  the item's terms, a JSON array [cost, minuteLimit, hourLimit, monthlyQuota,
             concurrencyLimit, bucketMonthlyQuota] (limits -1 when unlimited; cost >= 0), with a 7th
-            element of flags: 1 to peek (decide only: nothing written, no lease taken), 2 when the
-            next item is a further level of the same request (3: both); or '' for an item that
-            only gives leases back
+            element of flags, summed: 1 to peek (decide only: nothing written, no lease taken), 2
+            when the next item is a further level of the same request, 4 to keep the subject's
+            usage record (below); or '' for an item that only gives leases back
 ARGV[3i]    lease id, taken when the concurrency limit is not -1
 ARGV[3i+1]  lease ids of KEYS[3i-1] to give back first: '', one id (not starting with '['), or a
             JSON array of ids
-ARGV[1]     what the batch shares, a JSON array [k, leaseTtlMs, clockMs]: sub-buckets per window, the
-            lifetime of a lease never given back, and -1 to read the time from Redis TIME (always, but
-            for replays and tests)
+ARGV[1]     what the batch shares, a JSON array [k, leaseTtlMs, clockMs, thresholds, retentionMonths]:
+            sub-buckets per window, the lifetime of a lease never given back, -1 to read the time
+            from Redis TIME (always, but for replays and tests), the quota alerts' thresholds
+            (shares of a monthly quota, [] for none) and the months a usage record outlives its month
 
 A request is one item, or several consecutive items (its levels: the subject, its organization, a
 shared route budget) joined by flag 2. Every level is checked before any is taken, and the request
@@ -35,9 +36,19 @@ Returns one string with a line per item:
     *Used: what the window counts after this item (0 for an unlimited window; bucketMonthUsed 0
     without a bucket cap); the caller derives the remaining amounts and reset times from them,
     `now`, k and the month
+    then, when the admission took a month count across thresholds: ' q<t>,<t>…' for the
+    subject's quota, ' b<t>,…' for the bucket's own cap (each fires once per subject, bucket and
+    month: see quota-alerts)
   'R' for an item that only gave leases back
   'E <message>' for an item that failed (a foreign value under its keys), and for every level of its
   request: the other requests still count
+
+Usage records: an admitted item with flag 4 that counts a month writes its subject's record for the
+month, <subject base>usage:<yyyymm> (the subject base is KEYS[3i] without its 'all:n'): q (the
+subject's month count) and quota, b:<bucket> and bq:<bucket> (a bucket's own cap), and for each
+crossing a pending mark p:q:<thresholds> or p:b:<thresholds>:<bucket> = 'used:quota:at', which the
+caller deletes once it has appended the event. The record is written once per batch and lives
+retentionMonths × 31 days past the month's end; it is a key of the item's slot, not named in KEYS.
 
 Items of one batch often share keys (a busy tenant). Each counters hash is therefore read once per
 batch and changed in Lua; its fields are written once, after the last item, and so are the leases
@@ -51,6 +62,7 @@ took it (its release is known only once the batch has answered).
 --- @include "utc-month"
 --- @include "sliding-window"
 --- @include "leases"
+--- @include "quota-alerts"
 
 local shared = cjson.decode(ARGV[1])
 local k, leaseTtl = shared[1], shared[2]
@@ -74,6 +86,20 @@ local nowText, leaseExpiryText, leaseKeptText = text(now), text(now + leaseTtl),
 local counters = {}
 local FIELDS = { 'mS', 'mO', 'hS', 'hO', monthField, minute.field, hour.field, 'lX' }
 local NAMES = { 'sumM', 'oldestM', 'sumH', 'oldestH', 'month', 'bucketM', 'bucketH', 'leasesKept' }
+-- Quota alerts: the thresholds' fields of this month are read and written with the others.
+local thresholds = type(shared[4]) == 'table' and shared[4] or {}
+do
+  local fields, names = alert_fields(thresholds, monthField)
+  for i = 1, #fields do
+    FIELDS[#FIELDS + 1], NAMES[#NAMES + 1] = fields[i], names[i]
+  end
+end
+-- Month counts kept for billing: a record per subject and month (<subject base>usage:<yyyymm>), kept
+-- this many months after the month ends (31 days a month, so at least that long).
+local retentionMonths = type(shared[5]) == 'number' and shared[5] or 3
+local usageSuffix = 'usage:' .. string.sub(monthField, 2)
+local usageKeepMs = monthEnd + retentionMonths * 31 * 86400000
+local usage = {}
 
 local function counters_open (key)
   local st = counters[key]
@@ -84,6 +110,7 @@ local function counters_open (key)
       bucketM = tonumber(v[6]), bucketH = tonumber(v[7]), leasesKept = v[8],
       changed = false, keepUntil = 0
     }
+    for i = 9, #FIELDS do st[NAMES[i]] = v[i] end
     counters[key] = st
   end
   return st
@@ -140,9 +167,15 @@ local function terms_of (termsText)
   return terms
 end
 
--- Whether the next item is a further level of the same request (flag 2 of the terms).
+-- The flags of an item's terms (their 7th element): 1 peek, 2 the next item is a further level of
+-- the same request, 4 keep the subject's usage record (tenants and organizations, not anonymous).
+local function flag (terms, bit)
+  local flags = terms ~= nil and type(terms[7]) == 'number' and terms[7] or 0
+  return math.floor(flags / bit) % 2 == 1
+end
+
 local function joins_next (terms)
-  return terms ~= nil and type(terms[7]) == 'number' and terms[7] >= 2
+  return flag(terms, 2)
 end
 
 -- The checks of the request being decided, by level position (1: its subject), reused request after
@@ -212,8 +245,9 @@ local function check (position, countersKey, leasesKey, monthKey, termsText, lea
     c = {}
     checks[position] = c
   end
-  c.countersKey, c.leaseId, c.st, c.mt, c.ls = countersKey, leaseId, st, mt, ls
-  c.cost, c.limM, c.limH, c.limC, c.limB, c.peek = cost, limM, limH, limC, limB, terms[7] == 1 or terms[7] == 3
+  c.countersKey, c.monthKey, c.leaseId, c.st, c.mt, c.ls = countersKey, monthKey, leaseId, st, mt, ls
+  c.cost, c.limM, c.limH, c.limQ, c.limC, c.limB = cost, limM, limH, limQ, limC, limB
+  c.peek, c.recorded = flag(terms, 1), flag(terms, 4)
   c.countQ, c.countB = limQ >= 0 or (limB >= 0 and mt == st), limB >= 0 and mt ~= st
   c.usedQ, c.usedB, c.usedM, c.staleM, c.usedH, c.staleH = usedQ, usedB, usedM, staleM, usedH, staleH
   c.reason, c.retry, c.inFlight = reason, retry, inFlight
@@ -235,6 +269,16 @@ local function peek_line (c)
   local textB = c.countB and text(c.usedB + cost) or (c.limB >= 0 and textQ or '0')
   return '0 0 ' .. nowText .. ' ' .. (c.limM >= 0 and text(c.usedM + cost) or '0') .. ' ' .. (c.limH >= 0 and text(c.usedH + cost) or '0') ..
     ' ' .. textQ .. ' ' .. text(c.limC >= 0 and c.inFlight + 1 or 0) .. ' ' .. textB
+end
+
+-- A field of a subject's usage record for this month, written after the batch (see usageSuffix).
+local function usage_set (base, field, value)
+  local record = usage[base]
+  if record == nil then
+    record = {}
+    usage[base] = record
+  end
+  record[field] = value
 end
 
 -- Admitted: every counter the level changes goes into the batch's view, written after the batch.
@@ -271,6 +315,35 @@ local function commit (c)
     textB = textQ -- a cap on the shared bucket: its count is the subject's
   end
   if monthHere then newField, counted = newField or not monthKnown, true end
+  -- The month counts into the subject's usage record; thresholds crossed, into the reply (and a
+  -- pending mark in the record, until the caller has appended the event).
+  local alerts = ''
+  if c.recorded and (countQ or countB) then
+    local base = string.sub(c.monthKey, 1, -6) -- the subject's shared counters: <base>all:n
+    local bucket = countB and string.sub(countersKey, #base + 3, -3) or nil -- <base>b.<bucket>:n
+    if countQ then
+      usage_set(base, 'q', textQ)
+      usage_set(base, 'quota', c.limQ >= 0 and text(c.limQ) or '')
+      if c.limQ >= 0 and #thresholds > 0 then
+        local crossed = alert_crossings(mt, thresholds, c.usedQ, c.usedQ + cost, c.limQ, set)
+        if crossed ~= nil then
+          alerts = ' q' .. crossed
+          usage_set(base, 'p:q:' .. crossed, textQ .. ':' .. text(c.limQ) .. ':' .. nowText)
+        end
+      end
+    end
+    if countB then
+      usage_set(base, 'b:' .. bucket, textB)
+      usage_set(base, 'bq:' .. bucket, text(limB))
+      if #thresholds > 0 then
+        local crossed = alert_crossings(st, thresholds, c.usedB, c.usedB + cost, limB, set)
+        if crossed ~= nil then
+          alerts = alerts .. ' b' .. crossed
+          usage_set(base, 'p:b:' .. crossed .. ':' .. bucket, textB .. ':' .. text(limB) .. ':' .. nowText)
+        end
+      end
+    end
+  end
   local inFlight = c.inFlight
   if limC >= 0 then
     -- The leases hash must outlive its newest lease. Its expiry is renewed (to two lifetimes) only
@@ -292,7 +365,7 @@ local function commit (c)
     if monthHere or monthKnown then keep = math.max(keep, monthEnd) end
     st.keepUntil = math.max(st.keepUntil, keep)
   end
-  return '0 0 ' .. nowText .. ' ' .. textM .. ' ' .. textH .. ' ' .. textQ .. ' ' .. text(inFlight) .. ' ' .. textB
+  return '0 0 ' .. nowText .. ' ' .. textM .. ' ' .. textH .. ' ' .. textQ .. ' ' .. text(inFlight) .. ' ' .. textB .. alerts
 end
 
 -- The lines of a request's checked levels (positions 1..count, items first..): each taken when all
@@ -361,5 +434,15 @@ while first <= n do
 end
 -- What the batch changed, written once per key.
 for key, st in pairs(counters) do counters_write(key, st) end
+for base, record in pairs(usage) do
+  local args, n = {}, 0
+  for field, value in pairs(record) do
+    args[n + 1], args[n + 2] = field, value
+    n = n + 2
+  end
+  local key = base .. usageSuffix
+  -- A record with new fields (new this month, or a new bucket or mark) is given its lifetime.
+  if redis.call('HSET', key, unpack(args, 1, n)) > 0 then redis.call('PEXPIRE', key, math.ceil(usageKeepMs - now)) end
+end
 for key, ls in pairs(leases) do leases_write(key, ls, leaseKeepMs) end
 return table.concat(lines, '\n')

@@ -42,9 +42,12 @@ export function batchArguments (items: readonly WireItem[], start: number, end: 
   return { args, keys: 3 * count }
 }
 
-/** What a batch shares: sub-buckets per window, the lease lifetime and the clock (-1: Redis TIME). */
-export function sharedTerms (bucketsPerWindow: number, leaseTtlMs: number, clock: number): string {
-  return '[' + bucketsPerWindow + ',' + leaseTtlMs + ',' + clock + ']'
+/**
+ * What a batch shares: sub-buckets per window, the lease lifetime, the clock (-1: Redis TIME), the
+ * quota alerts' thresholds and how many months usage records outlive their month.
+ */
+export function sharedTerms (bucketsPerWindow: number, leaseTtlMs: number, clock: number, thresholds: readonly number[] = [], retentionMonths = 3): string {
+  return '[' + bucketsPerWindow + ',' + leaseTtlMs + ',' + clock + ',' + JSON.stringify(thresholds) + ',' + retentionMonths + ']'
 }
 
 /** A limit as the script takes it: -1 for unlimited. */
@@ -56,14 +59,17 @@ function limitArg (limit: number): number {
 export class TermsWriter {
   private readonly byLimits = new WeakMap<TierLimits, string>()
 
-  /** `joinsNext`: the next item is a further level of the same request (decided all or nothing with it). */
-  terms (limits: TierLimits, cost: number, bucketQuota = Infinity, peek = false, joinsNext = false): string {
+  /**
+   * `joinsNext`: the next item is a further level of the same request (decided all or nothing with
+   * it). `recorded`: the subject keeps a usage record of its month counts (tenants and organizations).
+   */
+  terms (limits: TierLimits, cost: number, bucketQuota = Infinity, peek = false, joinsNext = false, recorded = false): string {
     let known = this.byLimits.get(limits)
     if (known === undefined) {
       known = `${limitArg(limits.requestsPerMinute)},${limitArg(limits.requestsPerHour)},${limitArg(limits.monthlyQuota)},${limitArg(limits.concurrentRequests)},`
       this.byLimits.set(limits, known)
     }
-    const flags = (peek ? 1 : 0) + (joinsNext ? 2 : 0)
+    const flags = (peek ? 1 : 0) + (joinsNext ? 2 : 0) + (recorded ? 4 : 0)
     return '[' + cost + ',' + known + limitArg(bucketQuota) + (flags === 0 ? ']' : ',' + flags + ']')
   }
 }
@@ -89,6 +95,8 @@ export function releasingArg (ids: readonly string[]): string {
 const SPACE = 32
 const MINUS = 45
 const ZERO = 48
+const LOWER_Q = 113
+const LOWER_B = 98
 
 /**
  * Reads one reply line of an admitted or refused item ('0 0 1764236000123 3 3 3 1 0'): eight
@@ -114,9 +122,32 @@ export function readOutcome (line: unknown): AdmitOutcome | undefined {
     } else if (c >= ZERO && c <= ZERO + 9) {
       value = value * 10 + (c - ZERO)
       digits++
+    } else if ((c === LOWER_Q || c === LOWER_B) && digits === 0 && sign === 1 && out.length === 8) {
+      break // the thresholds crossed follow (readCrossings)
     } else {
       return undefined
     }
   }
   return out.length === 8 ? out as unknown as AdmitOutcome : undefined
+}
+
+/** Thresholds an admission crossed, as a reply line reports them after its eight integers. */
+export interface LineCrossings {
+  /** Of the subject's monthly quota. */
+  readonly quota: readonly number[]
+  /** Of the bucket's own monthly cap. */
+  readonly bucket: readonly number[]
+}
+
+/** The thresholds crossed that a reply line reports (' q0.8,0.9 b1'); undefined when none (most lines). */
+export function readCrossings (line: string): LineCrossings | undefined {
+  const q = line.indexOf(' q')
+  const b = line.indexOf(' b')
+  if (q === -1 && b === -1) return undefined
+  const list = (at: number): number[] => {
+    if (at === -1) return []
+    const end = line.indexOf(' ', at + 2)
+    return line.slice(at + 2, end === -1 ? undefined : end).split(',').map(Number)
+  }
+  return { quota: list(q), bucket: list(b) }
 }

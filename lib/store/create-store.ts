@@ -28,7 +28,12 @@ export interface ChosenStore {
 }
 
 export function createStore (options: ResolvedOptions, fastify: FastifyInstance): ChosenStore {
-  const settings = { bucketsPerWindow: options.bucketsPerWindow, leaseTtlMs: options.leaseTtlMs }
+  const settings = {
+    bucketsPerWindow: options.bucketsPerWindow,
+    leaseTtlMs: options.leaseTtlMs,
+    alertThresholds: options.quotaAlerts === false ? [] : options.quotaAlerts.thresholds,
+    usageRetentionMonths: options.usageRetentionMonths
+  }
   const memory = { ...settings, maxKeys: options.memoryMaxKeys }
   const given = options.store
   if (given === 'memory') return { store: new MemoryStore(memory), source: 'memory option', owned: true, redis: undefined, ownedClient: undefined }

@@ -5,25 +5,24 @@
 // refused request keeps nothing anywhere, except while a node fails: a reservation whose give-back
 // cannot reach its node stays counted (an over-count, never an under-count) until it leaves its
 // window, and its lease until the release is retried or the lease expires.
-import type { AdmitOutcome } from './decision.js'
-import type { LevelTerms } from './level-group.js'
+import type { LevelAnswer, LevelTerms } from './level-group.js'
 import { countedIn, type AdjustRequest, type Adjusted, type AdmitRequest, type DecisionSink, type Decision } from './types.js'
 import type { StoreKeys } from '../keys.js'
 
 export interface CrossSlotStore {
   /** Decides `levels` in one call, all or nothing. */
-  sendLevels: (levels: readonly LevelTerms[], request: AdmitRequest, answered: (outcomes: AdmitOutcome[]) => void, fail: (err: unknown) => void) => void
+  sendLevels: (levels: readonly LevelTerms[], request: AdmitRequest, answered: (answers: LevelAnswer[]) => void, fail: (err: unknown) => void) => void
   adjust: (request: AdjustRequest) => Promise<Adjusted>
   release: (keys: StoreKeys, leaseId: string) => void
   /** The decision from the outcomes of the levels at `decided` (indices into the request's levels). */
-  decisionOf: (request: AdmitRequest, levels: readonly LevelTerms[], decided: readonly number[], outcomes: readonly AdmitOutcome[]) => Decision
+  decisionOf: (request: AdmitRequest, levels: readonly LevelTerms[], decided: readonly number[], answers: readonly LevelAnswer[]) => Decision
 }
 
 const ignore = (): void => {}
 
 /** `near`: indices of the levels in the subject's slot (0 among them); `far`: the others, reserved first. */
 export function admitAcrossSlots (store: CrossSlotStore, request: AdmitRequest, levels: readonly LevelTerms[], near: readonly number[], far: readonly number[], sink: DecisionSink): void {
-  const outcomes: AdmitOutcome[] = []
+  const outcomes: LevelAnswer[] = []
   const decided: number[] = []
   const reserved: number[] = []
 
@@ -32,7 +31,7 @@ export function admitAcrossSlots (store: CrossSlotStore, request: AdmitRequest, 
     for (const at of reserved) {
       const { keys, limits } = levels[at]
       if (request.cost > 0) {
-        store.adjust({ keys, amount: -request.cost, reservedAt: outcomes[at][2], counted: countedIn(keys, limits, Infinity) }).catch(ignore)
+        store.adjust({ keys, amount: -request.cost, reservedAt: outcomes[at].outcome[2], counted: countedIn(keys, limits, Infinity) }).catch(ignore)
       }
       if (request.leaseId !== '' && limits.concurrentRequests !== Infinity) store.release(keys, request.leaseId)
     }
@@ -59,7 +58,7 @@ export function admitAcrossSlots (store: CrossSlotStore, request: AdmitRequest, 
     store.sendLevels(group.map(at => levels[at]), request, answers => {
       group.forEach((at, i) => { outcomes[at] = answers[i] })
       decided.push(...group)
-      const refused = answers.some(o => o[0] !== 0)
+      const refused = answers.some(a => a.outcome[0] !== 0)
       if (j < far.length && !refused) {
         reserved.push(far[j])
         step(j + 1)

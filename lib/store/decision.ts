@@ -2,7 +2,7 @@
 // that from the script's reply (admit-protocol.ts), the memory store counts it itself.
 import type { TierLimits } from '../tiers.js'
 import type { MonthCache } from './calendar.js'
-import { HOUR_MS, MINUTE_MS, type Decision, type LevelState, type RejectReason, type Scope, type WindowState } from './types.js'
+import { HOUR_MS, MINUTE_MS, type Crossing, type Decision, type LevelState, type RejectReason, type Scope, type WindowState } from './types.js'
 
 const REASONS: ReadonlyArray<RejectReason | undefined> =
   [undefined, 'rate_limit_exceeded', 'concurrent_limit_exceeded', 'quota_exceeded']
@@ -41,12 +41,12 @@ function monthOf (monthlyQuota: number, monthUsed: number, bucketQuota: number, 
   return { limit: monthlyQuota, remaining, resetAt }
 }
 
-export function decisionOf (outcome: AdmitOutcome, limits: TierLimits, bucketQuota: number, k: number, months: MonthCache): Decision {
+export function decisionOf (outcome: AdmitOutcome, limits: TierLimits, bucketQuota: number, k: number, months: MonthCache, crossings?: readonly Crossing[]): Decision {
   const now = outcome[2]
   const minuteUsed = outcome[3]
   const hourUsed = outcome[4]
   const { requestsPerMinute, requestsPerHour, monthlyQuota } = limits
-  return {
+  const decision: Decision = {
     allowed: outcome[0] === 0,
     reason: REASONS[outcome[0]],
     retryAfterMs: outcome[1],
@@ -56,6 +56,20 @@ export function decisionOf (outcome: AdmitOutcome, limits: TierLimits, bucketQuo
     month: monthOf(monthlyQuota, outcome[5], bucketQuota, outcome[7], months.of(now).end),
     concurrent: { limit: limits.concurrentRequests, inFlight: outcome[6] }
   }
+  return crossings === undefined ? decision : { ...decision, crossings }
+}
+
+/**
+ * The crossings a level's reply reported, as the subject's (`scope`) for its quota and its bucket's
+ * cap; undefined when none.
+ */
+export function crossingsOf (scope: 'tenant' | 'organization', reported: { quota: readonly number[], bucket: readonly number[] } | undefined,
+  outcome: AdmitOutcome, monthlyQuota: number, bucketQuota: number): Crossing[] | undefined {
+  if (reported === undefined) return undefined
+  const out: Crossing[] = []
+  for (const threshold of reported.quota) out.push({ scope, bucket: false, threshold, used: outcome[5], quota: monthlyQuota })
+  for (const threshold of reported.bucket) out.push({ scope, bucket: true, threshold, used: outcome[7], quota: bucketQuota })
+  return out.length === 0 ? undefined : out
 }
 
 /** The tighter of two states of one window: the one with less left (`a` on a tie). */
@@ -85,7 +99,12 @@ export function combineLevels (scopes: readonly Scope[], decisions: readonly Dec
     const c = d.concurrent
     if (c.limit !== Infinity && (concurrent.limit === Infinity || c.limit - c.inFlight < concurrent.limit - concurrent.inFlight)) concurrent = c
   }
-  if (refusing === -1) return { allowed: true, reason: undefined, retryAfterMs: 0, now: first.now, minute, hour, month, concurrent, levels }
+  if (refusing === -1) {
+    // Only an admission counts, so only an admitted request crosses a threshold, at any level.
+    let crossings: Crossing[] | undefined
+    for (const d of decisions) if (d.crossings !== undefined) (crossings ??= []).push(...d.crossings)
+    return { allowed: true, reason: undefined, retryAfterMs: 0, now: first.now, minute, hour, month, concurrent, levels, ...(crossings === undefined ? {} : { crossings }) }
+  }
   const refused = decisions[refusing]
   return { allowed: false, reason: refused.reason, retryAfterMs: refused.retryAfterMs, now: first.now, minute, hour, month, concurrent, scope: scopes[refusing], levels }
 }

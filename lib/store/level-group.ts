@@ -4,22 +4,29 @@
 import { StoreReplyError } from '../errors.js'
 import type { StoreKeys } from '../keys.js'
 import type { TierLimits } from '../tiers.js'
-import { readOutcome, releasingArg, type TermsWriter } from './admit-protocol.js'
+import { readCrossings, readOutcome, releasingArg, type LineCrossings, type TermsWriter } from './admit-protocol.js'
 import type { BatchItem } from './admit-batcher.js'
 import type { AdmitOutcome } from './decision.js'
 import type { AdmitRequest } from './types.js'
 
-/** One level as the script takes it: where it counts and what it is held to. */
+/** One level as the script takes it: where it counts, what it is held to, whether it keeps a usage record. */
 export interface LevelTerms {
   readonly keys: StoreKeys
   readonly limits: TierLimits
   readonly bucketQuota: number
+  readonly keepUsage: boolean
 }
 
 /** The levels of a request, the subject's first. */
 export function levelTermsOf (request: AdmitRequest): LevelTerms[] {
-  const own: LevelTerms = { keys: request.keys, limits: request.limits, bucketQuota: request.bucketQuota ?? Infinity }
-  return [own, ...(request.levels ?? []).map(level => ({ keys: level.keys, limits: level.limits, bucketQuota: Infinity }))]
+  const own: LevelTerms = { keys: request.keys, limits: request.limits, bucketQuota: request.bucketQuota ?? Infinity, keepUsage: request.keepUsage === true }
+  return [own, ...(request.levels ?? []).map(level => ({ keys: level.keys, limits: level.limits, bucketQuota: Infinity, keepUsage: level.scope === 'organization' }))]
+}
+
+/** One level's answer: what it counted, and the quota thresholds it crossed. */
+export interface LevelAnswer {
+  readonly outcome: AdmitOutcome
+  readonly crossed: LineCrossings | undefined
 }
 
 /** What a group needs of its store. */
@@ -72,7 +79,7 @@ class LevelItem implements BatchItem {
 
 export class LevelGroup {
   readonly items: LevelItem[]
-  private readonly outcomes: AdmitOutcome[] = []
+  private readonly answers: LevelAnswer[] = []
   private waiting: number
   private failed = false
 
@@ -82,15 +89,15 @@ export class LevelGroup {
     terms: TermsWriter,
     clock: number,
     private readonly owner: GroupOwner,
-    /** Every level's outcome, in order; or the error of the group. */
-    private readonly answered: (outcomes: AdmitOutcome[]) => void,
+    /** Every level's answer, in order; or the error of the group. */
+    private readonly answered: (answers: LevelAnswer[]) => void,
     private readonly fail: (err: unknown) => void
   ) {
     const peek = request.peek === true
     const last = levels.length - 1
     this.waiting = levels.length
     this.items = levels.map((level, i) => new LevelItem(this, i, level.keys,
-      terms.terms(level.limits, request.cost, level.bucketQuota, peek, i < last), request.leaseId,
+      terms.terms(level.limits, request.cost, level.bucketQuota, peek, i < last, level.keepUsage), request.leaseId,
       owner.takeUnsentReleases(level.keys), i < last, clock))
   }
 
@@ -100,15 +107,15 @@ export class LevelGroup {
       this.error(new StoreReplyError(line))
       return
     }
-    this.outcomes[i] = outcome
+    this.answers[i] = { outcome, crossed: readCrossings(line) }
     if (--this.waiting > 0) return
     if (!this.failed) {
-      this.answered(this.outcomes)
+      this.answered(this.answers)
       return
     }
     // The request went on without this answer (failMode): leases granted now would never go back.
     const { leaseId } = this.request
-    if (leaseId !== '' && this.outcomes.every(o => o[0] === 0)) {
+    if (leaseId !== '' && this.answers.every(a => a.outcome[0] === 0)) {
       this.levels.forEach(level => { if (level.limits.concurrentRequests !== Infinity) this.owner.release(level.keys, leaseId) })
     }
   }

@@ -4,7 +4,9 @@
 // it keeps is bounded, the least recently used going first.
 import type { StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
-import { combineLevels, decisionOf, type AdmitOutcome } from './decision.js'
+import { combineLevels, crossingsOf, decisionOf, type AdmitOutcome } from './decision.js'
+import type { LineCrossings } from './admit-protocol.js'
+import type { UsageDescription } from './usage-descriptions.js'
 import type { TierLimits } from '../tiers.js'
 import { HOUR_MS, MINUTE_MS, type AdjustRequest, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 
@@ -115,6 +117,38 @@ interface Counters {
   monthId: number
   month: number
   expiresAt: number
+  /** Quota alerts: per threshold, the quota it fired at in month `alertsMonth` (see quota-alerts.lua). */
+  alerts?: Map<number, number>
+  alertsMonth?: number
+}
+
+/** A subject's month as kept for billing after the month ends (the Redis store's usage record). */
+export interface MemoryUsageRecord {
+  scope: 'tenant' | 'organization'
+  id: string
+  tier: string | null
+  q: number
+  quota: number | null
+  buckets: Map<string, { used: number, quota: number | null }>
+}
+
+/** The thresholds a count going from `before` to `after` under `quota` crosses now, marked as fired. */
+function crossedNow (counters: Counters, monthId: number, thresholds: readonly number[], before: number, after: number, quota: number): number[] {
+  if (counters.alertsMonth !== monthId) {
+    counters.alerts = new Map()
+    counters.alertsMonth = monthId
+  }
+  const fired = counters.alerts as Map<number, number>
+  const out: number[] = []
+  for (const t of thresholds) {
+    const mark = t * quota
+    const firedAt = fired.get(t)
+    if (after >= mark && after > 0 && (firedAt === undefined || (firedAt !== quota && before < mark))) {
+      fired.set(t, quota)
+      out.push(t)
+    }
+  }
+  return out
 }
 interface Leases { readonly members: Map<string, number>, expiresAt: number }
 
@@ -127,6 +161,11 @@ interface LevelCheck {
   readonly hasB: boolean
   /** The month counts in the bucket's own counters (the shared bucket). */
   readonly shared: boolean
+  readonly limQ: number
+  readonly limB: number
+  /** The subject keeps a usage record (tenants, organizations); and whose count it is. */
+  readonly keepUsage: boolean
+  readonly scope: 'tenant' | 'organization'
   readonly countQ: boolean
   readonly countB: boolean
   readonly counters: Counters | undefined
@@ -154,11 +193,18 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
   private readonly leases = new Map<string, Leases>()
   private readonly sweeper: NodeJS.Timeout
   private readonly months = new MonthCache()
+  /**
+   * Usage records, by month (`yyyymm`) and subject base: month counts kept past their month, for
+   * `usageRetentionMonths` (dropped by the sweep), as the Redis store keeps them.
+   */
+  readonly usageRecords = new Map<string, Map<string, MemoryUsageRecord>>()
 
   constructor (options: MemoryStoreOptions = {}) {
     this.settings = {
       bucketsPerWindow: options.bucketsPerWindow ?? 20,
-      leaseTtlMs: options.leaseTtlMs ?? 60_000
+      leaseTtlMs: options.leaseTtlMs ?? 60_000,
+      alertThresholds: options.alertThresholds ?? [],
+      usageRetentionMonths: options.usageRetentionMonths ?? 3
     }
     this.clock = options.clock ?? Date.now
     this.maxKeys = options.maxKeys ?? DEFAULT_MAX_KEYS
@@ -185,13 +231,15 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
   }
 
   private decision (request: AdmitRequest): Decision {
-    const outcomes = this.decide(request)
+    const crossed: Array<LineCrossings | undefined> = []
+    const outcomes = this.decide(request, crossed)
     const k = this.settings.bucketsPerWindow
-    const own = decisionOf(outcomes[0], request.limits, request.bucketQuota ?? Infinity, k, this.months)
+    const bucketQuota = request.bucketQuota ?? Infinity
+    const own = decisionOf(outcomes[0], request.limits, bucketQuota, k, this.months, crossingsOf('tenant', crossed[0], outcomes[0], request.limits.monthlyQuota, bucketQuota))
     const levels = request.levels
     if (levels === undefined || levels.length === 0) return own
-    return combineLevels(['tenant', ...levels.map(l => l.scope)],
-      [own, ...levels.map((level, i) => decisionOf(outcomes[i + 1], level.limits, Infinity, k, this.months))])
+    return combineLevels(['tenant', ...levels.map(l => l.scope)], [own, ...levels.map((level, i) => decisionOf(outcomes[i + 1], level.limits, Infinity, k, this.months,
+      crossingsOf('organization', crossed[i + 1], outcomes[i + 1], level.limits.monthlyQuota, Infinity)))])
   }
 
   release (keys: StoreKeys, leaseId: string): void {
@@ -264,6 +312,16 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     for (const key of this.leases.keys()) if (key.startsWith(subjectBase)) this.leases.delete(key)
   }
 
+  /** Who each usage record belongs to (by subject base), as the Redis store writes it in the record. */
+  private readonly descriptions = new Map<string, UsageDescription>()
+
+  describeUsage (keys: StoreKeys, description: UsageDescription): void {
+    const base = keys.month.slice(0, -'all:n'.length)
+    this.descriptions.set(base, description)
+    const record = this.usageRecords.get(String(this.months.of(this.clock()).id))?.get(base)
+    if (record !== undefined) Object.assign(record, description)
+  }
+
   async close (): Promise<void> {
     clearInterval(this.sweeper)
     this.counters.clear()
@@ -282,6 +340,13 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     for (const [key, entry] of this.leases) {
       for (const [member, expiry] of entry.members) if (expiry <= now) entry.members.delete(member)
       if (entry.expiresAt <= now || entry.members.size === 0) this.leases.delete(key)
+    }
+    // A month's records go once it ended more than usageRetentionMonths ago (31 days a month).
+    const keepMs = (this.settings.usageRetentionMonths ?? 3) * 31 * 86_400_000
+    for (const month of this.usageRecords.keys()) {
+      const id = Number(month)
+      const end = Date.UTC(Math.floor(id / 100), id % 100, 1)
+      if (end + keepMs <= now) this.usageRecords.delete(month)
     }
   }
 
@@ -330,19 +395,19 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
    * A request's outcome at each of its levels (the subject's first). Mirrors admit-batch.lua: every
    * level is checked before any is taken, and only a request every level admits is taken anywhere.
    */
-  private decide (request: AdmitRequest): AdmitOutcome[] {
+  private decide (request: AdmitRequest, crossed: Array<LineCrossings | undefined>): AdmitOutcome[] {
     const now = this.clock()
     const { cost } = request
-    const first = this.check(request.keys, request.limits, request.bucketQuota ?? Infinity, cost, now)
+    const first = this.check(request.keys, request.limits, request.bucketQuota ?? Infinity, cost, now, request.keepUsage === true, 'tenant')
     const levels = request.levels
-    if (levels === undefined || levels.length === 0) return [this.conclude(first, first.reason === 0, request, now)]
-    const checks = [first, ...levels.map(level => this.check(level.keys, level.limits, Infinity, cost, now))]
+    if (levels === undefined || levels.length === 0) return [this.conclude(first, first.reason === 0, request, now, crossed, 0)]
+    const checks = [first, ...levels.map(level => this.check(level.keys, level.limits, Infinity, cost, now, level.scope === 'organization', 'organization'))]
     const admitted = checks.every(c => c.reason === 0)
-    return checks.map(c => this.conclude(c, admitted, request, now))
+    return checks.map((c, i) => this.conclude(c, admitted, request, now, crossed, i))
   }
 
   /** A checked level's outcome: taken when the request is admitted, else as it stands. */
-  private conclude (c: LevelCheck, admitted: boolean, request: AdmitRequest, now: number): AdmitOutcome {
+  private conclude (c: LevelCheck, admitted: boolean, request: AdmitRequest, now: number, crossed: Array<LineCrossings | undefined>, at: number): AdmitOutcome {
     if (!admitted) return [c.reason, Math.ceil(c.retry), now, c.hasM ? c.usedM : 0, c.hasH ? c.usedH : 0, c.usedQ, c.inFlight, c.hasB ? c.usedB : 0]
     const { cost } = request
     if (request.peek === true) {
@@ -351,11 +416,11 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
       const peekB = c.countB ? c.usedB + cost : c.hasB ? peekQ : 0
       return [0, 0, now, c.hasM ? c.usedM + cost : 0, c.hasH ? c.usedH + cost : 0, peekQ, c.hasC ? c.inFlight + 1 : 0, peekB]
     }
-    return this.take(c, cost, request.leaseId, now)
+    return this.take(c, cost, request.leaseId, now, crossed, at)
   }
 
   /** One level: what it holds now and whether the request fits (see admit-batch.lua's check). */
-  private check (keys: StoreKeys, limits: TierLimits, limB: number, cost: number, now: number): LevelCheck {
+  private check (keys: StoreKeys, limits: TierLimits, limB: number, cost: number, now: number, keepUsage: boolean, scope: 'tenant' | 'organization'): LevelCheck {
     const { requestsPerMinute: limM, requestsPerHour: limH, monthlyQuota: limQ, concurrentRequests: limC } = limits
     // Which limits apply (an unlimited one is neither checked nor counted).
     const hasM = limM !== Infinity
@@ -418,6 +483,10 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
       hasC,
       hasB,
       shared,
+      limQ,
+      limB,
+      keepUsage,
+      scope,
       countQ: hasQ || (hasB && shared),
       countB: hasB && !shared,
       counters,
@@ -436,7 +505,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
   }
 
   /** An admitted level: every count it changes, and its lease (see admit-batch.lua's commit). */
-  private take (c: LevelCheck, cost: number, leaseId: string, now: number): AdmitOutcome {
+  private take (c: LevelCheck, cost: number, leaseId: string, now: number, crossed: Array<LineCrossings | undefined>, at: number): AdmitOutcome {
     const { keys, hasM, hasH, hasC, hasB, shared, countQ, countB, curM, curH } = c
     let { counters, monthCounters, usedQ, usedB, inFlight, leases } = c
     const { bucketsPerWindow: k, leaseTtlMs } = this.settings
@@ -465,6 +534,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
       monthCounters.expiresAt = this.liveUntil(monthCounters, k, gM, gH, monthId, monthEnd)
     }
     if (counters !== undefined) counters.expiresAt = this.liveUntil(counters, k, gM, gH, monthId, monthEnd)
+    if (c.keepUsage && (countQ || countB)) crossed[at] = this.recordUsage(c, monthId, usedQ, usedB, cost, counters, monthCounters)
     if (hasC) {
       if (leases === undefined) {
         leases = { members: new Map(), expiresAt: 0 }
@@ -475,6 +545,38 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
       inFlight += 1
     }
     return [0, 0, now, hasM ? c.usedM + cost : 0, hasH ? c.usedH + cost : 0, usedQ, inFlight, hasB ? usedB : 0]
+  }
+
+  /**
+   * The subject's month into its usage record, and the quota thresholds it crossed now (see the
+   * usage records and quota-alerts of admit-batch.lua). Events stay in process: no pending mark.
+   */
+  private recordUsage (c: LevelCheck, monthId: number, usedQ: number, usedB: number, cost: number, counters: Counters | undefined, monthCounters: Counters | undefined): LineCrossings | undefined {
+    const base = c.keys.month.slice(0, -'all:n'.length)
+    let month = this.usageRecords.get(String(monthId))
+    if (month === undefined) {
+      month = new Map()
+      this.usageRecords.set(String(monthId), month)
+    }
+    let record = month.get(base)
+    if (record === undefined) {
+      record = { scope: c.scope, id: base, tier: null, q: 0, quota: null, buckets: new Map(), ...this.descriptions.get(base) }
+      month.set(base, record)
+    }
+    const thresholds = this.settings.alertThresholds ?? []
+    let quota: number[] = []
+    let bucket: number[] = []
+    if (c.countQ) {
+      record.q = usedQ
+      record.quota = c.limQ === Infinity ? null : c.limQ
+      if (c.limQ !== Infinity && thresholds.length > 0) quota = crossedNow(monthCounters as Counters, monthId, thresholds, usedQ - cost, usedQ, c.limQ)
+    }
+    if (c.countB) {
+      const name = c.keys.counters.slice(base.length + 2, -2)
+      record.buckets.set(name, { used: usedB, quota: c.limB })
+      if (thresholds.length > 0) bucket = crossedNow(counters as Counters, monthId, thresholds, usedB - cost, usedB, c.limB)
+    }
+    return quota.length === 0 && bucket.length === 0 ? undefined : { quota, bucket }
   }
 
   /**

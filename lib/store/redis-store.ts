@@ -1,14 +1,15 @@
 // The distributed store: the admissions of one event-loop turn in one script call, against a Redis
 // node (or one call per admission on a Cluster).
-import type { StoreKeys } from '../keys.js'
+import { subjectBaseOf, type StoreKeys } from '../keys.js'
+import { UsageDescriptions, type UsageDescription } from './usage-descriptions.js'
 import { MonthCache } from './calendar.js'
-import { combineLevels, decisionOf, type AdmitOutcome } from './decision.js'
-import { readOutcome, releasingArg, sharedTerms, TermsWriter } from './admit-protocol.js'
+import { combineLevels, crossingsOf, decisionOf } from './decision.js'
+import { readCrossings, readOutcome, releasingArg, sharedTerms, TermsWriter } from './admit-protocol.js'
 import { AdmitBatcher, type BatchItem } from './admit-batcher.js'
 import { AdjustBatcher } from './adjust-batcher.js'
 import { keySlot } from './key-slot.js'
 import { admitAcrossSlots } from './cross-slot.js'
-import { LevelGroup, levelTermsOf, type GroupOwner, type LevelTerms } from './level-group.js'
+import { LevelGroup, levelTermsOf, type GroupOwner, type LevelAnswer, type LevelTerms } from './level-group.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
 import { admitAsPromise, type AdjustRequest, type Scope, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
 import { StoreReplyError } from '../errors.js'
@@ -107,6 +108,8 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
   /** Releases not sent yet, by leases key: they wait for the next admission of those keys. */
   private readonly unsent = new Map<string, { readonly keys: StoreKeys, readonly ids: string[] }>()
   private releaseTimer: NodeJS.Timeout | undefined
+  /** Who each usage record belongs to, written in batches. */
+  private readonly descriptions: UsageDescriptions
   /** Releases that failed (Redis away), sent again once it answers. */
   private pendingReleases: Array<{ keys: StoreKeys, id: string }> = []
 
@@ -114,11 +117,14 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     this.client = options.client
     this.settings = {
       bucketsPerWindow: options.bucketsPerWindow ?? 20,
-      leaseTtlMs: options.leaseTtlMs ?? 60_000
+      leaseTtlMs: options.leaseTtlMs ?? 60_000,
+      alertThresholds: options.alertThresholds ?? [],
+      usageRetentionMonths: options.usageRetentionMonths ?? 3
     }
     this.clock = options.clock
     // Never on a Cluster: one call may only touch one slot.
     const isCluster = this.isCluster = 'nodes' in this.client
+    this.descriptions = new UsageDescriptions(this.client)
     this.batcher = new AdmitBatcher(this.client, ADMIT_SCRIPT, !isCluster && (options.pipeline ?? true), this.sharedTerms, options.timeoutMs)
     this.adjustments = new AdjustBatcher(this.client, ADJUST_SCRIPT, !isCluster && (options.pipeline ?? true), this.settings.bucketsPerWindow, this.clock)
     // Releases that failed during an outage go out as soon as the connection is back.
@@ -143,7 +149,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     // Leases given back since the last call for these keys ride along: one item, not two.
     const releasing = this.unsent.get(keys.leases)?.ids
     if (releasing !== undefined) this.unsent.delete(keys.leases)
-    this.batcher.send(new AdmitItem(this.answers, request, this.termsWriter.terms(request.limits, request.cost, request.bucketQuota, request.peek === true), releasing, this.batchClock(), sink))
+    this.batcher.send(new AdmitItem(this.answers, request, this.termsWriter.terms(request.limits, request.cost, request.bucketQuota, request.peek === true, false, request.keepUsage === true), releasing, this.batchClock(), sink))
   }
 
   /**
@@ -174,7 +180,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     }, err => sink.failed(err))
   }
 
-  private sendLevels (levels: readonly LevelTerms[], request: AdmitRequest, answered: (outcomes: AdmitOutcome[]) => void, fail: (err: unknown) => void): void {
+  private sendLevels (levels: readonly LevelTerms[], request: AdmitRequest, answered: (answers: LevelAnswer[]) => void, fail: (err: unknown) => void): void {
     const group = new LevelGroup(levels, request, this.termsWriter, this.batchClock(), this.groupOwner, outcomes => {
       if (this.pendingReleases.length > 0) this.retryReleases()
       answered(outcomes)
@@ -183,10 +189,15 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
   }
 
   /** The decision over the levels at `decided` (the subject is level 0; a level never asked is left out). */
-  private levelsDecision (request: AdmitRequest, levels: readonly LevelTerms[], decided: readonly number[], outcomes: readonly AdmitOutcome[]): Decision {
+  private levelsDecision (request: AdmitRequest, levels: readonly LevelTerms[], decided: readonly number[], answers: readonly LevelAnswer[]): Decision {
     const k = this.settings.bucketsPerWindow
     const scopes: Scope[] = decided.map(at => at === 0 ? 'tenant' : (request.levels as NonNullable<AdmitRequest['levels']>)[at - 1].scope)
-    const decisions = decided.map(at => decisionOf(outcomes[at], levels[at].limits, levels[at].bucketQuota, k, this.months))
+    const decisions = decided.map((at, i) => {
+      const { outcome, crossed } = answers[at]
+      const { limits, bucketQuota } = levels[at]
+      const scope = scopes[i] === 'organization' ? 'organization' : 'tenant'
+      return decisionOf(outcome, limits, bucketQuota, k, this.months, crossingsOf(scope, crossed, outcome, limits.monthlyQuota, bucketQuota))
+    })
     return combineLevels(scopes, decisions)
   }
 
@@ -201,12 +212,12 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
   }
 
   private readonly crossSlot = {
-    sendLevels: (levels: readonly LevelTerms[], request: AdmitRequest, answered: (outcomes: AdmitOutcome[]) => void, fail: (err: unknown) => void) =>
+    sendLevels: (levels: readonly LevelTerms[], request: AdmitRequest, answered: (answers: LevelAnswer[]) => void, fail: (err: unknown) => void) =>
       this.sendLevels(levels, request, answered, fail),
     adjust: (request: AdjustRequest) => this.adjust(request),
     release: (keys: StoreKeys, leaseId: string) => this.release(keys, leaseId),
-    decisionOf: (request: AdmitRequest, levels: readonly LevelTerms[], decided: readonly number[], outcomes: readonly AdmitOutcome[]) =>
-      this.levelsDecision(request, levels, decided, outcomes)
+    decisionOf: (request: AdmitRequest, levels: readonly LevelTerms[], decided: readonly number[], answers: readonly LevelAnswer[]) =>
+      this.levelsDecision(request, levels, decided, answers)
   }
 
   /** What every admission item does with its answer: one pair of functions per store, none per request. */
@@ -218,7 +229,10 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
         return
       }
       if (this.pendingReleases.length > 0) this.retryReleases()
-      item.sink.decided(decisionOf(outcome, item.request.limits, item.request.bucketQuota ?? Infinity, this.settings.bucketsPerWindow, this.months))
+      const { limits } = item.request
+      const bucketQuota = item.request.bucketQuota ?? Infinity
+      const crossings = crossingsOf('tenant', readCrossings(line), outcome, limits.monthlyQuota, bucketQuota)
+      item.sink.decided(decisionOf(outcome, limits, bucketQuota, this.settings.bucketsPerWindow, this.months, crossings))
     },
     error: (item, err) => {
       if (item.released !== undefined) this.releasesFailed(item.request.keys, item.released, err)
@@ -233,7 +247,7 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
 
   /** What a batch shares: k, the lease lifetime and the clock (-1: Redis TIME). */
   private readonly sharedTerms = (clock: number): string =>
-    sharedTerms(this.settings.bucketsPerWindow, this.settings.leaseTtlMs, clock)
+    sharedTerms(this.settings.bucketsPerWindow, this.settings.leaseTtlMs, clock, this.settings.alertThresholds, this.settings.usageRetentionMonths)
 
   /**
    * The Cluster node that holds these keys (`host:port` of its master), or '' on a single Redis: the
@@ -369,7 +383,14 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     }
   }
 
+  describeUsage (keys: StoreKeys, description: UsageDescription): void {
+    const now = this.clock?.() ?? Date.now()
+    const { id, end } = this.months.of(now)
+    this.descriptions.describe(subjectBaseOf(keys) + 'usage:' + String(id), description, end + (this.settings.usageRetentionMonths ?? 3) * 31 * 86_400_000)
+  }
+
   async close (): Promise<void> {
+    await this.descriptions.close()
     if (this.releaseTimer !== undefined) {
       clearTimeout(this.releaseTimer)
       this.sendReleases()

@@ -8,6 +8,7 @@ import { CircuitBreaker } from './circuit-breaker.js'
 import { StoreUnavailableError } from './store-unavailable.js'
 import { admitAsPromise, admitInto, type AdjustRequest, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage } from './types.js'
 import { applyMultiplier, scaleLimit } from '../tiers.js'
+import type { UsageDescription } from './usage-descriptions.js'
 
 export { StoreUnavailableError }
 
@@ -150,6 +151,10 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
 
   async resetSubject (subjectBase: string): Promise<void> {
     await this.inner.resetSubject(subjectBase)
+  }
+
+  describeUsage (keys: StoreKeys, description: UsageDescription): void {
+    this.inner.describeUsage?.(keys, description)
   }
 
   async close (): Promise<void> {

@@ -1,6 +1,7 @@
 // The store interface both implementations honour, and the decision they return.
 import type { StoreKeys } from '../keys.js'
 import type { TierLimits } from '../tiers.js'
+import type { UsageDescription } from './usage-descriptions.js'
 
 export type RejectReason = 'rate_limit_exceeded' | 'concurrent_limit_exceeded' | 'quota_exceeded'
 
@@ -18,6 +19,9 @@ export interface AdmitLevel {
   readonly keys: StoreKeys
   /** The level's limits; its `monthlyQuota` is counted in its own counters. */
   readonly limits: TierLimits
+  /** An organization's id and tier, as its usage record and its quota alerts name it. */
+  readonly id?: string
+  readonly tier?: string | null
 }
 
 /** One request to decide. */
@@ -36,6 +40,11 @@ export interface AdmitRequest {
   readonly leaseId: string
   /** Decide only: the decision an admission would get now, with nothing recorded and no lease taken. */
   readonly peek?: boolean
+  /**
+   * Keep the subject's month counts in a usage record that outlives the month (tenants; not
+   * anonymous clients). Levels above it keep theirs when they count a month.
+   */
+  readonly keepUsage?: boolean
   /**
    * Levels above the subject, checked and taken in the same step (the lease `leaseId` is taken at
    * every level with a concurrency limit). On a single Redis one script call decides them all.
@@ -99,6 +108,18 @@ export interface WindowState {
   readonly resetAt: number
 }
 
+/** A share of a monthly quota that an admission's count crossed (a quota alert to send). */
+export interface Crossing {
+  /** Whose count: the subject's (`tenant`, also for its buckets) or its organization's. */
+  readonly scope: 'tenant' | 'organization'
+  /** True: the bucket's own monthly cap; false: the subject's monthly quota. */
+  readonly bucket: boolean
+  readonly threshold: number
+  /** The month count right after the admission. */
+  readonly used: number
+  readonly quota: number
+}
+
 /** One level's own state, as a decision over several levels reports it. */
 export interface LevelState {
   readonly scope: Scope
@@ -133,6 +154,8 @@ export interface Decision {
    * windows and concurrency are then the tightest of the levels', each on its own.
    */
   readonly levels?: readonly LevelState[]
+  /** The quota thresholds this admission crossed (absent: none; each crossing is reported once). */
+  readonly crossings?: readonly Crossing[]
 }
 
 /** Tunables shared by both stores; they must agree between every instance sharing one store. */
@@ -141,6 +164,10 @@ export interface WindowSettings {
   readonly bucketsPerWindow: number
   /** A lease that is never released (crashed process) frees itself after this many ms. */
   readonly leaseTtlMs: number
+  /** Shares of a monthly quota whose crossing an admission reports (quota alerts); empty: none. */
+  readonly alertThresholds?: readonly number[]
+  /** Months a usage record outlives its month. Default 3. */
+  readonly usageRetentionMonths?: number
 }
 
 /** Used amounts (not remaining) of one subject and bucket. */
@@ -195,6 +222,11 @@ export interface RateLimitStore {
   resetSubject (subjectBase: string): Promise<void>
   /** Frees what the store created (never a Redis client it was given). */
   close (): Promise<void>
+  /**
+   * Names the subject of `keys` in its usage record of the current month (its real id, scope and
+   * tier), for usage reports. Optional; called once per subject and month, never awaited.
+   */
+  describeUsage? (keys: StoreKeys, description: UsageDescription): void
 }
 
 /**
