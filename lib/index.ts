@@ -97,7 +97,7 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
 
   fastify.decorate('rateLimitStore', store)
   fastify.decorate('policies', policies)
-  fastify.decorate('rateLimiter', new LimiterApi(options, store, policies, metrics, rejections, levels) as RateLimiter)
+  fastify.decorate('rateLimiter', new LimiterApi(options, store, policies, metrics, rejections, levels, alerts) as RateLimiter)
   fastify.decorateRequest('rateLimit', null)
   fastify.decorateRequest(kLease, null)
 

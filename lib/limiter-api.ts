@@ -7,6 +7,8 @@ import { clientKey } from './client-key.js'
 import { InvalidLimiterCallError, StoreUnavailableRefusalError } from './errors.js'
 import { KeyCache, subjectBaseOf, type StoreKeys } from './keys.js'
 import { leaseKeysOf, type LevelResolver } from './levels.js'
+import type { AlertPublisher } from './alerts/alert-publisher.js'
+import { UsageNotes } from './alerts/usage-notes.js'
 import { recordAdmission, type EndpointMetrics, type LimiterMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import type { RejectionCache } from './rejection-cache.js'
@@ -86,6 +88,7 @@ export class LimiterApi implements RateLimiter {
   private readonly buckets = new Map<string, RouteLimiter>()
   private readonly leasePrefix = randomBytes(9).toString('base64url') + ':api:'
   private leaseSeq = 0
+  private readonly usageNotes: UsageNotes
 
   constructor (
     private readonly options: ResolvedOptions,
@@ -94,8 +97,11 @@ export class LimiterApi implements RateLimiter {
     private readonly metrics: LimiterMetrics,
     /** The HTTP limiter's remembered rejections: a refund makes the subject's stale. */
     private readonly rejections: RejectionCache,
-    private readonly levelResolver: LevelResolver
+    private readonly levelResolver: LevelResolver,
+    /** Quota alerts, when on: thresholds a consume crosses become events, as for HTTP requests. */
+    private readonly alerts?: AlertPublisher
   ) {
+    this.usageNotes = new UsageNotes(store)
     this.keys = new KeyCache(options.keyPrefix)
     this.endpoint = metrics.endpoint(API_ENDPOINT)
   }
@@ -121,7 +127,8 @@ export class LimiterApi implements RateLimiter {
     const started = this.metrics.enabled ? performance.now() : 0
     let decision: Decision
     try {
-      decision = await this.store.admit({ keys, cost, limits, leaseId, bucketQuota: policy.bucketQuota, levels })
+      if (!anonymous) this.usageNotes.note(keys, subject, policy.tier, levels)
+      decision = await this.store.admit({ keys, cost, limits, leaseId, bucketQuota: policy.bucketQuota, levels, keepUsage: !anonymous })
     } catch {
       this.metrics.storeError(this.store.kind)
       this.metrics.failDecision(this.options.failMode)
@@ -141,6 +148,16 @@ export class LimiterApi implements RateLimiter {
       return decision
     }
     if (this.metrics.enabled) recordAdmission(this.metrics, decision, series)
+    if (decision.crossings !== undefined) {
+      const org = levels?.[0]
+      this.alerts?.publish(decision, {
+        subject,
+        tier: policy.tier,
+        bucket: options.bucket,
+        keys,
+        organization: org?.scope === 'organization' && org.id !== undefined ? { id: org.id, tier: org.tier ?? null, keys: org.keys } : undefined
+      })
+    }
     if (leaseId === '') return decision
     this.metrics.leaseTaken(policy.tier)
     let holding = true

@@ -3,7 +3,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import Fastify from 'fastify'
-import rateLimiting, { RedisStore, PolicyManager } from '../dist/index.js'
+import rateLimiting, { RedisStore, PolicyManager, type QuotaAlertEvent } from '../dist/index.js'
 import { storeKeys } from '../dist/keys.js'
 import { keySlot } from '../dist/store/key-slot.js'
 import { buildApp, headerTenant, listen } from './helpers/app.js'
@@ -77,6 +77,35 @@ t.test('on a three-master Redis Cluster', async t => {
       return { apps, prefix }
     }
     levelsHttpSuite(t, onCluster, 2, false)
+  })
+
+  t.test('quota alerts on the cluster: 300 parallel requests over two instances fire each threshold once; the usage record stays with its tenant', async t => {
+    const prefix = 'cl-alerts-' + Math.random().toString(36).slice(2)
+    const events: QuotaAlertEvent[] = []
+    const apps: Array<Awaited<ReturnType<typeof buildApp>>> = []
+    for (let i = 0; i < 2; i++) {
+      const app = Fastify()
+      t.teardown(() => app.close())
+      await app.register(rateLimiting, {
+        redis: cluster.client(),
+        keyPrefix: prefix,
+        tiers: { metered: { requestsPerMinute: 100_000, requestsPerHour: null, concurrentRequests: null, monthlyQuota: 250 } },
+        tenantExtractor: request => ({ tenantId: String(request.headers['x-tenant']), tier: 'metered', organizationId: 'globex', organizationTier: 'metered' }),
+        quotaAlerts: { onAlert: event => events.push(event) }
+      })
+      app.get('/', async () => 'ok')
+      await app.ready()
+      apps.push(app)
+    }
+    const codes = await Promise.all(Array.from({ length: 300 }, async (_, i) => (await apps[i % 2].inject({ url: '/', headers: { 'x-tenant': 'acme' } })).statusCode))
+    t.equal(codes.filter(c => c === 200).length, 250)
+    t.same(events.map(e => `${e.scope} ${e.threshold}`).sort(), ['organization 0.8', 'organization 0.9', 'organization 1', 'tenant 0.8', 'tenant 0.9', 'tenant 1'])
+    const month = new Date().toISOString().slice(0, 7).replace('-', '')
+    const record = `${prefix}:v1:{o:globex}:t:acme/usage:${month}`
+    t.ok(await within(3000, async () => (await client.hget(record, 'id')) === 'acme') < Infinity, 'named on its master')
+    t.match(await client.hgetall(record), { q: '250', quota: '250', scope: 'tenant', tier: 'metered' })
+    t.ok(await within(3000, async () => await client.xlen(`${prefix}:events`) === 6) < Infinity, 'six events in the stream')
+    t.same(Object.keys(await client.hgetall(record)).filter(f => f.startsWith('p:')), [], 'nothing left pending')
   })
 
   t.test("an organization's tenants share its slot; a shared budget lives in its own, reserved first and given back on a refusal", async t => {

@@ -110,7 +110,9 @@ t.test('300 parallel requests over two instances: 0.8, 0.9 and 1.0 each fire exa
   t.ok(await within(2000, async () => await redis.xlen(`${prefix}:events`) === 6) < Infinity, 'six events in the stream')
   const entries = await redis.xrange(`${prefix}:events`, '-', '+')
   t.same(entries.map(([, fields]) => JSON.parse(fields[3]).id).sort(), events.map(e => e.id).sort(), 'the stream holds the same events, id and all')
-  const record = await redis.hgetall(`${prefix}:v1:{o:globex}:t:acme/usage:${month.replace('-', '')}`)
+  const usageKey = `${prefix}:v1:{o:globex}:t:acme/usage:${month.replace('-', '')}`
+  t.ok(await within(3000, async () => (await redis.hget(usageKey, 'id')) === 'acme') < Infinity, 'the record is named (a batched write)')
+  const record = await redis.hgetall(usageKey)
   t.match(record, { id: 'acme', scope: 'tenant', tier: 'metered', q: '250', quota: '250' })
   t.same(Object.keys(record).filter(f => f.startsWith('p:')), [], 'no pending mark left once appended')
 })

@@ -232,6 +232,14 @@ function targets ({ results, settings, commands, memory }) {
     out.push({ what: 'added p99 ≤ 2 ms at 50 connections (Redis path)', measured: `${ms(added)} ms ${at}`, met: added <= 2 ? 'yes' : 'no' })
   }
 
+  const alertsOn = roundRatios(results, 'redis', 'redis-no-alerts')
+  if (alertsOn === undefined) {
+    notRun('quota alerts on ≥ 0.97× off (Redis path)', 'redis, redis-no-alerts')
+  } else {
+    const r = median(alertsOn)
+    out.push({ what: 'quota alerts on ≥ 0.97× off (Redis path)', measured: `${r.toFixed(2)}×`, met: r >= 0.97 ? 'yes' : 'no' })
+  }
+
   const levels = roundRatios(results, 'redis-levels', 'redis')
   if (levels === undefined) {
     notRun('an organization and a shared route budget on every request ≥ 0.85× the plain Redis path', 'redis, redis-levels')

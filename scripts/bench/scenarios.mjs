@@ -36,6 +36,7 @@ export const BARE_ONE_CONNECTION = 'bare-1conn'
  * cluster: Redis is the bench's private three-master Redis Cluster, not REDIS_URL.
  * connections: this many load-generator connections instead of BENCH_CONNECTIONS (the unloaded-latency
  * scenarios, reported apart from the others).
+ * alerts: false turns quota alerts off (they are on by default).
  * levels: the tenant belongs to an organization with limits and the route has a shared budget (three
  * levels in each decision).
  * baseline: the plugin of another checkout, built (its folder in BENCH_BASELINE): an ablation of
@@ -51,6 +52,7 @@ export const SCENARIOS = Object.freeze([
   { name: 'redis-over-limit', label: 'this plugin, Redis, tenant over its minute limit', kind: 'plugin', store: 'redis', tier: 'bench-over', expect: 'reject' },
   { name: 'redis-10k-tenants', label: 'this plugin, Redis, 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT },
   { name: 'redis-10k-cluster', label: 'this plugin, Redis Cluster (3 masters), 10,000 tenants', kind: 'plugin', store: 'redis', tenants: TENANT_COUNT, cluster: true },
+  { name: 'redis-no-alerts', label: 'this plugin, Redis (one tenant), `quotaAlerts: false`', kind: 'plugin', store: 'redis', alerts: false },
   { name: 'redis-no-metrics', label: 'this plugin, Redis, `metrics: false`', kind: 'plugin', store: 'redis', metrics: false },
   { name: 'redis-no-headers', label: 'this plugin, Redis, `headers: false`', kind: 'plugin', store: 'redis', headers: false },
   { name: 'redis-compact-headers', label: 'this plugin, Redis, `headers: \'compact\'`', kind: 'plugin', store: 'redis', headers: 'compact' },
@@ -90,6 +92,7 @@ export const PAIRS = Object.freeze([
   ['redis-10k-tenants', 'redis', '10,000 tenants ÷ one hot tenant'],
   ['redis-over-limit', 'bare-429', 'over-limit tenant ÷ the same 429 from bare Fastify (what the limiter itself costs a rejection)'],
   ['bare-429', 'bare', 'the over-limit 429 from bare Fastify ÷ bare Fastify (what the answer itself costs)'],
+  ['redis', 'redis-no-alerts', 'quota alerts on (the default) ÷ `quotaAlerts: false`, Redis (one tenant)'],
   ['redis-no-metrics', 'redis', '`metrics: false` ÷ metrics on'],
   ['redis-no-headers', 'redis', '`headers: false` (no rate-limit headers) ÷ the default'],
   ['redis-compact-headers', 'redis', '`headers: \'compact\'` (3 rate-limit headers) ÷ the default (up to 9)'],

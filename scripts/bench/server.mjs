@@ -36,6 +36,7 @@ const SETUP = {
       failMode: 'closed',
       metrics: scenario.metrics === false ? false : undefined, // default: on (prom-client is installed)
       headers: scenario.headers, // undefined: the default set
+      ...(scenario.alerts === false ? { quotaAlerts: false } : {}),
       tenantExtractor: scenario.tenants === undefined
         ? () => hot
         : (request) => ({ tenantId: request.headers[TENANT_HEADER] ?? HOT_TENANT, tier })
