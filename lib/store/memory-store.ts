@@ -317,6 +317,8 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
 
   describeUsage (keys: StoreKeys, description: UsageDescription): void {
     const base = keys.month.slice(0, -'all:n'.length)
+    // Bounded as the counters are: past it, names start again (records keep the ones they took).
+    if (this.descriptions.size >= this.maxKeys && !this.descriptions.has(base)) this.descriptions.clear()
     this.descriptions.set(base, description)
     const record = this.usageRecords.get(String(this.months.of(this.clock()).id))?.get(base)
     if (record !== undefined) Object.assign(record, description)
@@ -559,6 +561,8 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
       this.usageRecords.set(String(monthId), month)
     }
     let record = month.get(base)
+    // At most `maxKeys` records a month, as many as counters: past it, new subjects keep none.
+    if (record === undefined && month.size >= this.maxKeys) record = { scope: c.scope, id: base, tier: null, q: 0, quota: null, buckets: new Map() }
     if (record === undefined) {
       record = { scope: c.scope, id: base, tier: null, q: 0, quota: null, buckets: new Map(), ...this.descriptions.get(base) }
       month.set(base, record)
