@@ -128,6 +128,8 @@ t.test('an event whose append failed stays pending, and the sweep appends it (at
   const usageKey = `${prefix}:v1:{t:acme}:usage:${month}`
   t.ok((await redis.hget(usageKey, 'p:q:0.8')) !== null, 'the crossing is still marked pending')
   await redis.del(`${prefix}:events`)
+  // The record is named within a second (a batched write): the swept event names the tier too.
+  t.ok(await within(3000, async () => (await redis.hget(usageKey, 'tier')) === 'metered') < Infinity)
   const publisher = new AlertPublisher({ thresholds: [0.8, 0.9, 1], onAlert: undefined, streamKey: `${prefix}:events`, maxLength: 1000 }, redis, console)
   const sweep = new AlertSweep(redis, prefix, publisher, 60_000, console)
   t.equal(await sweep.sweep(Date.now(), true), 1)
