@@ -321,6 +321,7 @@ t.test('options are checked before connecting (exit 2, naming the flag); an unre
     [['forward'], { url: 'http://x', count: '3' }, /^events forward does not take --count$/],
     [['forward'], { url: 'ftp://host/x' }, /^--url must be an http:\/\/ or https:\/\/ URL/],
     [['forward'], { url: 'not a url' }, /^--url must be an http:\/\/ or https:\/\/ URL/],
+    [['forward'], { url: 'https://user:secret@hooks.example.com/' }, /^--url may not hold credentials; pass them as --header 'authorization: …'$/],
     [['forward'], { url: 'http://x', timeout: '1.5' }, /^--timeout must be a whole number from 1 to 2147483647/],
     [['forward'], { url: 'http://x', 'max-backoff': '-1' }, /^--max-backoff must be a whole number/],
     [['forward'], { url: 'http://x', 'claim-idle': '10' }, /^--claim-idle must be a whole number from 100/],

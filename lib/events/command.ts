@@ -126,6 +126,8 @@ function receiverUrl (text: string | undefined): URL {
     throw new UsageError(`--url must be an http:// or https:// URL (got ${JSON.stringify(text)})`)
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--url must be an http:// or https:// URL (got ${url.protocol}…)`)
+  // fetch refuses such a URL on every attempt: say so now, not once per retry forever.
+  if (url.username !== '' || url.password !== '') throw new UsageError('--url may not hold credentials; pass them as --header \'authorization: …\'')
   return url
 }
 

@@ -54,7 +54,7 @@ class Forwarder {
   async run (): Promise<ForwarderSummary> {
     const { stream, group, consumer, receiver } = this.options
     await this.createGroup()
-    this.options.log(`forwarding ${stream} (group ${group}, consumer ${consumer}) to ${shown(receiver.url)}`)
+    this.options.log(`forwarding ${stream} (group ${group}, consumer ${consumer}) to ${receiver.url.href}`)
     if (await this.redeliverOwnPending() && await this.claimAbandoned()) await this.forwardNew()
     const { delivered, duplicates, skipped } = this.summary
     this.options.log(`stopped: ${delivered} delivered, ${duplicates} duplicates acknowledged, ${skipped} entries skipped`)
@@ -188,12 +188,4 @@ class Forwarder {
 
 function seconds (ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${+(ms / 1000).toFixed(1)} s`
-}
-
-/** The receiver's URL without a password it may carry. */
-function shown (url: URL): string {
-  if (url.password === '') return url.href
-  const copy = new URL(url.href)
-  copy.password = '***'
-  return copy.href
 }
