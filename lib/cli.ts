@@ -2,12 +2,15 @@
 // maestro-rl: reads and changes the rate-limit policies of every service sharing one Redis.
 // Each command connects, loads the stored policies, does one thing through a PolicyManager (the class
 // behind fastify.policies, so input is judged exactly as there), prints JSON and disconnects.
+// `events tail|forward` (lib/events/) read the quota-alert stream instead, until stopped.
 // Exit status: 0 done, 1 Redis unreachable or failing, 2 bad usage or input refused, 3 nothing stored
 // under the prefix (a read would only print defaults and zeros).
 import { parseArgs } from 'node:util'
 import type { FastifyBaseLogger } from 'fastify'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
+import { connect, redact, redisTarget, RedisError, UsageError } from './cli-connection.js'
 import { InvalidOptionError, InvalidPolicyError } from './errors.js'
+import { EVENT_OPTIONS, runEventsCommand } from './events/command.js'
 import { resolveOptions } from './options.js'
 import { PolicyManager, type TenantOverride } from './policies/policy-manager.js'
 import type { TierLimitsInput } from './tiers.js'
@@ -46,14 +49,31 @@ Usage: maestro-rl <command> [arguments] [--redis URL] [--prefix P] [--env E]
   org tier set <org> <tier>              the tier of an organization whose extractor reports none
   org tier get <org>
   org tier rm <org>
+  events tail [--from-start] [--stream KEY] [--count N]
+                                         print quota alerts as they are appended, one JSON line each
+                                         (--from-start: every entry kept; --count: exit after N)
+  events forward --url URL [--group G] [--consumer C] [--stream KEY] [--timeout MS]
+                 [--max-backoff MS] [--claim-idle MS] [--header 'Name: value']... [--verbose]
+                                         POST each quota alert to URL, once per event id, retrying
+                                         until a 2xx; runs until Ctrl-C or SIGTERM
   help
 
 Limits are whole numbers, or "unlimited". Seconds may be fractional.
   --redis URL    default REDIS_URL, else redis://127.0.0.1:6379
   --prefix P     the plugin's keyPrefix; default maestro-rl
   --env E        the environment whose multiplier show and usage (org too) apply; default NODE_ENV, else production
+Events (quota alerts in the stream <prefix>:events unless --stream KEY):
+  --group G        consumer group; default maestro-rl-forwarder (made, from the first entry, if missing)
+  --consumer C     this forwarder's name in the group; default <hostname>:<pid>. Keep it across
+                   restarts so a restart re-delivers what the last run left pending at once
+  --timeout MS     per POST; default 10000
+  --max-backoff MS longest wait between attempts (exponential from 500 ms, with jitter); default 60000
+  --claim-idle MS  entries other consumers left pending this long are taken over; default 60000
+  --header 'N: v'  an extra request header (repeatable), e.g. 'authorization: Bearer …'
+  --verbose        one stderr line per delivery, not only per failure
 Tiers: the defaults, runtime tiers, and those services configured in code (recorded at their boot).
-Prints JSON on stdout. Exit status: 0 done, 1 Redis unreachable, 2 bad usage or input refused,
+Prints JSON on stdout (events tail: one event per line). Exit status: 0 done (events: stopped by
+Ctrl-C or SIGTERM, or --count reached), 1 Redis unreachable or failing, 2 bad usage or input refused,
 3 nothing stored under the prefix (no service has started on it, no policy set): reads refuse;
 changes are made, with a note on stderr.
 `
@@ -80,10 +100,6 @@ type FlagName = Exclude<keyof typeof OPTIONS, 'help'>
 type Flags = Partial<Record<FlagName, string>>
 const GLOBAL_FLAGS = new Set(['redis', 'prefix', 'env', 'help'])
 
-/** Bad usage: exit 2. */
-class UsageError extends Error {}
-/** Redis cannot be reached or fails: exit 1. */
-class RedisError extends Error {}
 /** A read on a prefix nothing is stored under: exit 3. */
 class UnusedPrefixError extends Error {}
 
@@ -287,47 +303,12 @@ function unknownCommand (positionals: string[]): UsageError {
   return new UsageError(`unknown command ${positionals[0]}`)
 }
 
-/**
- * A parsed URL fit for messages: `redis://user:secret@host/0?password=x` → `redis://user:***@host/0?password=***`.
- * Every query value goes too: ioredis reads options, a password among them, from the query.
- */
-function redact (parsed: URL): string {
-  const shown = new URL(parsed.href)
-  if (shown.password !== '') shown.password = '***'
-  for (const name of new Set(shown.searchParams.keys())) shown.searchParams.set(name, '***')
-  return shown.href
-}
-
-/** `source` names where the URL came from (`--redis` or `REDIS_URL`), for messages. */
-async function connect (url: string, source: string): Promise<Redis> {
-  let parsed: URL
-  try {
-    parsed = new URL(url)
-  } catch {
-    // Not echoed: a value that does not parse cannot be redacted, and it may hold a password.
-    throw new UsageError(`${source} must be a redis:// or rediss:// URL (the value does not parse as a URL, and is not shown: it may hold a password)`)
-  }
-  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') throw new UsageError(`${source} must be a redis:// or rediss:// URL, got ${redact(parsed)}`)
-  // Fail fast: no reconnection, no offline queue, a short connect timeout.
-  const redis = new Redis(url, { lazyConnect: true, connectTimeout: 3000, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null })
-  let cause: Error | undefined // the socket's own error says more than "Connection is closed."
-  redis.on('error', (err: Error) => { cause ??= err })
-  try {
-    await redis.connect()
-    await redis.ping()
-    return redis
-  } catch (err) {
-    redis.disconnect()
-    throw new RedisError(`cannot reach Redis at ${redact(parsed)}: ${(cause ?? err as Error).message}`)
-  }
-}
-
 /** Runs one command line; returns the exit status. */
 async function main (argv: string[]): Promise<number> {
-  let values: Flags & { help?: boolean | undefined }
+  let values: Record<string, string | boolean | string[] | undefined>
   let positionals: string[]
   try {
-    ({ values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true }))
+    ({ values, positionals } = parseArgs({ args: argv, options: { ...OPTIONS, ...EVENT_OPTIONS }, allowPositionals: true, strict: true }))
   } catch (err) {
     return fail(2, `${(err as Error).message} (see maestro-rl help)`)
   }
@@ -343,13 +324,15 @@ async function main (argv: string[]): Promise<number> {
   let redis: Redis | undefined
   let policies: PolicyManager | undefined
   try {
+    const { help: _help, ...allFlags } = values
+    // Long-running, without policies: a connection of their own, closed when they stop.
+    if (positionals[0] === 'events') return await runEventsCommand(positionals.slice(1), allFlags, GLOBAL_FLAGS)
     const { name, command, args } = findCommand(positionals)
-    const { help: _help, ...flags } = values
-    for (const flag of Object.keys(flags)) {
+    for (const flag of Object.keys(allFlags)) {
       if (!GLOBAL_FLAGS.has(flag) && !command.flags.includes(flag as FlagName)) throw new UsageError(`${name} does not take --${flag}`)
     }
-    const fromEnv = process.env.REDIS_URL !== undefined && process.env.REDIS_URL !== ''
-    const [source, url] = flags.redis !== undefined ? ['--redis', flags.redis] : fromEnv ? ['REDIS_URL', process.env.REDIS_URL as string] : ['the default', 'redis://127.0.0.1:6379']
+    const flags = allFlags as Flags // only the command's own flags, all strings
+    const { url, source } = redisTarget(flags.redis)
     const settings = { keyPrefix: flags.prefix, environment: flags.env }
     resolveOptions(settings) // a bad prefix or environment is refused before connecting
     redis = await connect(url, source)
