@@ -3,7 +3,8 @@
 // traffic shapes: one busy tenant (batches share a hash), 10,000 tenants on one Redis, and 10,000
 // tenants on the Cluster (a call per admission). Every admission takes a lease and gives it back.
 //
-//   npm run build && node scripts/redis-cost.mjs [--turns N] [--against DIR] [--rounds N]
+//   npm run build && node scripts/redis-cost.mjs [--turns N] [--against DIR] [--rounds N] [--only SHAPE]
+//     [--usage] [--thresholds 0.8,0.9,1]   (usage records kept; quota alerts watched)
 //
 // Prints, per shape, the µs of Redis time per admission by command (a script's commands are counted
 // inside EVALSHA too, and listed on their own lines), then what one call costs before its first
@@ -22,7 +23,9 @@ const { values } = parseArgs({
     turns: { type: 'string', default: '2000' },
     against: { type: 'string' },
     rounds: { type: 'string', default: '3' },
-    only: { type: 'string' }
+    only: { type: 'string' },
+    usage: { type: 'boolean', default: false },
+    thresholds: { type: 'string' }
   }
 })
 const TURNS = Number(values.turns)
@@ -52,7 +55,7 @@ async function traffic (lib, store, tenantOf, turns, withLevels) {
     await Promise.all(Array.from({ length: PER_TURN }, async () => {
       const keys = lib.storeKeys('cost', 'tenant', tenantOf(), undefined, withLevels ? 'org' : undefined)
       const leaseId = 'l' + (++id)
-      await store.admit({ keys, cost: 1, limits: LIMITS, leaseId, levels })
+      await store.admit({ keys, cost: 1, limits: LIMITS, leaseId, levels, keepUsage: values.usage })
       store.release(keys, leaseId)
       if (withLevels) {
         store.release(org, leaseId)
@@ -66,7 +69,9 @@ async function traffic (lib, store, tenantOf, turns, withLevels) {
 /** Warms up (every tenant touched, scripts loaded), then measures `TURNS` turns; returns µs per admission. */
 async function measure (label, client, nodes, tenantOf, { name, lib }, withLevels) {
   for (const node of nodes) await node.flushall()
-  const store = new lib.RedisStore({ client })
+  // --thresholds 0.8,0.9,1: quota alerts watched (a build without them ignores the option).
+  const alertThresholds = values.thresholds === undefined ? [] : values.thresholds.split(',').map(Number)
+  const store = new lib.RedisStore({ client, alertThresholds })
   await traffic(lib, store, tenantOf, 2500, withLevels)
   for (const node of nodes) await node.config('RESETSTAT')
   await traffic(lib, store, tenantOf, TURNS, withLevels)

@@ -88,10 +88,12 @@ local FIELDS = { 'mS', 'mO', 'hS', 'hO', monthField, minute.field, hour.field, '
 local NAMES = { 'sumM', 'oldestM', 'sumH', 'oldestH', 'month', 'bucketM', 'bucketH', 'leasesKept' }
 -- Quota alerts: the thresholds' fields of this month are read and written with the others.
 local thresholds = type(shared[4]) == 'table' and shared[4] or {}
+local alertNames
 do
-  local fields, names = alert_fields(thresholds, monthField)
+  local fields
+  fields, alertNames = alert_fields(thresholds, monthField)
   for i = 1, #fields do
-    FIELDS[#FIELDS + 1], NAMES[#NAMES + 1] = fields[i], names[i]
+    FIELDS[#FIELDS + 1], NAMES[#NAMES + 1] = fields[i], alertNames[i]
   end
 end
 -- Month counts kept for billing: a record per subject and month (<subject base>usage:<yyyymm>), kept
@@ -325,7 +327,7 @@ local function commit (c)
       usage_set(base, 'q', textQ)
       usage_set(base, 'quota', c.limQ >= 0 and text(c.limQ) or '')
       if c.limQ >= 0 and #thresholds > 0 then
-        local crossed = alert_crossings(mt, thresholds, c.usedQ, c.usedQ + cost, c.limQ, set)
+        local crossed = alert_crossings(mt, thresholds, alertNames, c.usedQ, c.usedQ + cost, c.limQ, set)
         if crossed ~= nil then
           alerts = ' q' .. crossed
           usage_set(base, 'p:q:' .. crossed, textQ .. ':' .. text(c.limQ) .. ':' .. nowText)
@@ -336,7 +338,7 @@ local function commit (c)
       usage_set(base, 'b:' .. bucket, textB)
       usage_set(base, 'bq:' .. bucket, text(limB))
       if #thresholds > 0 then
-        local crossed = alert_crossings(st, thresholds, c.usedB, c.usedB + cost, limB, set)
+        local crossed = alert_crossings(st, thresholds, alertNames, c.usedB, c.usedB + cost, limB, set)
         if crossed ~= nil then
           alerts = alerts .. ' b' .. crossed
           usage_set(base, 'p:b:' .. crossed .. ':' .. bucket, textB .. ':' .. text(limB) .. ':' .. nowText)

@@ -118,7 +118,8 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     this.settings = {
       bucketsPerWindow: options.bucketsPerWindow ?? 20,
       leaseTtlMs: options.leaseTtlMs ?? 60_000,
-      alertThresholds: options.alertThresholds ?? [],
+      // In increasing order: a crossing lists its thresholds so, and the script stops at the first not reached.
+      alertThresholds: [...(options.alertThresholds ?? [])].sort((a, b) => a - b),
       usageRetentionMonths: options.usageRetentionMonths ?? 3
     }
     this.clock = options.clock

@@ -14,17 +14,19 @@ local function alert_fields (thresholds, monthField)
   return fields, names
 end
 
--- The thresholds (comma-separated, as given) that a count going from `before` to `after` under
--- `quota` crosses now, each marked in the view `st` as fired at this quota; nil when none. `set`
--- records a changed field in the view.
-local function alert_crossings (st, thresholds, before, after, quota, set)
+-- The thresholds (comma-separated, as given, in increasing order) that a count going from `before`
+-- to `after` under `quota` crosses now, each marked in the view `st` as fired at this quota; nil when
+-- none. `names` are the thresholds' names in the view; `set` records a changed field in it. A count
+-- under the lowest threshold (nearly every admission) costs one comparison.
+local function alert_crossings (st, thresholds, names, before, after, quota, set)
+  if after < thresholds[1] * quota or after <= 0 then return nil end
   local crossed = nil
   for i = 1, #thresholds do
     local mark = thresholds[i] * quota
-    local name = 'alert' .. i
-    local firedAt = tonumber(st[name])
-    if after >= mark and after > 0 and (firedAt == nil or (firedAt ~= quota and before < mark)) then
-      set(st, name, quota)
+    if after < mark then break end
+    local firedAt = tonumber(st[names[i]])
+    if firedAt == nil or (firedAt ~= quota and before < mark) then
+      set(st, names[i], quota)
       crossed = crossed == nil and tostring(thresholds[i]) or crossed .. ',' .. tostring(thresholds[i])
     end
   end
