@@ -42,7 +42,10 @@ export function expectedRows (usage: StoredUsage): Array<Record<string, unknown>
 }
 
 /** A stable order for comparing reports (the store's order is the scan's). */
-export function sorted<T extends Record<string, unknown>> (rows: T[]): T[] {
-  const key = (row: T): string => JSON.stringify([row.scope, row.tenantId, row.bucket ?? '', row.used])
+export function sorted<T extends object> (rows: T[]): T[] {
+  const key = (row: T): string => {
+    const { scope, tenantId, bucket, used } = row as Record<string, unknown>
+    return JSON.stringify([scope, tenantId, bucket ?? '', used])
+  }
   return [...rows].sort((a, b) => key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0)
 }
