@@ -5,6 +5,7 @@
 //
 // The routes live in an encapsulated child context, so Fastify's `prefix` register option applies
 // (prefixes of enclosing contexts too), and the hook, validator and 404s below touch these routes only.
+import { Readable } from 'node:stream'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySchemaCompiler, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import Type, { type Static, type TSchema } from 'typebox'
@@ -12,6 +13,7 @@ import { Compile } from 'typebox/compile'
 import { AdminAuthorizationRequiredError, InvalidPolicyError } from './errors.js'
 import { PartialTierLimitsSchema, TierLimitsSchema } from './options.js'
 import { BlockSchema, EnvironmentName, MultiplierSchema, OrganizationId, OverrideSchema, SharedBudgetName, TenantId, TenantUsageQuery, TierName } from './policies/schemas.js'
+import { usageText } from './usage-format.js'
 import { explain } from './validation.js'
 
 export interface AdminOptions {
@@ -37,6 +39,8 @@ const TierParams = Type.Object({ name: TierName }, { additionalProperties: false
 const EnvironmentParams = Type.Object({ environment: EnvironmentName }, { additionalProperties: false })
 const ResolveQuery = Type.Object({ tier: Type.Optional(TierName) }, { additionalProperties: false })
 const UsageQuery = TenantUsageQuery
+/** The month is judged by `usageReport`, whose message says what a month looks like. */
+const UsageReportQuery = Type.Object({ month: Type.String({ description: 'YYYY-MM' }) }, { additionalProperties: false })
 const TenantTierBody = Type.Object({ tier: TierName }, { additionalProperties: false })
 const OrganizationTierBody = TenantTierBody
 const MultiplierBody = Type.Object({ multiplier: MultiplierSchema }, { additionalProperties: false })
@@ -123,6 +127,7 @@ export const adminSchemas = {
   'PUT /organizations/:organizationId/tier': { params: OrganizationParams, body: OrganizationTierBody, response: { 200: OrganizationTierReply } },
   'DELETE /organizations/:organizationId/tier': { params: OrganizationParams, response: removal },
   'GET /shared/:name/usage': { params: SharedParams, response: { 200: UsageReply } },
+  'GET /usage': { querystring: UsageReportQuery, produces: ['application/x-ndjson', 'text/csv'] },
   'GET /tiers': { response: { 200: TiersReply } },
   'PUT /tiers/:name': { params: TierParams, body: TierLimitsSchema, response: { 200: NamedTierReply } },
   'DELETE /tiers/:name': { params: TierParams, response: removal },
@@ -195,6 +200,22 @@ function toError (err: unknown): Error {
 
 function notFound (reply: FastifyReply, message: string): FastifyReply {
   return reply.code(404).send({ statusCode: 404, error: 'Not Found', message })
+}
+
+/**
+ * Whether an Accept header prefers CSV: `text/csv` named with a weight above zero and above that of
+ * JSON Lines or JSON (the default when neither is named, or both equally).
+ */
+function acceptsCsv (accept: string | undefined): boolean {
+  if (accept === undefined) return false
+  const weights = new Map<string, number>()
+  for (const part of accept.split(',')) {
+    const [type, ...params] = part.split(';').map(p => p.trim().toLowerCase())
+    const q = params.find(p => p.startsWith('q='))
+    weights.set(type, q === undefined ? 1 : Number(q.slice(2)) || 0)
+  }
+  const csv = weights.get('text/csv') ?? 0
+  return csv > 0 && csv > Math.max(weights.get('application/x-ndjson') ?? 0, weights.get('application/json') ?? 0)
 }
 
 interface TenantRoute { Params: Static<typeof TenantParams> }
@@ -309,6 +330,15 @@ const adminRoutes: FastifyPluginAsync<AdminOptions> = async (admin, options) => 
   // Shared route budgets: the counters every caller of the routes naming one shares.
   admin.get<{ Params: Static<typeof SharedParams> }>('/shared/:name/usage', { config, schema: s['GET /shared/:name/usage'] }, async request =>
     await policies.usage(request.params.name, { scope: 'route' }))
+
+  // A month's usage of every tenant and organization, streamed as it is read: JSON Lines, or CSV
+  // when the caller accepts text/csv. A bad month is refused (400) before anything is sent.
+  admin.get<{ Querystring: Static<typeof UsageReportQuery> }>('/usage', { config, schema: s['GET /usage'] }, async (request, reply) => {
+    const rows = policies.usageReport({ month: request.query.month })
+    const csv = acceptsCsv(request.headers.accept)
+    reply.type(csv ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8')
+    return reply.send(Readable.from(usageText(rows, csv ? 'csv' : 'json')))
+  })
 
   // Tiers defined at runtime (over the configured ones).
   admin.get('/tiers', { config, schema: s['GET /tiers'] }, async () => await policies.listTiers())

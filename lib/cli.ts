@@ -14,6 +14,8 @@ import { EVENT_OPTIONS, runEventsCommand } from './events/command.js'
 import { resolveOptions } from './options.js'
 import { PolicyManager, type TenantOverride } from './policies/policy-manager.js'
 import type { TierLimitsInput } from './tiers.js'
+import { USAGE_FORMATS, writeUsageExport } from './usage-export.js'
+import type { UsageFormat } from './usage-format.js'
 
 const USAGE = `maestro-rl: rate-limit policies of every service sharing one Redis
 
@@ -23,6 +25,10 @@ Usage: maestro-rl <command> [arguments] [--redis URL] [--prefix P] [--env E]
   usage <tenant> [--bucket B] [--tier T] [--org O]
                                          what a tenant has used and has left (--org: the organization
                                          its keys live in; default: the one it was last seen in)
+  usage export --month YYYY-MM [--format csv|json]
+                                         every tenant's and organization's usage of a month, streamed:
+                                         csv (default; header scope,tenantId,tier,bucket,used,quota)
+                                         or json (JSON Lines: one object per line)
   reset-usage <tenant> [--org O]         forget every counter and lease of a tenant (its own keys and
                                          those in its organization: --org, else the last one seen)
   override set <tenant> [--per-minute N] [--per-hour N] [--concurrent N] [--monthly N] [--expires S]
@@ -72,8 +78,9 @@ Events (quota alerts in the stream <prefix>:events unless --stream KEY):
   --header 'N: v'  an extra request header (repeatable), e.g. 'authorization: Bearer …'
   --verbose        one stderr line per delivery, not only per failure
 Tiers: the defaults, runtime tiers, and those services configured in code (recorded at their boot).
-Prints JSON on stdout (events tail: one event per line). Exit status: 0 done (events: stopped by
-Ctrl-C or SIGTERM, or --count reached), 1 Redis unreachable or failing, 2 bad usage or input refused,
+Prints JSON on stdout (events tail: one event per line; usage export: CSV or JSON Lines). Exit
+status: 0 done (events: stopped by Ctrl-C or SIGTERM, or --count reached), 1 Redis unreachable or
+failing, 2 bad usage or input refused,
 3 nothing stored under the prefix (no service has started on it, no policy set): reads refuse;
 changes are made, with a note on stderr.
 `
@@ -93,6 +100,8 @@ const OPTIONS = {
   expires: { type: 'string' },
   seconds: { type: 'string' },
   reason: { type: 'string' },
+  month: { type: 'string' },
+  format: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -109,8 +118,12 @@ interface Command {
   flags: FlagName[]
   /** Only reads: refused on a prefix nothing is stored under, where it would report defaults. */
   reads?: true
+  /** What `run` returns is printed as JSON, unless it is STREAMED (the command wrote its own output). */
   run (policies: PolicyManager, args: string[], flags: Flags): Promise<unknown>
 }
+
+/** A command's result when it wrote its output itself, as it went. */
+const STREAMED = Symbol('streamed')
 
 const OVERRIDE_FLAGS: FlagName[] = ['per-minute', 'per-hour', 'concurrent', 'monthly', 'expires']
 
@@ -129,6 +142,18 @@ const COMMANDS: Record<string, Command> = {
       ...(f.tier === undefined ? {} : { tier: f.tier }),
       ...(f.org === undefined ? {} : { organizationId: f.org })
     })
+  },
+  'usage export': {
+    args: [],
+    flags: ['month', 'format'],
+    reads: true,
+    run: async (p, _args, f) => {
+      if (f.month === undefined) throw new UsageError('usage export needs --month YYYY-MM')
+      const format = (f.format ?? 'csv') as UsageFormat
+      if (!USAGE_FORMATS.includes(format)) throw new UsageError(`--format must be ${USAGE_FORMATS.join(' or ')} (got ${JSON.stringify(f.format)})`)
+      await writeUsageExport(p.usageReport({ month: f.month }), format, process.stdout)
+      return STREAMED
+    }
   },
   'reset-usage': {
     args: ['tenant'],
@@ -348,7 +373,7 @@ async function main (argv: string[]): Promise<number> {
       process.stderr.write(`maestro-rl: note: ${nothing}; making the change anyway\n`)
     }
     const result = await command.run(policies, args, flags)
-    process.stdout.write(JSON.stringify(result, null, 2) + '\n')
+    if (result !== STREAMED) process.stdout.write(JSON.stringify(result, null, 2) + '\n')
     return 0
   } catch (err) {
     if (err instanceof UsageError) return fail(2, `${err.message} (see maestro-rl help)`)

@@ -166,6 +166,8 @@ export { MemoryStore, type MemoryStoreOptions } from './store/memory-store.js'
 export { RedisStore, type RedisStoreOptions } from './store/redis-store.js'
 export type { RateLimitStore, Decision, WindowState, AdmitRequest, AdmitLevel, LevelState, Scope, AdjustRequest, Adjusted, CountedIn, RejectReason, WindowSettings, Usage } from './store/types.js'
 export type { StoreKeys } from './keys.js'
+export type { UsageRecord } from './store/types.js'
+export type { UsageReportOptions, UsageReportRow } from './policies/policy-manager.js'
 export {
   PolicyManager, type PolicyManagerOptions, type TenantOverride, type ShadowScope,
   type ResolvedPolicy, type TierSource, type TenantUsage, type UsageOptions, type WindowUsage,

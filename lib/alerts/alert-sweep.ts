@@ -11,6 +11,7 @@ import { KEY_LAYOUT_VERSION } from '../keys.js'
 import type { RedisClient } from '../store/lua-script.js'
 import { alertEvent, type QuotaAlertEvent } from './alert-event.js'
 import type { AlertPublisher } from './alert-publisher.js'
+import { subjectOfUsageKey } from '../store/usage-record.js'
 
 const SCAN_COUNT = 1000
 
@@ -20,17 +21,12 @@ export function markedEvents (key: string, field: string, value: string, record:
   const [used, quota, at] = value.split(':').map(Number)
   if ((kind !== 'q' && kind !== 'b') || list === undefined || !Number.isFinite(at)) return []
   const bucket = kind === 'b' ? rest.join(':') : undefined
-  const scope = record.scope === 'organization' || (record.scope === undefined && key.includes(':org/usage:')) ? 'organization' : 'tenant'
-  const subject = record.id ?? subjectFromKey(key)
+  const fromKey = subjectOfUsageKey(key)
+  const scope = record.scope === 'organization' || record.scope === 'tenant' ? record.scope : fromKey.scope
+  const subject = record.id ?? fromKey.id
   const tier = record.tier === undefined || record.tier === '' ? null : record.tier
   return list.split(',').map(Number).map(threshold =>
     alertEvent({ scope, bucket: kind === 'b', threshold, used, quota }, subject, tier, bucket, at))
-}
-
-/** A record never named (its instance gone before it wrote the name): the id as the key holds it. */
-function subjectFromKey (key: string): string {
-  const tagged = /\{[toa]:([^}]*)\}(?::t:([^/]*)\/)?/.exec(key)
-  return tagged === null ? key : tagged[2] ?? tagged[1]
 }
 
 export class AlertSweep {

@@ -20,12 +20,15 @@ import {
   BlockSchema, check, EnvironmentName, MultiplierSchema, OrganizationId, OverrideSchema, ResetUsageOptionsSchema, SharedBudgetName,
   ShadowScopeSchema, TenantId, TierLimitsSchema, TierName, UsageOptionsSchema
 } from './schemas.js'
+import { checkReportOptions, reportRows, type UsageReportOptions, type UsageReportRow } from './month-report.js'
+import { monthKey } from '../store/usage-record.js'
 import { usageReport, type TenantUsage, type UsageScope } from './usage-report.js'
 import { withDeadline } from '../deadline.js'
 import { InvalidPolicyError } from '../errors.js'
 
 export type { OrganizationPolicy } from './organization-memo.js'
 export type { TenantUsage, UsageScope, WindowUsage } from './usage-report.js'
+export type { UsageReportOptions, UsageReportRow } from './month-report.js'
 
 export interface PolicyManagerOptions {
   keyPrefix?: string
@@ -589,6 +592,19 @@ export class PolicyManager {
     if (organizationId !== undefined) await store.resetSubject(subjectBase(this.keyPrefix, 'tenant', id, organizationId))
     // Tell every instance, so rejections they remember for this tenant are dropped.
     await this.write(Field.reset(id), Date.now(), 3_600_000)
+  }
+
+  /**
+   * Every tenant's and organization's usage of one month (`options.month`, `YYYY-MM`, UTC), as the
+   * store kept it: a row for each subject's month and one for each bucket with a cap of its own.
+   * Rows come as the store reads them (no order), so memory stays bounded whatever their number.
+   * Bad input is refused at the call, before anything is read.
+   */
+  usageReport (options: UsageReportOptions): AsyncIterable<UsageReportRow> {
+    checkReportOptions(options)
+    const store = this.requireStore()
+    if (store.usageMonth === undefined) throw new InvalidPolicyError('usageReport needs a store with usageMonth (the built-in stores have it)')
+    return reportRows(store.usageMonth(monthKey(options.month), this.keyPrefix))
   }
 
   // ---- configured tiers, recorded under the prefix ----

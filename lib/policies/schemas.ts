@@ -45,6 +45,10 @@ export const ResetUsageOptionsSchema = Type.Object({
   scope: Type.Optional(Type.Union([Type.Literal('tenant'), Type.Literal('organization')])),
   organizationId: Type.Optional(OrganizationId)
 }, { additionalProperties: false })
+/** A month, `YYYY-MM` (1970-01 to 9999-12). */
+export const USAGE_MONTH_PATTERN = '^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$'
+export const UsageMonth = Type.String({ pattern: USAGE_MONTH_PATTERN })
+export const UsageReportOptionsSchema = Type.Object({ month: UsageMonth }, { additionalProperties: false })
 export const ShadowScopeSchema = Type.Union([
   Type.Object({ scope: Type.Literal('global') }, { additionalProperties: false }),
   Type.Object({ scope: Type.Literal('tier'), tier: TierName }, { additionalProperties: false }),

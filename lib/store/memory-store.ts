@@ -2,13 +2,14 @@
 // so one conformance suite holds both to the same answers; both turn what they counted into a decision
 // with decision.ts. For one process only: counters are not shared between instances. Unlike Redis it has no memory of its own to fill: the number of counters
 // it keeps is bounded, the least recently used going first.
-import type { StoreKeys } from '../keys.js'
+import { KEY_LAYOUT_VERSION, type StoreKeys } from '../keys.js'
 import { MonthCache } from './calendar.js'
 import { combineLevels, crossingsOf, decisionOf, type AdmitOutcome } from './decision.js'
 import type { LineCrossings } from './admit-protocol.js'
 import type { UsageDescription } from './usage-descriptions.js'
 import type { TierLimits } from '../tiers.js'
-import { HOUR_MS, MINUTE_MS, type AdjustRequest, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
+import { HOUR_MS, MINUTE_MS, type AdjustRequest, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type UsageRecord, type WindowSettings } from './types.js'
+import { recordsOf, type SubjectMonthUsage } from './usage-record.js'
 
 export interface MemoryStoreOptions extends Partial<WindowSettings> {
   /** Time source in Unix ms (tests and replays); defaults to `Date.now`. */
@@ -122,15 +123,6 @@ interface Counters {
   alertsMonth?: number
 }
 
-/** A subject's month as kept for billing after the month ends (the Redis store's usage record). */
-export interface MemoryUsageRecord {
-  scope: 'tenant' | 'organization'
-  id: string
-  tier: string | null
-  q: number
-  quota: number | null
-  buckets: Map<string, { used: number, quota: number | null }>
-}
 
 /** The thresholds a count going from `before` to `after` under `quota` crosses now, marked as fired. */
 function crossedNow (counters: Counters, monthId: number, thresholds: readonly number[], before: number, after: number, quota: number): number[] {
@@ -197,7 +189,7 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
    * Usage records, by month (`yyyymm`) and subject base: month counts kept past their month, for
    * `usageRetentionMonths` (dropped by the sweep), as the Redis store keeps them.
    */
-  readonly usageRecords = new Map<string, Map<string, MemoryUsageRecord>>()
+  readonly usageRecords = new Map<string, Map<string, SubjectMonthUsage>>()
 
   constructor (options: MemoryStoreOptions = {}) {
     this.settings = {
@@ -590,5 +582,15 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
    */
   private liveUntil (counters: Counters, k: number, gM: number, gH: number, monthId: number, monthEnd: number): number {
     return Math.ceil(Math.max(counters.minute.liveUntil(k, gM), counters.hour.liveUntil(k, gH), counters.monthId === monthId ? monthEnd : 0))
+  }
+
+  // ---- usage records: month counts kept after the month ends ----
+
+  /** Every usage record of a month (`yyyymm`) under `keyPrefix`. */
+  async * usageMonth (month: string, keyPrefix: string): AsyncGenerator<UsageRecord> {
+    const root = `${keyPrefix}:${KEY_LAYOUT_VERSION}:`
+    for (const [base, usage] of this.usageRecords.get(month) ?? []) {
+      if (base.startsWith(root)) yield * recordsOf(usage)
+    }
   }
 }

@@ -11,9 +11,10 @@ import { keySlot } from './key-slot.js'
 import { admitAcrossSlots } from './cross-slot.js'
 import { LevelGroup, levelTermsOf, type GroupOwner, type LevelAnswer, type LevelTerms } from './level-group.js'
 import { LuaScript, type RedisClient } from './lua-script.js'
-import { admitAsPromise, type AdjustRequest, type Scope, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type WindowSettings } from './types.js'
+import { admitAsPromise, type AdjustRequest, type Scope, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type UsageRecord, type WindowSettings } from './types.js'
 import { StoreReplyError } from '../errors.js'
 import { StoreUnavailableError } from './store-unavailable.js'
+import { scanUsageMonth } from './usage-scan.js'
 
 export const ADMIT_SCRIPT = new LuaScript('admit-batch')
 export const USAGE_SCRIPT = new LuaScript('usage-3')
@@ -388,6 +389,11 @@ export class RedisStore implements RateLimitStore, DirectAdmit {
     const now = this.clock?.() ?? Date.now()
     const { id, end } = this.months.of(now)
     this.descriptions.describe(subjectBaseOf(keys) + 'usage:' + String(id), description, end + (this.settings.usageRetentionMonths ?? 3) * 31 * 86_400_000)
+  }
+
+  /** Every usage record of a month (`yyyymm`) under `keyPrefix`, page by page (see usage-scan.ts). */
+  usageMonth (month: string, keyPrefix: string): AsyncIterable<UsageRecord> {
+    return scanUsageMonth(this.client, month, keyPrefix)
   }
 
   async close (): Promise<void> {

@@ -6,7 +6,7 @@ import type { StoreKeys } from '../keys.js'
 import { MemoryStore, type MemoryStoreOptions } from './memory-store.js'
 import { CircuitBreaker } from './circuit-breaker.js'
 import { StoreUnavailableError } from './store-unavailable.js'
-import { admitAsPromise, admitInto, type AdjustRequest, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage } from './types.js'
+import { admitAsPromise, admitInto, type AdjustRequest, type Adjusted, type AdmitRequest, type Decision, type DecisionSink, type DirectAdmit, type RateLimitStore, type Usage, type UsageRecord } from './types.js'
 import { applyMultiplier, scaleLimit } from '../tiers.js'
 import type { UsageDescription } from './usage-descriptions.js'
 
@@ -155,6 +155,12 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
 
   describeUsage (keys: StoreKeys, description: UsageDescription): void {
     this.inner.describeUsage?.(keys, description)
+  }
+
+  /** The inner store's records, as they come (a report reads past the breakers: it is no request). */
+  usageMonth (month: string, keyPrefix: string): AsyncIterable<UsageRecord> {
+    if (this.inner.usageMonth === undefined) throw new TypeError('this rate-limit store cannot report usage (it has no usageMonth method)')
+    return this.inner.usageMonth(month, keyPrefix)
   }
 
   async close (): Promise<void> {

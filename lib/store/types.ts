@@ -181,6 +181,23 @@ export interface Usage {
   readonly monthResetAt: number
 }
 
+/**
+ * One line of a month's usage, as kept after the month ends (the hash `<subjectBase>usage:<yyyymm>`,
+ * see docs/policies.md): a subject's month (`bucket` null), or a bucket's own month under a cap of
+ * its own.
+ */
+export interface UsageRecord {
+  readonly scope: 'tenant' | 'organization'
+  /** The tenant's or the organization's id, as given (never the hashed form keys may hold). */
+  readonly id: string
+  /** The tier last seen that month; null when none was recorded. */
+  readonly tier: string | null
+  readonly bucket: string | null
+  readonly used: number
+  /** The monthly quota (or the bucket's cap) at the last admission; null: unlimited. */
+  readonly quota: number | null
+}
+
 export const MINUTE_MS = 60_000
 export const HOUR_MS = 3_600_000
 
@@ -218,6 +235,12 @@ export interface RateLimitStore {
   renewLeases (leases: ReadonlyArray<{ readonly keys: StoreKeys, readonly id: string }>): Promise<void>
   /** What the keys' owner has used, read without changing anything. */
   usage (keys: StoreKeys): Promise<Usage>
+  /**
+   * Every usage record of one month (`month`: `yyyymm`, UTC) under `keyPrefix` (the plugin's
+   * `keyPrefix`: the store does not know it), as they are read: memory stays bounded whatever the
+   * number of subjects. Optional for a custom store: without it, usage reports are refused.
+   */
+  usageMonth? (month: string, keyPrefix: string): AsyncIterable<UsageRecord>
   /** Forgets every counter and lease under a key base (`subjectKeyPattern`): one subject, all buckets. */
   resetSubject (subjectBase: string): Promise<void>
   /** Frees what the store created (never a Redis client it was given). */
