@@ -194,11 +194,11 @@ t.test('maestro-rl usage export: CSV by default, JSON Lines with --format json; 
     t.match(bad.stderr, message)
     t.equal(bad.stdout, '')
   }
-  await redis.hset(`${prefix}:v1:{t:broken}:usage:202612`, { scope: 'tenant', q: '1' })
+  await redis.hset(`${prefix}:v1:{t:broken}:usage:202612`, { id: 'broken', scope: 'tenant', q: 'one' })
   await redis.expire(`${prefix}:v1:{t:broken}:usage:202612`, 3600)
   const broken = await cli('usage', 'export', '--month', '2026-12')
   t.equal(broken.code, 1, 'a record that does not fit fails the export: no bill leaves a subject out silently')
-  t.match(broken.stderr, /usage record .*\{t:broken\}:usage:202612: field id is missing/)
+  t.match(broken.stderr, /usage record .*\{t:broken\}:usage:202612: field q must be a whole number/)
   const help = await run(['help'])
   t.match(help.stdout, /usage export --month YYYY-MM \[--format csv\|json\]/)
   t.match(help.stdout, /JSON Lines/)

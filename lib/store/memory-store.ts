@@ -123,7 +123,6 @@ interface Counters {
   alertsMonth?: number
 }
 
-
 /** The thresholds a count going from `before` to `after` under `quota` crosses now, marked as fired. */
 function crossedNow (counters: Counters, monthId: number, thresholds: readonly number[], before: number, after: number, quota: number): number[] {
   if (counters.alertsMonth !== monthId) {
