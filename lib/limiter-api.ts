@@ -127,7 +127,7 @@ export class LimiterApi implements RateLimiter {
     const started = this.metrics.enabled ? performance.now() : 0
     let decision: Decision
     try {
-      if (!anonymous) this.usageNotes.note(keys, subject, policy.tier, levels)
+      if (!anonymous) this.usageNotes.note(keys, subject, policy.tier, levels, options.bucket)
       decision = await this.store.admit({ keys, cost, limits, leaseId, bucketQuota: policy.bucketQuota, levels, keepUsage: !anonymous })
     } catch {
       this.metrics.storeError(this.store.kind)

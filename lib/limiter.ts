@@ -257,7 +257,7 @@ export class Limiter {
     const leaseId = limits.concurrentRequests === Infinity && !levels?.some(holdsLeases) ? '' : this.leasePrefix + (++this.leaseSeq).toString(36)
     const pending = new PendingDecision(this.steps, request, reply, done, context, series, keys, bucketQuota, levels, leaseId, started)
     // A tenant's month counts stay readable after the month (usage reports), named by its id and tier.
-    if (!anonymous) this.usageNotes.note(keys, subject, tier, levels)
+    if (!anonymous) this.usageNotes.note(keys, subject, tier, levels, bucket)
     admitInto(this.store, { keys, cost, limits, leaseId, bucketQuota, levels, keepUsage: !anonymous }, pending)
   }
 

@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis'
 import t from 'tap'
 import { PolicyManager } from '../dist/index.js'
 import { limits, makeStore, STORE_KINDS } from './helpers/stores.js'
+import { buildApp, headerTenant } from './helpers/app.js'
 
 async function collect<T> (rows: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = []
@@ -51,5 +52,21 @@ for (const kind of STORE_KINDS) {
       ;(s.store as unknown as { sweep: () => void }).sweep()
       t.same(await collect(policies.usageReport({ month: '2026-11' })), [], 'and dropped after usageRetentionMonths')
     }
+  })
+}
+
+for (const kind of STORE_KINDS) {
+  t.test(`${kind} store, through the plugin: a route's own capped bucket is reported by its name`, async t => {
+    const app = await buildApp(t, { kind, options: { tenantExtractor: headerTenant } }, app => {
+      app.get('/export', { config: { rateLimit: { limits: { monthlyQuota: 5 } } } }, async () => 'csv')
+      app.get('/', async () => 'ok')
+    })
+    for (const url of ['/', '/export', '/export']) t.equal((await app.inject({ url, headers: { 'x-tenant': 'acme', 'x-tier': 'starter' } })).statusCode, 200)
+    await new Promise(resolve => setTimeout(resolve, 1100)) // names are written in a batch
+    const month = new Date().toISOString().slice(0, 7)
+    t.same(await collect(app.policies.usageReport({ month })), [
+      { tenantId: 'acme', scope: 'tenant', tier: 'starter', bucket: null, used: 3, quota: 10_000 },
+      { tenantId: 'acme', scope: 'tenant', tier: 'starter', bucket: 'route:GET /export', used: 2, quota: 5 }
+    ])
   })
 }

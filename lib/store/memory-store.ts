@@ -306,14 +306,20 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
 
   /** Who each usage record belongs to (by subject base), as the Redis store writes it in the record. */
   private readonly descriptions = new Map<string, UsageDescription>()
+  /** Bucket names their keys had to encode, by subject base and encoded name. */
+  private readonly bucketNames = new Map<string, string>()
 
   describeUsage (keys: StoreKeys, description: UsageDescription): void {
     const base = keys.month.slice(0, -'all:n'.length)
     // Bounded as the counters are: past it, names start again (records keep the ones they took).
-    if (this.descriptions.size >= this.maxKeys && !this.descriptions.has(base)) this.descriptions.clear()
+    if (this.descriptions.size >= this.maxKeys && !this.descriptions.has(base)) {
+      this.descriptions.clear()
+      this.bucketNames.clear()
+    }
     this.descriptions.set(base, description)
     const record = this.usageRecords.get(String(this.months.of(this.clock()).id))?.get(base)
-    if (record !== undefined) Object.assign(record, description)
+    if (record !== undefined) Object.assign(record, { scope: description.scope, id: description.id, tier: description.tier })
+    if (description.bucket !== undefined) this.bucketNames.set(base + description.bucket.encoded, description.bucket.name)
   }
 
   async close (): Promise<void> {
@@ -556,7 +562,8 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
     // At most `maxKeys` records a month, as many as counters: past it, new subjects keep none.
     if (record === undefined && month.size >= this.maxKeys) record = { scope: c.scope, id: base, tier: null, q: 0, quota: null, buckets: new Map() }
     if (record === undefined) {
-      record = { scope: c.scope, id: base, tier: null, q: 0, quota: null, buckets: new Map(), ...this.descriptions.get(base) }
+      const described = this.descriptions.get(base)
+      record = { scope: c.scope, id: base, tier: null, q: 0, quota: null, buckets: new Map(), ...(described === undefined ? {} : { scope: described.scope, id: described.id, tier: described.tier }) }
       month.set(base, record)
     }
     const thresholds = this.settings.alertThresholds ?? []
@@ -568,7 +575,8 @@ export class MemoryStore implements RateLimitStore, DirectAdmit {
       if (c.limQ !== Infinity && thresholds.length > 0) quota = crossedNow(monthCounters as Counters, monthId, thresholds, usedQ - cost, usedQ, c.limQ)
     }
     if (c.countB) {
-      const name = c.keys.counters.slice(base.length + 2, -2)
+      const encoded = c.keys.counters.slice(base.length + 2, -2)
+      const name = this.bucketNames.get(base + encoded) ?? encoded
       record.buckets.set(name, { used: usedB, quota: c.limB })
       if (thresholds.length > 0) bucket = crossedNow(counters as Counters, monthId, thresholds, usedB - cost, usedB, c.limB)
     }

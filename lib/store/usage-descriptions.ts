@@ -9,6 +9,15 @@ export interface UsageDescription {
   readonly scope: 'tenant' | 'organization'
   readonly id: string
   readonly tier: string | null
+  /** A bucket the subject counts a capped month in, by its name as keys encode it (when that differs). */
+  readonly bucket?: { readonly encoded: string, readonly name: string }
+}
+
+/** The record's fields that name the subject (and a bucket whose name its key had to encode). */
+function fieldsOf ({ scope, id, tier, bucket }: UsageDescription): string[] {
+  const fields = ['id', id, 'scope', scope, 'tier', tier ?? '']
+  if (bucket !== undefined) fields.push('bn:' + bucket.encoded, bucket.name)
+  return fields
 }
 
 /** Descriptions wait this long to be written together. */
@@ -23,7 +32,9 @@ export class UsageDescriptions {
 
   /** `usageKey` (a subject's record of one month) belongs to this subject; kept until `expiresAt`. */
   describe (usageKey: string, description: UsageDescription, expiresAt: number): void {
-    this.pending.set(usageKey, { ...description, expiresAt })
+    // Two descriptions of one record in a batch (its shared counters and a bucket): one write.
+    const bucket = description.bucket ?? this.pending.get(usageKey)?.bucket
+    this.pending.set(usageKey, { ...description, ...(bucket === undefined ? {} : { bucket }), expiresAt })
     if (this.pending.size >= MAX_PENDING) this.flush()
     else if (this.timer === undefined) {
       this.timer = setTimeout(() => this.flush(), FLUSH_MS)
@@ -41,15 +52,15 @@ export class UsageDescriptions {
     const { client } = this
     // On a Cluster the records live on every master: a command each (a pipeline holds one slot).
     if ('nodes' in client) {
-      return Promise.all([...batch].map(async ([key, { scope, id, tier, expiresAt }]) => {
-        await client.hset(key, 'id', id, 'scope', scope, 'tier', tier ?? '')
-        await client.pexpireat(key, expiresAt)
+      return Promise.all([...batch].map(async ([key, description]) => {
+        await client.hset(key, ...fieldsOf(description))
+        await client.pexpireat(key, description.expiresAt)
       })).then(() => {}, () => {})
     }
     const pipeline = client.pipeline()
-    for (const [key, { scope, id, tier, expiresAt }] of batch) {
-      pipeline.hset(key, 'id', id, 'scope', scope, 'tier', tier ?? '')
-      pipeline.pexpireat(key, expiresAt)
+    for (const [key, description] of batch) {
+      pipeline.hset(key, ...fieldsOf(description))
+      pipeline.pexpireat(key, description.expiresAt)
     }
     return pipeline.exec().then(() => {}, () => {})
   }

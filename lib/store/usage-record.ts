@@ -78,9 +78,11 @@ export function parseUsageHash (key: string, hash: Record<string, string>): Subj
     if (bucket === undefined) buckets.set(name, bucket = { used: 0, quota: null })
     return bucket
   }
+  // A bucket's name as given, where its key had to encode it (bn:<encoded>).
+  const named = (encoded: string): string => hash['bn:' + encoded] ?? encoded
   for (const field of fields) {
-    if (field.startsWith('b:')) bucketOf(field.slice(2)).used = count(hash[field], field, bad)
-    else if (field.startsWith('bq:')) bucketOf(field.slice(3)).quota = cap(hash[field], field, bad)
+    if (field.startsWith('b:')) bucketOf(named(field.slice(2))).used = count(hash[field], field, bad)
+    else if (field.startsWith('bq:')) bucketOf(named(field.slice(3))).quota = cap(hash[field], field, bad)
   }
   return {
     scope: scope as 'tenant' | 'organization',
