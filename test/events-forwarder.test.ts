@@ -5,6 +5,8 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
+import Fastify from 'fastify'
+import rateLimiting, { type QuotaAlertEvent } from '../dist/index.js'
 import type { Redis } from 'ioredis'
 import { runEventsCommand } from '../dist/events/command.js'
 import { idempotencyKey } from '../dist/events/http-post.js'
@@ -13,19 +15,6 @@ import { REDIS_URL, sharedRedis, uniquePrefix } from './helpers/redis.js'
 import { within } from './helpers/wait.js'
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
-
-interface QuotaAlertEvent {
-  id: string
-  scope: 'tenant' | 'organization'
-  tenantId: string
-  tier: string | null
-  bucket: string | null
-  month: string
-  threshold: number
-  used: number
-  quota: number
-  at: number
-}
 
 function alert (tenantId: string, threshold = 0.8): QuotaAlertEvent {
   const quota = 1000
@@ -350,4 +339,30 @@ t.test('options are checked before connecting (exit 2, naming the flag); an unre
   t.match(unreachable.stderr, /^maestro-rl: cannot reach Redis at redis:\/\/127\.0\.0\.1:1\/?: connect ECONNREFUSED/)
   t.match(help.stdout, /events tail \[--from-start\] \[--stream KEY\] \[--count N\]/)
   t.match(help.stdout, /events forward --url URL \[--group G\] \[--consumer C\]/)
+})
+
+t.test('end to end: the plugin\'s own quota alerts reach a webhook through the forwarder, once each', async t => {
+  const redis = sharedRedis(t)
+  const prefix = uniquePrefix(t, redis)
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(rateLimiting, {
+    redis: sharedRedis(t),
+    keyPrefix: prefix,
+    tiers: { metered: { requestsPerMinute: 1000, requestsPerHour: null, concurrentRequests: null, monthlyQuota: 10 } },
+    tenantExtractor: () => ({ tenantId: 'acme', tier: 'metered' })
+  })
+  app.get('/', async () => 'ok')
+  await app.ready()
+  const http = await receiver(t)
+  http.answer = () => 200
+  const forwarder = start(t, ['events', 'forward', '--prefix', prefix, '--url', http.url])
+  await forwarder.told(/forwarding /)
+  for (let i = 0; i < 12; i++) await app.inject({ url: '/' })
+  t.ok(await within(10_000, async () => http.received.length >= 3) < Infinity, 'three alerts delivered')
+  const delivered = http.received.map(r => JSON.parse(r.body) as QuotaAlertEvent)
+  t.same(delivered.map(e => [e.tenantId, e.threshold, e.used, e.quota]), [['acme', 0.8, 8, 10], ['acme', 0.9, 9, 10], ['acme', 1, 10, 10]])
+  t.same(http.keys(), delivered.map(e => idempotencyKey(e.id)))
+  forwarder.child.kill('SIGTERM')
+  t.equal(await forwarder.exit, 0)
 })
