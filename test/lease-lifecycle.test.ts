@@ -9,25 +9,12 @@ import { buildApp, headerTenant, listen } from './helpers/app.js'
 import { privateRedis } from './helpers/redis.js'
 import { STORE_KINDS } from './helpers/stores.js'
 import { within } from './helpers/wait.js'
+import { get } from './helpers/http-get.js'
 
 const LIMITS = { requestsPerMinute: 1000, requestsPerHour: null, concurrentRequests: 5, monthlyQuota: null }
 /** Anonymous clients with room in their windows, so only concurrency can refuse them. */
 const ROOMY_ANONYMOUS = { anonymous: LIMITS }
 const tenant = { 'x-tenant': 'acme', 'x-tier': 'narrow' }
-
-interface Answer { status: number, headers: Record<string, string | string[] | undefined> }
-
-/** One GET over a real socket, read to the end. */
-async function get (port: number, path: string, headers: Record<string, string> = {}): Promise<Answer> {
-  return await new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, headers, agent: false }, res => {
-      res.resume()
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }))
-    })
-    req.on('error', reject)
-    req.end()
-  })
-}
 
 /** A GET whose client hangs up after `ms`. */
 function abortedGet (port: number, path: string, headers: Record<string, string>, ms: number): ClientRequest {

@@ -151,3 +151,16 @@ t.test('quotaAlerts: false sends nothing; bad options fail at registration namin
     await t.rejects(async () => { await app.register(rateLimiting, { store: 'memory', quotaAlerts: quotaAlerts as never }).ready() }, new RegExp(field))
   }
 })
+
+t.test('memory store: 300 parallel requests on one instance fire 0.8, 0.9 and 1.0 once each, in process', async t => {
+  const events: QuotaAlertEvent[] = []
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(rateLimiting, { store: 'memory', tenantExtractor: extractor, tiers: { metered: QUOTA }, quotaAlerts: { onAlert: event => events.push(event) } })
+  app.get('/', async () => 'ok')
+  await app.ready()
+  const port = await listen(app)
+  const codes = await Promise.all(Array.from({ length: 300 }, async () => await get(port, { 'x-tenant': 'acme' })))
+  t.equal(codes.filter(c => c === 200).length, 250)
+  t.same(events.map(e => [e.scope, e.tenantId, e.threshold, e.used]), [['tenant', 'acme', 0.8, 200], ['tenant', 'acme', 0.9, 225], ['tenant', 'acme', 1, 250]])
+})

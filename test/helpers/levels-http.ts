@@ -8,6 +8,7 @@ import type { RateLimitingOptions } from '../../dist/index.js'
 import { storeKeys } from '../../dist/keys.js'
 import { listen } from './app.js'
 import { within } from './wait.js'
+import { get } from './http-get.js'
 
 /** Builds one instance with these options and routes; instances of one call share a key prefix. */
 export type MakeInstances = (t: Test, count: number, options: RateLimitingOptions, routes: (app: FastifyInstance) => void) => Promise<{ apps: FastifyInstance[], prefix: string }>
@@ -27,19 +28,6 @@ const extractor: RateLimitingOptions['tenantExtractor'] = request => {
   const tenantId = h('x-tenant')
   if (tenantId === undefined) return null
   return { tenantId, tier: h('x-tier'), organizationId: h('x-org'), organizationTier: h('x-org-tier') }
-}
-
-interface Answer { status: number, headers: Record<string, string | string[] | undefined> }
-
-async function get (port: number, path: string, headers: Record<string, string>): Promise<Answer> {
-  return await new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, headers, agent: false }, res => {
-      res.resume()
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }))
-    })
-    req.on('error', reject)
-    req.end()
-  })
 }
 
 /** A handler held until the test opens its gate (at most 5 s, so a test that goes wrong ends). */
