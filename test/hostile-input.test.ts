@@ -57,7 +57,7 @@ t.test('Redis keys of hostile ids share one slot per tenant', async t => {
   await new Promise(resolve => setTimeout(resolve, 20)) // leases are given back just after the response
   // The policies hash (the service's tiers, recorded at boot) is shared by every tenant.
   const keys = (await client.keys(`${prefix}:*`)).filter(k => k !== `${prefix}:v1:{policies}`)
-  t.equal(keys.length, 2, 'two counters hashes (the lease sets are empty again)')
+  t.equal(keys.length, 3, 'two counters hashes and the month\'s usage record (the lease sets are empty again)')
   const slots = await Promise.all(keys.map(async k => await client.call('CLUSTER', 'KEYSLOT', k).catch(() => null)))
   const tags = new Set(keys.map(k => /\{([^}]*)\}/.exec(k)?.[1]))
   t.equal(tags.size, 1, 'one hash tag for the tenant, whatever the bucket')
