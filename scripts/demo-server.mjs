@@ -14,8 +14,11 @@ const HOST = process.env.HOST ?? '127.0.0.1'
 const REDIS_URL = process.env.REDIS_URL ?? ''
 
 // API key → tenant. A missing or unknown key is an anonymous client, counted by its address.
+// Two keys of one customer share its organization's limits (the "starter" tier: 10 a minute in all).
 const API_KEYS = {
   'demo-starter': { tenantId: 'acme', tier: 'starter' },
+  'demo-team-a': { tenantId: 'hooli-a', tier: 'professional', organizationId: 'hooli', organizationTier: 'starter' },
+  'demo-team-b': { tenantId: 'hooli-b', tier: 'professional', organizationId: 'hooli', organizationTier: 'starter' },
   'demo-pro': { tenantId: 'globex', tier: 'professional' },
   'demo-enterprise': { tenantId: 'initech', tier: 'enterprise' },
   'demo-admin': { tenantId: 'ops', tier: 'platform_admin' }
@@ -53,7 +56,9 @@ await app.register(rateLimiting, {
   ...(redis === undefined ? { store: 'memory' } : { redis }),
   keyPrefix: 'maestro-demo',
   ietfHeaders: true,
-  tenantExtractor: async (request) => tenantOf(request)
+  tenantExtractor: async (request) => tenantOf(request),
+  // Quota alerts at 80 %, 90 % and 100 % of a monthly quota, once each per tenant and month.
+  quotaAlerts: { onAlert: (event) => app.log.info({ alert: event }, 'quota alert: %s at %d%% of its quota', event.tenantId, event.threshold * 100) }
 })
 
 const base = `http://${HOST.includes(':') ? `[${HOST}]` : HOST}:${PORT}`
@@ -79,6 +84,7 @@ app.get('/', { config: { rateLimit: false } }, async () => ({
     'GET /slow': 'answers after about 2 s; at most 2 at a time per tenant (platform_admin: no limit)',
     'GET /generate?words=n': 'reserves 3 from the tenant\'s shared counters, then settles at the words it "generated" (n, default 1): the difference is counted after the response',
     'GET /quota': 'what the tenant has left, read with fastify.rateLimiter.peek (consumes nothing)',
+    'GET /render': 'a fragile downstream: at most 2 renders in flight across every caller (a shared route budget), about 2 s each',
     'GET /health': 'never limited nor counted'
   },
   try: [
@@ -89,6 +95,8 @@ app.get('/', { config: { rateLimit: false } }, async () => ({
     `for i in 1 2 3; do curl -s -H 'x-api-key: demo-starter' ${base}/slow & done; wait`,
     `curl -i -H 'x-api-key: demo-admin' ${base}/reports`,
     `curl -s -H 'x-api-key: demo-starter' '${base}/generate?words=6' && curl -s -H 'x-api-key: demo-starter' ${base}/quota`,
+    `for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{http_code} ' -H 'x-api-key: demo-team-a' ${base}/hello; curl -s -o /dev/null -w '%{http_code}\n' -H 'x-api-key: demo-team-b' ${base}/hello; done`,
+    `for k in demo-starter demo-pro demo-enterprise; do curl -s -o /dev/null -w '%{http_code} %header{x-ratelimit-scope}\n' -H "x-api-key: $k" ${base}/render & done; wait`,
     `curl -i ${base}/health`
   ],
   headers: 'x-ratelimit-* on every limited answer; RateLimit-Policy and RateLimit (IETF draft) too; Retry-After on a 429'
@@ -138,6 +146,11 @@ app.get('/quota', { config: { rateLimit: false } }, async (request) => {
   const identity = tenant === null ? { anonymous: request.ip } : tenant
   const now = await app.rateLimiter.peek(identity, { cost: 0 })
   return { minuteLeft: now.minute.remaining, hourLeft: now.hour.remaining, monthLeft: now.month.remaining }
+})
+
+app.get('/render', { config: { rateLimit: { shared: { name: 'renderer', concurrentRequests: 2 } } } }, async (request) => {
+  await sleep(2000)
+  return { rendered: true, for: request.rateLimit.subject }
 })
 
 app.get('/health', { config: { rateLimit: false } }, async () => ({ status: 'ok' }))
