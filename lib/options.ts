@@ -162,7 +162,10 @@ export interface QuotaAlertsOptions {
    * trimmed to about `maxLength` entries (default 100,000). `false`: no stream, onAlert only.
    */
   stream?: false | { key?: string, maxLength?: number }
-  /** How often an instance looks for events whose append did not happen, in seconds. Default 60. */
+  /**
+   * How often the instances look for events whose append did not happen, in seconds (one instance a
+   * period; it reads every usage record of this month and the last). Default 300.
+   */
   sweepSeconds?: number
 }
 
@@ -362,7 +365,7 @@ function resolveQuotaAlerts (input: QuotaAlertsOptions | false | undefined, keyP
     onAlert: input?.onAlert,
     streamKey: stream === false ? undefined : stream?.key ?? `${keyPrefix}:events`,
     maxLength: stream === false ? 0 : stream?.maxLength ?? 100_000,
-    sweepMs: Math.round((input?.sweepSeconds ?? 60) * 1000)
+    sweepMs: Math.round((input?.sweepSeconds ?? 300) * 1000)
   })
 }
 

@@ -11,7 +11,7 @@ import { KEY_LAYOUT_VERSION } from '../keys.js'
 import type { RedisClient } from '../store/lua-script.js'
 import { alertEvent, type QuotaAlertEvent } from './alert-event.js'
 import type { AlertPublisher } from './alert-publisher.js'
-import { subjectOfUsageKey } from '../store/usage-record.js'
+import { subjectOfUsageKey, usageKeyPattern } from '../store/usage-record.js'
 
 const SCAN_COUNT = 1000
 
@@ -75,7 +75,7 @@ export class AlertSweep {
   }
 
   private async sweepNode (node: Redis, month: number): Promise<number> {
-    const pattern = `${this.keyPrefix}:${KEY_LAYOUT_VERSION}:*usage:${month}`
+    const pattern = usageKeyPattern(this.keyPrefix, String(month))
     let cursor = '0'
     let appended = 0
     do {
