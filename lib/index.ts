@@ -18,6 +18,7 @@ import { LimiterApi, type RateLimiter } from './limiter-api.js'
 import { LevelResolver } from './levels.js'
 import { AlertPublisher } from './alerts/alert-publisher.js'
 import { AlertSweep } from './alerts/alert-sweep.js'
+import { UsageNotes } from './alerts/usage-notes.js'
 import { RejectionCache } from './rejection-cache.js'
 import { DegradedLog } from './degraded-log.js'
 import { warnIfClientsPickTheirKey } from './proxy-trust.js'
@@ -93,11 +94,12 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   const alerts = options.quotaAlerts === false ? undefined : new AlertPublisher(options.quotaAlerts, redis, fastify.log)
   const sweep = alerts === undefined || redis === undefined || options.quotaAlerts === false ? undefined : new AlertSweep(redis, options.keyPrefix, alerts, options.quotaAlerts.sweepMs, fastify.log)
   sweep?.start()
-  const limiter = new Limiter(options, store, policies, metrics, leases, degraded, rejections, levels, alerts)
+  const usageNotes = new UsageNotes(store)
+  const limiter = new Limiter(options, store, policies, metrics, leases, degraded, rejections, levels, alerts, usageNotes)
 
   fastify.decorate('rateLimitStore', store)
   fastify.decorate('policies', policies)
-  fastify.decorate('rateLimiter', new LimiterApi(options, store, policies, metrics, rejections, levels, alerts) as RateLimiter)
+  fastify.decorate('rateLimiter', new LimiterApi(options, store, policies, metrics, rejections, levels, alerts, usageNotes) as RateLimiter)
   fastify.decorateRequest('rateLimit', null)
   fastify.decorateRequest(kLease, null)
 

@@ -8,7 +8,7 @@ import { InvalidLimiterCallError, StoreUnavailableRefusalError } from './errors.
 import { KeyCache, subjectBaseOf, type StoreKeys } from './keys.js'
 import { leaseKeysOf, type LevelResolver } from './levels.js'
 import type { AlertPublisher } from './alerts/alert-publisher.js'
-import { UsageNotes } from './alerts/usage-notes.js'
+import type { UsageNotes } from './alerts/usage-notes.js'
 import { recordAdmission, type EndpointMetrics, type LimiterMetrics } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
 import type { RejectionCache } from './rejection-cache.js'
@@ -88,7 +88,6 @@ export class LimiterApi implements RateLimiter {
   private readonly buckets = new Map<string, RouteLimiter>()
   private readonly leasePrefix = randomBytes(9).toString('base64url') + ':api:'
   private leaseSeq = 0
-  private readonly usageNotes: UsageNotes
 
   constructor (
     private readonly options: ResolvedOptions,
@@ -99,9 +98,10 @@ export class LimiterApi implements RateLimiter {
     private readonly rejections: RejectionCache,
     private readonly levelResolver: LevelResolver,
     /** Quota alerts, when on: thresholds a consume crosses become events, as for HTTP requests. */
-    private readonly alerts?: AlertPublisher
+    private readonly alerts: AlertPublisher | undefined,
+    /** The HTTP limiter's: a subject is named in its usage record once per month, whoever counts it. */
+    private readonly usageNotes: UsageNotes
   ) {
-    this.usageNotes = new UsageNotes(store)
     this.keys = new KeyCache(options.keyPrefix)
     this.endpoint = metrics.endpoint(API_ENDPOINT)
   }
@@ -148,16 +148,7 @@ export class LimiterApi implements RateLimiter {
       return decision
     }
     if (this.metrics.enabled) recordAdmission(this.metrics, decision, series)
-    if (decision.crossings !== undefined) {
-      const org = levels?.[0]
-      this.alerts?.publish(decision, {
-        subject,
-        tier: policy.tier,
-        bucket: options.bucket,
-        keys,
-        organization: org?.scope === 'organization' && org.id !== undefined ? { id: org.id, tier: org.tier ?? null, keys: org.keys } : undefined
-      })
-    }
+    if (decision.crossings !== undefined) this.alerts?.publish(decision, { subject, tier: policy.tier, bucket: options.bucket, keys, levels })
     if (leaseId === '') return decision
     this.metrics.leaseTaken(policy.tier)
     let holding = true

@@ -11,7 +11,7 @@ import { clientGone } from './lease-hooks.js'
 import type { HeldLease, LeaseKeeper } from './lease-keeper.js'
 import { leaseKeysOf, type LevelResolver } from './levels.js'
 import type { AlertPublisher } from './alerts/alert-publisher.js'
-import { UsageNotes } from './alerts/usage-notes.js'
+import type { UsageNotes } from './alerts/usage-notes.js'
 import { recordAdmission, type EndpointMetrics, type LimiterMetrics, type RequestSeries } from './metrics.js'
 import type { RateLimitContext, ResolvedOptions, TenantIdentity } from './options.js'
 import type { PolicyManager } from './policies/policy-manager.js'
@@ -113,13 +113,12 @@ export class Limiter {
     private readonly rejections: RejectionCache,
     private readonly levels: LevelResolver,
     /** Quota alerts, when on: the crossings an admission reports become events. */
-    private readonly alerts: AlertPublisher | undefined
+    private readonly alerts: AlertPublisher | undefined,
+    /** Names subjects in their usage records (shared with fastify.rateLimiter: once per subject and month). */
+    private readonly usageNotes: UsageNotes
   ) {
     this.keys = new KeyCache(options.keyPrefix)
-    this.usageNotes = new UsageNotes(store)
   }
-
-  private readonly usageNotes: UsageNotes
 
   /** A route naming a shared budget (see LevelResolver.registerBudget). */
   registerBudget (shared: SharedBudget, routeName: string): void {
@@ -287,7 +286,9 @@ export class Limiter {
       this.degraded.note('fallback')
     }
     if (decision.allowed) {
-      if (decision.crossings !== undefined) this.publishAlerts(decision, context, pending)
+      if (decision.crossings !== undefined) {
+        this.alerts?.publish(decision, { subject: context.subject, tier: context.tier, bucket: context.bucket, keys: pending.keys, levels: pending.levels })
+      }
       if (clientGone(request)) {
         // The client left while this was decided: nobody will read the answer, so the handler does
         // not run and the lease goes back now (no onResponse will ever come for it).
@@ -320,18 +321,6 @@ export class Limiter {
     series.request('rejected')
     series.rejection(reason, decision.scope ?? 'tenant')
     pending.done(this.refusal(request, reply, context as RateLimitContext & { decision: Decision }))
-  }
-
-  /** The quota thresholds an admission crossed, as events (onAlert, the stream). */
-  private publishAlerts (decision: Decision, context: RequestRateLimit, pending: PendingDecision): void {
-    const org = pending.levels?.[0]
-    this.alerts?.publish(decision, {
-      subject: context.subject,
-      tier: context.tier,
-      bucket: context.bucket,
-      keys: pending.keys,
-      organization: org?.scope === 'organization' && org.id !== undefined ? { id: org.id, tier: org.tier ?? null, keys: org.keys } : undefined
-    })
   }
 
   /**

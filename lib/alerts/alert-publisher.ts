@@ -7,7 +7,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { subjectBaseOf, type StoreKeys } from '../keys.js'
 import type { RedisClient } from '../store/lua-script.js'
-import type { Crossing, Decision } from '../store/types.js'
+import type { AdmitLevel, Crossing, Decision } from '../store/types.js'
 import { alertEvent, type QuotaAlertEvent } from './alert-event.js'
 
 export interface AlertSettings {
@@ -25,7 +25,8 @@ export interface Crosser {
   readonly tier: string
   readonly bucket: string | undefined
   readonly keys: StoreKeys
-  readonly organization?: { readonly id: string, readonly tier: string | null, readonly keys: StoreKeys }
+  /** The levels the request was decided at: its organization's names an organization's crossings. */
+  readonly levels: readonly AdmitLevel[] | undefined
 }
 
 /** The pending mark an admission left for these crossings (see admit-batch.lua's usage records). */
@@ -65,11 +66,12 @@ export class AlertPublisher {
       if (list === undefined) groups.set(group, [crossing])
       else list.push(crossing)
     }
+    const organization = who.levels?.[0]
     for (const group of groups.values()) {
-      const org = group[0].scope === 'organization' ? who.organization : undefined
-      if (group[0].scope === 'organization' && org === undefined) continue
+      const org = group[0].scope === 'organization' ? organization : undefined
+      if (group[0].scope === 'organization' && (org?.scope !== 'organization' || org.id === undefined)) continue
       const keys = org?.keys ?? who.keys
-      const events = group.map(c => alertEvent(c, org?.id ?? who.subject, org !== undefined ? org.tier : who.tier, who.bucket, decision.now))
+      const events = group.map(c => alertEvent(c, org?.id ?? who.subject, org !== undefined ? org.tier ?? null : who.tier, who.bucket, decision.now))
       for (const event of events) this.handOver(event)
       if (this.client !== undefined) this.append(events, usageKeyOf(keys, decision.now), pendingMark(group, keys)).catch(() => {})
     }
