@@ -14,6 +14,8 @@ import { AdminAuthorizationRequiredError, InvalidPolicyError } from './errors.js
 import { PartialTierLimitsSchema, TierLimitsSchema } from './options.js'
 import { BlockSchema, EnvironmentName, MultiplierSchema, OrganizationId, OverrideSchema, SharedBudgetName, TenantId, TenantUsageQuery, TierName } from './policies/schemas.js'
 import { usageText } from './usage-format.js'
+import { addConsoleApi, EventsQuery, EventsReply, HealthReply, MultipliersReply, TenantListQuery, TenantListReply } from './console/console-api.js'
+import { addConsolePage } from './console/console-page.js'
 import { explain } from './validation.js'
 
 export interface AdminOptions {
@@ -92,6 +94,10 @@ const UsageReply = Type.Object({
   month: Type.Object({ ...WindowReply.properties, resetAt: Type.Integer() }),
   concurrent: Type.Object({ limit: NullableInteger, inFlight: Type.Integer() })
 })
+const TenantBucketsReply = Type.Object({
+  month: Type.String(),
+  buckets: Type.Array(Type.Object({ bucket: Type.String(), used: Type.Integer(), quota: NullableInteger, usage: UsageReply }))
+})
 const TierReply = Type.Object({ limits: TierLimitsSchema, source: TierSource })
 const TiersReply = Type.Record(Type.String(), TierReply)
 const NamedTierReply = Type.Object({ name: Type.String(), ...TierReply.properties })
@@ -107,9 +113,11 @@ const removal = { 204: NoContent, 404: NotFoundReply }
 
 /** The schema of every admin route, by `METHOD path` (for OpenAPI documents or typed clients). */
 export const adminSchemas = {
+  'GET /tenants': { querystring: TenantListQuery, response: { 200: TenantListReply } },
   'GET /tenants/:tenantId': { params: TenantParams, querystring: ResolveQuery, response: { 200: ResolvedReply } },
   'GET /tenants/:tenantId/usage': { params: TenantParams, querystring: UsageQuery, response: { 200: UsageReply } },
   'DELETE /tenants/:tenantId/usage': { params: TenantParams, response: { 204: NoContent } },
+  'GET /tenants/:tenantId/buckets': { params: TenantParams, response: { 200: TenantBucketsReply } },
   'GET /tenants/:tenantId/override': { params: TenantParams, response: { 200: OverrideReply, 404: NotFoundReply } },
   'PUT /tenants/:tenantId/override': { params: TenantParams, body: OverrideSchema, response: { 200: OverrideReply } },
   'DELETE /tenants/:tenantId/override': { params: TenantParams, response: removal },
@@ -134,8 +142,11 @@ export const adminSchemas = {
   'GET /multipliers/:environment': { params: EnvironmentParams, response: { 200: MultiplierReply } },
   'PUT /multipliers/:environment': { params: EnvironmentParams, body: MultiplierBody, response: { 200: MultiplierReply } },
   'DELETE /multipliers/:environment': { params: EnvironmentParams, response: removal },
+  'GET /multipliers': { response: { 200: MultipliersReply } },
   'GET /shadow': { response: { 200: ShadowReply } },
-  'PUT /shadow': { body: ShadowBody, response: { 200: ShadowReply } }
+  'PUT /shadow': { body: ShadowBody, response: { 200: ShadowReply } },
+  'GET /events': { querystring: EventsQuery, response: { 200: EventsReply } },
+  'GET /health': { response: { 200: HealthReply } }
 } as const
 
 // ---- validation: the PolicyManager's own compiler and wording ----
@@ -155,11 +166,23 @@ const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart })
   const root = ROOT_NAMES.get(schema)
   const part = httpPart ?? 'input'
   return (data: unknown) => {
-    let problem = explain(validator, data, root ?? part)
+    const problem = explain(validator, data, root ?? part)
     if (problem === undefined) return true
-    if (root === undefined && problem.startsWith(part + '.')) problem = problem.slice(part.length + 1)
-    return { error: new InvalidPolicyError(problem) }
+    const path = problem.slice(0, problem.indexOf(' '))
+    const inPart = path.startsWith((root ?? part) + '.') ? path.slice((root ?? part).length + 1) : ''
+    const error = new InvalidPolicyError(root === undefined && inPart !== '' ? problem.slice(part.length + 1) : problem)
+    // The body field at fault travels with the 400 (see invalidInputReply), so a form can show the
+    // message next to it.
+    if (httpPart === 'body' && inPart !== '') Object.assign(error, { field: inPart.split('.')[0] })
+    return { error }
   }
+}
+
+/** A refused body names its field: `{ statusCode: 400, code, error, message, field }`. Other errors go on as they are. */
+const invalidInputReply = (error: Error, _request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+  const field = (error as { field?: unknown }).field
+  if (!(error instanceof InvalidPolicyError) || typeof field !== 'string') throw error
+  return reply.code(400).send({ statusCode: 400, code: error.code, error: 'Bad Request', message: error.message, field })
 }
 
 /**
@@ -228,6 +251,7 @@ const adminRoutes: FastifyPluginAsync<AdminOptions> = async (admin, options) => 
   const s = adminSchemas
   const config = { rateLimit: false } // operators are never limited, nor counted
   admin.setValidatorCompiler(validatorCompiler)
+  admin.setErrorHandler(invalidInputReply)
   admin.addHook('onRequest', authorizationHook(options.authorize))
 
   const removed = (reply: FastifyReply, existed: boolean, what: string): FastifyReply =>
@@ -385,6 +409,16 @@ const adminRoutes: FastifyPluginAsync<AdminOptions> = async (admin, options) => 
     }
     return await policies.shadowModes()
   })
+
+  // The operator console: the routes it reads besides those above, and its page under /ui.
+  addConsoleApi(admin, config, {
+    tenants: s['GET /tenants'],
+    buckets: s['GET /tenants/:tenantId/buckets'],
+    events: s['GET /events'],
+    health: s['GET /health'],
+    multipliers: s['GET /multipliers']
+  })
+  addConsolePage(admin, config)
 }
 
 const rateLimitAdmin: FastifyPluginAsync<AdminOptions> = async (fastify, options) => {

@@ -10,6 +10,10 @@ export type DegradedOutcome = 'admitted' | 'refused' | 'fallback' | 'unsettled'
 const MAX_CAUSES = 8
 
 export class DegradedLog {
+  /** Every decision made without the store since this instance started (the health report's). */
+  readonly totals = { admitted: 0, refused: 0, fallback: 0, unsettled: 0 }
+  /** When the latest of them was made (ms); null: never. */
+  lastAt: number | null = null
   private counts = { admitted: 0, refused: 0, fallback: 0, unsettled: 0 }
   private causes = new Map<string, number>()
   private timer: NodeJS.Timeout | undefined
@@ -18,6 +22,8 @@ export class DegradedLog {
 
   /** One decision made without the store; `cause` is the store's failure (none for the fallback's own decisions). */
   note (outcome: DegradedOutcome, cause?: unknown): void {
+    this.totals[outcome]++
+    this.lastAt = Date.now()
     if (this.timer === undefined) {
       this.log.warn({ err: cause, outcome }, 'rate limiting: deciding without the store (%s); a summary follows every %d s while this lasts', outcome, this.intervalMs / 1000)
       this.timer = setInterval(() => this.summarise(), this.intervalMs)

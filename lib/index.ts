@@ -20,6 +20,7 @@ import { AlertPublisher } from './alerts/alert-publisher.js'
 import { AlertSweep } from './alerts/alert-sweep.js'
 import { UsageNotes } from './alerts/usage-notes.js'
 import { RejectionCache } from './rejection-cache.js'
+import { RateLimitStatus } from './status.js'
 import { DegradedLog } from './degraded-log.js'
 import { warnIfClientsPickTheirKey } from './proxy-trust.js'
 import { createStore, refuseUnusedRedis, reportStore, requireRedis } from './store/create-store.js'
@@ -35,6 +36,8 @@ declare module 'fastify' {
     policies: PolicyManager
     /** The limiter outside HTTP hooks: consume, peek and refund for a tenant or a client address. */
     rateLimiter: RateLimiter
+    /** This instance's store health and the latest quota alerts, for operators. */
+    rateLimitStatus: RateLimitStatus
   }
   interface FastifyRequest {
     /** What the limiter decided for this request; null when the route is not limited. */
@@ -100,6 +103,7 @@ const rateLimiting: FastifyPluginAsync<RateLimitingOptions> = async (fastify, ra
   fastify.decorate('rateLimitStore', store)
   fastify.decorate('policies', policies)
   fastify.decorate('rateLimiter', new LimiterApi(options, store, policies, metrics, rejections, levels, alerts, usageNotes) as RateLimiter)
+  fastify.decorate('rateLimitStatus', new RateLimitStatus(store, redis, degraded, alerts))
   fastify.decorateRequest('rateLimit', null)
   fastify.decorateRequest(kLease, null)
 
@@ -170,6 +174,7 @@ export type { RateLimitStore, Decision, WindowState, AdmitRequest, AdmitLevel, L
 export type { StoreKeys } from './keys.js'
 export type { UsageRecord } from './store/types.js'
 export type { UsageReportOptions, UsageReportRow } from './policies/policy-manager.js'
+export type { RateLimitStatus, StoreHealth, RecentAlertsQuery, RecentAlertsReply } from './status.js'
 export {
   PolicyManager, type PolicyManagerOptions, type TenantOverride, type ShadowScope,
   type ResolvedPolicy, type TierSource, type TenantUsage, type UsageOptions, type WindowUsage,

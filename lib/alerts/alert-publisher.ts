@@ -9,6 +9,7 @@ import { subjectBaseOf, type StoreKeys } from '../keys.js'
 import type { RedisClient } from '../store/lua-script.js'
 import type { AdmitLevel, Crossing, Decision } from '../store/types.js'
 import { alertEvent, type QuotaAlertEvent } from './alert-event.js'
+import { SeenAlerts } from './recent-alerts.js'
 
 export interface AlertSettings {
   readonly thresholds: readonly number[]
@@ -45,6 +46,8 @@ export function usageKeyOf (keys: StoreKeys, at: number): string {
 
 export class AlertPublisher {
   private failing = false
+  /** The events this instance saw, for operators when there is no stream to read them back from. */
+  readonly seen = new SeenAlerts()
 
   constructor (
     readonly settings: AlertSettings,
@@ -95,6 +98,7 @@ export class AlertPublisher {
   }
 
   private handOver (event: QuotaAlertEvent): void {
+    this.seen.add(event)
     const { onAlert } = this.settings
     if (onAlert === undefined) return
     try {

@@ -426,6 +426,11 @@ export class PolicyManager {
     return this.state.multipliers.get(environment) ?? 1
   }
 
+  /** This instance's environment, and every environment's stored multiplier (one without: 1). */
+  async listEnvironmentMultipliers (): Promise<{ environment: string, multipliers: Record<string, number> }> {
+    return { environment: this.environment, multipliers: Object.fromEntries(this.state.multipliers) }
+  }
+
   async removeEnvironmentMultiplier (environment: string): Promise<boolean> {
     check(EnvironmentName, environment, 'environment')
     return await this.remove(Field.multiplier(environment))
@@ -513,6 +518,14 @@ export class PolicyManager {
   }
 
   // ---- explanation and usage ----
+
+  /** Tenants with an override or a block in force, as this instance holds them. */
+  tenantsWithPolicies (): string[] {
+    const ids = new Set<string>()
+    for (const [id, override] of this.state.overrides) if (live(override) !== undefined) ids.add(id)
+    for (const [id, block] of this.state.blocks) if (!expired(block.expiresAt)) ids.add(id)
+    return [...ids]
+  }
 
   /**
    * The effective limits of a tenant, and where each number came from. `tier`: as if the extractor

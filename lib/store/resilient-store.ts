@@ -73,6 +73,11 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
     return false
   }
 
+  /** The nodes whose breaker is not closed ('' for a single Redis), for health reports. */
+  openNodes (): string[] {
+    return [...this.breakers].filter(([, breaker]) => !breaker.closed).map(([node]) => node)
+  }
+
   /** The breaker of the node that holds these keys. */
   private breakerFor (keys: StoreKeys): CircuitBreaker {
     const node = this.inner.nodeOf?.(keys) ?? ''
