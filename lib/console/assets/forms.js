@@ -6,15 +6,17 @@ import { h } from './dom.js'
  * A labelled text input with an optional hint and a slot for the server's message. The input is
  * described by the hint, and by the message while there is one.
  */
-export function field ({ id, label, hint, size = 10, inputmode, type = 'text', value = '' }) {
+export function field ({ id, label, hint, describedBy, size = 10, inputmode, type = 'text', value = '' }) {
   const input = h('input', { id, name: id, type, size, inputmode, autocomplete: 'off', value })
-  const hintId = hint === undefined ? undefined : `${id}-hint`
+  const ownHint = hint === undefined ? undefined : `${id}-hint`
+  // `describedBy`: a hint shared by several fields (the ids of what describes the input, joined)
+  const hintId = [describedBy, ownHint].filter(Boolean).join(' ') || undefined
   if (hintId !== undefined) input.setAttribute('aria-describedby', hintId)
   const error = h('p', { id: `${id}-error`, class: 'field-error', hidden: true })
   const element = h('div', { class: 'field' },
     h('label', { for: id }, label),
     input,
-    hint === undefined ? null : h('p', { id: hintId, class: 'hint' }, hint),
+    hint === undefined ? null : h('p', { id: ownHint, class: 'hint' }, hint),
     error)
   return { element, input, error, hintId }
 }

@@ -167,7 +167,7 @@ function actionForms (tenantId, refresh) {
   const shadow = shadowForm(tenantId, refresh)
   const reset = resetForm(tenantId, refresh)
   return {
-    element: h('div', { class: 'actions' }, override.element, block.element, shadow.element, reset.element),
+    element: h('div', { class: 'actions' }, override.element, block.element, h('div', { class: 'stack' }, shadow.element, reset.element)),
     show (resolved, tenantShadow) {
       override.show(resolved.override)
       block.show(resolved.blocked)
@@ -178,15 +178,15 @@ function actionForms (tenantId, refresh) {
 
 function overrideForm (tenantId, refresh) {
   const fields = Object.fromEntries(LIMITS.map(([key, label]) =>
-    [key, field({ id: `override-${key}`, label, inputmode: 'numeric' })]))
+    [key, field({ id: `override-${key}`, label, inputmode: 'numeric', describedBy: 'override-help' })]))
   fields.expiresInSeconds = field({ id: 'override-expires', label: 'Expires in', inputmode: 'decimal', size: 6, hint: 'Empty: no expiry.' })
   const unit = unitSelect('override-expires-unit', 'Unit of the expiry', 'hours')
   fields.expiresInSeconds.element.querySelector('input').after(' ', unit)
   const fb = feedback(fields)
   const remove = h('button', { type: 'button', class: 'secondary', hidden: true }, 'Remove override')
-  const form = h('form', { class: 'action', 'aria-labelledby': 'override-legend', novalidate: true },
+  const form = h('form', { class: 'action', novalidate: true },
     h('fieldset', {},
-      h('legend', { id: 'override-legend' }, 'Override'),
+      h('legend', {}, 'Override'),
       h('p', { class: 'hint', id: 'override-help' }, 'A whole number per limit; “unlimited” lifts it; an empty field keeps the tier’s value.'),
       fb.alert,
       h('div', { class: 'field-row' }, LIMITS.map(([key]) => fields[key].element)),

@@ -79,7 +79,9 @@ export function tenantsPage (container, route) {
   const draw = (page) => {
     renderIfChanged(body, page.rows, rows => rows.map(row))
     empty.hidden = page.rows.length > 0
-    empty.textContent = page.total === 0 && state.search === '' ? 'No tenant has used anything this month.' : `No tenant id contains “${state.search}”.`
+    empty.textContent = page.total > 0
+      ? 'No tenants on this page.'
+      : state.search === '' ? 'No tenant has used anything this month.' : `No tenant id contains “${state.search}”.`
     range.textContent = page.rows.length === 0 ? `0 of ${count(page.total)}` : `${count(page.offset + 1)}–${count(page.offset + page.rows.length)} of ${count(page.total)}`
     setEnabled(previous, state.offset > 0, next)
     setEnabled(next, page.offset + page.rows.length < page.total, previous)
