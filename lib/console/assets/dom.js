@@ -63,6 +63,32 @@ export function tenantLink (tenantId, key) {
   return h('a', { href: tenantHref(tenantId), class: 'tenant-id', 'data-key': key }, tenantId)
 }
 
+/**
+ * The line that says why a page's data could not be read, for a refusal the banners do not tell
+ * of (they tell of sign-in, network and server failures): a 4xx such as a tenant id too long for
+ * the service's router. `watch(load)` shows it when `load` fails and clears it when it works.
+ */
+export function problemLine () {
+  const element = h('p', { class: 'form-alert page-problem', role: 'alert', hidden: true })
+  const told = (status) => status === 0 || status === 401 || status === 403 || status >= 500
+  return {
+    element,
+    watch: (load) => async () => {
+      try {
+        await load()
+        element.hidden = true
+      } catch (err) {
+        if (typeof err?.status === 'number' && !told(err.status)) {
+          const text = `This page's data could not be read (HTTP ${err.status}): ${err.message}`
+          if (element.textContent !== text) element.textContent = text
+          element.hidden = false
+        }
+        throw err
+      }
+    }
+  }
+}
+
 /** A small label: override, blocked, shadow. */
 export function badge (text, kind) {
   return h('span', { class: `badge badge-${kind}` }, text)

@@ -2,7 +2,7 @@
 // modes), the quota alerts of all tenants as they come, and the store's health as this instance
 // sees it. All of it live.
 import { api } from './api.js'
-import { clock, count, h, limitText, renderIfChanged, tenantLink, timeElement } from './dom.js'
+import { clock, count, h, limitText, problemLine, renderIfChanged, tenantLink, timeElement } from './dom.js'
 import { every } from './live.js'
 
 const REFRESH_MS = 3000
@@ -10,13 +10,14 @@ const REFRESH_MS = 3000
 export function platformPage (container) {
   const heading = h('h1', { tabindex: -1 }, 'Platform')
   const updated = h('p', { class: 'meta' })
+  const problem = problemLine()
   const health = h('div')
   const tiers = h('div')
   const environment = h('div')
   const shadow = h('div')
   const events = h('div')
   const section = (title, id, ...content) => h('section', { 'aria-labelledby': id }, h('h2', { id }, title), ...content)
-  container.append(heading, updated,
+  container.append(heading, updated, problem.element,
     h('div', { class: 'columns' },
       section('Store health', 'health-title', health),
       section('Environment', 'environment-title', environment, h('h3', {}, 'Shadow mode'), shadow)),
@@ -35,7 +36,7 @@ export function platformPage (container) {
     renderIfChanged(events, feed, eventsView)
     updated.textContent = `Updated ${clock(Date.now())} · refreshed every ${REFRESH_MS / 1000} s`
   }
-  const live = every(REFRESH_MS, load)
+  const live = every(REFRESH_MS, problem.watch(load))
   return {
     title: 'Platform',
     heading,

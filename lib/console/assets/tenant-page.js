@@ -1,7 +1,7 @@
 // A tenant (#/tenants/<id>): its limits and where each comes from, its live usage, buckets and
 // alerts, and the operator's actions on it (override, block, shadow mode, reset).
 import { api, tenantPath } from './api.js'
-import { badge, clock, count, dateTime, h, limitText, renderIfChanged, share, timeElement, usageBar } from './dom.js'
+import { badge, clock, count, dateTime, h, limitText, problemLine, renderIfChanged, share, timeElement, usageBar } from './dom.js'
 import { act, feedback, field, onSubmit, typed, typedSeconds, unitSelect } from './forms.js'
 import { every } from './live.js'
 
@@ -25,6 +25,7 @@ export function tenantPage (container, route) {
   const { tenantId } = route
   const heading = h('h1', { tabindex: -1 }, 'Tenant ', h('span', { class: 'tenant-id' }, tenantId))
   const updated = h('p', { class: 'meta' })
+  const problem = problemLine()
   const policy = h('div')
   const usage = h('div')
   const buckets = h('div')
@@ -38,6 +39,7 @@ export function tenantPage (container, route) {
     heading,
     h('p', { class: 'back' }, h('a', { href: '#/tenants' }, '← All tenants')),
     updated,
+    problem.element,
     h('div', { class: 'columns' },
       section('Limits', 'limits-title', policy),
       section('Usage', 'usage-title', usage)),
@@ -62,7 +64,7 @@ export function tenantPage (container, route) {
   }
 
   let stopped = false
-  const live = every(REFRESH_MS, load)
+  const live = every(REFRESH_MS, problem.watch(load))
   return {
     title: `Tenant ${tenantId}`,
     heading,

@@ -1,7 +1,7 @@
 // Tenants (#/tenants): every tenant active this month, searchable, sortable and paged, its numbers
 // live. The search, sort and page are kept in the hash, so a reload or a shared link keeps them.
 import { api } from './api.js'
-import { badge, clock, count, h, limitText, renderIfChanged, share, tenantLink, usageBar } from './dom.js'
+import { badge, clock, count, h, limitText, problemLine, renderIfChanged, share, tenantLink, usageBar } from './dom.js'
 import { every } from './live.js'
 
 const REFRESH_MS = 3000
@@ -31,12 +31,16 @@ function stateFrom (query) {
   }
 }
 
-/** The state as a query: only what differs from the defaults. */
+/** The state as a query: what differs from the defaults (a sort with its order, always). */
 function queryOf (state) {
   const query = new URLSearchParams()
-  for (const key of Object.keys(DEFAULTS)) {
-    if (state[key] !== DEFAULTS[key]) query.set(key, String(state[key]))
+  if (state.search !== DEFAULTS.search) query.set('search', state.search)
+  if (state.sort !== DEFAULTS.sort || state.order !== DEFAULTS.order) {
+    query.set('sort', state.sort)
+    query.set('order', state.order)
   }
+  if (state.offset !== DEFAULTS.offset) query.set('offset', String(state.offset))
+  if (state.limit !== DEFAULTS.limit) query.set('limit', String(state.limit))
   return query.toString()
 }
 
@@ -52,6 +56,7 @@ export function tenantsPage (container, route) {
       h('p', { id: 'tenant-search-hint', class: 'hint' }, 'Part of a tenant id, any case.')))
 
   const updated = h('p', { class: 'meta' })
+  const problem = problemLine()
   const headerRow = h('tr')
   const body = h('tbody')
   const table = h('table', { class: 'data tenants' },
@@ -65,7 +70,7 @@ export function tenantsPage (container, route) {
   const range = h('p', { class: 'range', 'aria-live': 'polite' })
   const pager = h('nav', { class: 'pager', 'aria-label': 'Pages of tenants' }, previous, range, next)
 
-  container.append(heading, searchForm, updated, wrap, empty, pager)
+  container.append(heading, searchForm, updated, problem.element, wrap, empty, pager)
 
   let latest = 0
   const load = async () => {
@@ -88,7 +93,7 @@ export function tenantsPage (container, route) {
     updated.replaceChildren(`Updated ${clock(Date.now())} · order and total from the index of ${clock(page.indexedAt)}; the numbers of each row are live.`)
   }
 
-  const live = every(REFRESH_MS, load)
+  const live = every(REFRESH_MS, problem.watch(load))
 
   /** A change of search, sort or page: kept in the hash (no new history entry) and read at once. */
   const change = (patch) => {
