@@ -20,8 +20,16 @@ const BASIC = 'Basic ' + Buffer.from(`${USER}:${PASSWORD}`).toString('base64')
 const HOSTILE = '<img src=x onerror=alert(1)>'
 const LONG = 'long-' + 'x'.repeat(300)
 
+/** Set by a test: the service failing (500), or the operator's session gone (401) after sign-in. */
+let outage: 'failing' | 'signed out' | undefined
+
 /** The service's check: HTTP Basic, answered with a challenge when missing or wrong. */
 const authorize: AdminOptions['authorize'] = (request, reply) => {
+  if (outage === 'failing') throw new Error('session store unreachable')
+  if (outage === 'signed out') {
+    reply.code(401).send({ statusCode: 401, error: 'Unauthorized', message: 'session expired' })
+    return
+  }
   if (request.headers.authorization === BASIC) return
   reply.code(401).header('www-authenticate', 'Basic realm="rate limits", charset="UTF-8"')
     .send({ statusCode: 401, error: 'Unauthorized', message: 'operator credentials required' })
@@ -356,5 +364,28 @@ t.test('a narrow window (400 × 800): no horizontal page scroll on any page', as
   await eventually('the platform page', async () => (await page.locator('h1').textContent()) === 'Platform')
   await page.locator('section table').first().waitFor()
   t.equal(await overflow(), 0, 'platform')
+  clean(t, problems)
+})
+
+t.test('a failing server: a banner until calls work again; a call refused: "not authorized"', async t => {
+  t.teardown(() => { outage = undefined })
+  const { page, problems } = await openConsole(t, '#/platform')
+  await page.locator('section table').first().waitFor()
+  const trouble = page.locator('#trouble')
+  const refused = page.locator('#refused')
+
+  outage = 'failing'
+  await eventually('the trouble banner', async () => await trouble.isVisible())
+  t.match(await trouble.textContent(), /HTTP 500/)
+  t.equal(await page.locator('h1').isVisible(), true, 'the last data stays on screen')
+  outage = undefined
+  await eventually('the banner gone once calls work', async () => await trouble.isHidden())
+
+  outage = 'signed out'
+  await eventually('"not authorized"', async () => await refused.isVisible())
+  t.match(await refused.textContent(), /^Not authorized\. .*HTTP 401/)
+  t.equal(await page.locator('#page').isHidden(), true, 'no stale data under it')
+  outage = undefined
+  await eventually('the page back once calls are allowed again', async () => await refused.isHidden() && await page.locator('#page').isVisible())
   clean(t, problems)
 })
