@@ -40,6 +40,22 @@ for (const kind of STORE_KINDS) {
       t.equal((await app.inject({ url: '/' })).headers['x-ratelimit-concurrent-remaining'], '4', 'also through inject')
     })
 
+    t.test('unknown URLs of an organization\'s tenant give the organization\'s lease back too', async t => {
+      const app = await buildApp(t, {
+        kind,
+        options: { tiers: { narrow: LIMITS }, tenantExtractor: () => ({ tenantId: 'acme', tier: 'narrow', organizationId: 'hooli', organizationTier: 'narrow' }) }
+      })
+      const port = await listen(app)
+      for (const path of ['/.env', '/wp-login.php', '/admin', '/.git/config', '/x', '/y']) t.equal((await get(port, path)).status, 404)
+      t.equal((await get(port, '/')).status, 200, 'six 404s later, still admitted at both levels')
+      const settled = await within(2000, async () => {
+        const tenantUsage = await app.policies.usage('acme', { organizationId: 'hooli' })
+        const organization = await app.policies.usage('hooli', { scope: 'organization' })
+        return tenantUsage.concurrent.inFlight === 0 && organization.concurrent.inFlight === 0 && organization.minute.used === 7 && tenantUsage.minute.used === 7
+      })
+      t.ok(settled < Infinity, 'no lease left at the tenant nor at the organization, every request counted at both')
+    })
+
     t.test('a client that leaves before the decision: its handler never runs and its lease goes back at once', async t => {
       let handled = 0
       const app = await buildApp(t, {
