@@ -183,6 +183,25 @@ t.test('the tenants table shows real traffic; a number changes on the next refre
   clean(t, problems)
 })
 
+t.test('a hidden tab reads nothing; shown again, it reads at once', async t => {
+  const { page, problems } = await openConsole(t)
+  await rowOf(page, 'acme').waitFor()
+  const reads: number[] = []
+  page.on('request', request => { if (new URL(request.url()).pathname === `${ADMIN}/tenants`) reads.push(Date.now()) })
+  const setHidden = async (hidden: boolean): Promise<void> => await page.evaluate(hidden => {
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => hidden })
+    document.dispatchEvent(new Event('visibilitychange'))
+  }, hidden)
+  await setHidden(true)
+  const hiddenAt = Date.now()
+  await eventually('more than a refresh period hidden', async () => Date.now() - hiddenAt > 4000, 5000)
+  t.same(reads.filter(at => at > hiddenAt + 500), [], 'no read while hidden (one under way may end)')
+  const shownAt = Date.now()
+  await setHidden(false)
+  await eventually('a read as soon as it is shown', async () => reads.some(at => at >= shownAt), 1500)
+  clean(t, problems)
+})
+
 t.test('search and sort: the rows, the column headers and the hash follow; a reload keeps them', async t => {
   const { page, problems } = await openConsole(t)
   await rowOf(page, 'globex').waitFor()
@@ -374,7 +393,12 @@ t.test('a failing server: a banner until calls work again; a call refused: "not 
   const trouble = page.locator('#trouble')
   const refused = page.locator('#refused')
 
+  // A tab shown again reads at once: that starts each step below without waiting for the timer,
+  // except the one that checks the timer itself.
+  const readNow = async (): Promise<void> => await page.evaluate(() => { document.dispatchEvent(new Event('visibilitychange')) })
+
   outage = 'failing'
+  await readNow()
   await eventually('the trouble banner', async () => await trouble.isVisible())
   t.match(await trouble.textContent(), /HTTP 500/)
   t.equal(await page.locator('h1').isVisible(), true, 'the last data stays on screen')
@@ -382,10 +406,12 @@ t.test('a failing server: a banner until calls work again; a call refused: "not 
   await eventually('the banner gone once calls work', async () => await trouble.isHidden())
 
   outage = 'signed out'
+  await readNow()
   await eventually('"not authorized"', async () => await refused.isVisible())
   t.match(await refused.textContent(), /^Not authorized\. .*HTTP 401/)
   t.equal(await page.locator('#page').isHidden(), true, 'no stale data under it')
   outage = undefined
+  await readNow()
   await eventually('the page back once calls are allowed again', async () => await refused.isHidden() && await page.locator('#page').isVisible())
   clean(t, problems)
 })
