@@ -4,14 +4,18 @@
 //   PORT       listen port (default 3000)
 //   HOST       listen address (default 127.0.0.1)
 //   REDIS_URL  share counters through Redis (e.g. redis://127.0.0.1:6379); unset: in-memory store
+//   CONSOLE_PASSWORD  the operator console's password (user `operator`; default `demo-console`)
+import { timingSafeEqual } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import rateLimiting from '../dist/index.js'
+import rateLimitAdmin from '../dist/admin.js'
 
 const PORT = Number(process.env.PORT ?? 3000)
 const HOST = process.env.HOST ?? '127.0.0.1'
 const REDIS_URL = process.env.REDIS_URL ?? ''
+const CONSOLE_PASSWORD = process.env.CONSOLE_PASSWORD ?? 'demo-console'
 
 // API key → tenant. A missing or unknown key is an anonymous client, counted by its address.
 // Two keys of one customer share its organization's limits (the "starter" tier: 10 a minute in all).
@@ -63,12 +67,26 @@ await app.register(rateLimiting, {
 
 const base = `http://${HOST.includes(':') ? `[${HOST}]` : HOST}:${PORT}`
 
+// The admin routes and the operator console, for operators signed in with HTTP Basic (a real
+// service would check its own sign-in: a session cookie, its SSO proxy's header).
+const expected = Buffer.from('operator:' + CONSOLE_PASSWORD)
+await app.register(rateLimitAdmin, {
+  prefix: '/admin/rate-limits',
+  authorize: async (request, reply) => {
+    const header = request.headers.authorization ?? ''
+    const given = Buffer.from(header.startsWith('Basic ') ? Buffer.from(header.slice(6), 'base64').toString() : '')
+    if (given.length === expected.length && timingSafeEqual(given, expected)) return
+    reply.code(401).header('www-authenticate', 'Basic realm="rate-limit console", charset="UTF-8"').send({ statusCode: 401, error: 'Unauthorized', message: 'operators only' })
+  }
+})
+
 // Not limited itself (so it can always be read), and describes how to try the others.
 app.get('/', { config: { rateLimit: false } }, async () => ({
   service: '@maestro/rate-limiting demo',
   store: app.rateLimitStore.kind,
   apiKeys: Object.fromEntries(Object.entries(API_KEYS).map(([key, id]) => [key, `${id.tenantId} (${id.tier})`])),
   anonymous: 'no x-api-key header, or an unknown one: tier anonymous, counted per client address',
+  console: `${base}/admin/rate-limits/ui/ (user operator, password ${process.env.CONSOLE_PASSWORD === undefined ? CONSOLE_PASSWORD : 'from CONSOLE_PASSWORD'})`,
   tiers: {
     anonymous: '5/min, 50/hour, 5 concurrent, 1000/month',
     starter: '10/min, 100/hour, 10 concurrent, 10000/month',
@@ -171,6 +189,7 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 try {
   await app.listen({ port: PORT, host: HOST })
   app.log.info('try: curl -s %s/ (how to use this demo)', base)
+  app.log.info('operator console: %s/admin/rate-limits/ui/ (user operator)', base)
 } catch (err) {
   app.log.fatal({ err }, 'cannot listen on %s:%d', HOST, PORT)
   await app.close().catch(() => {})

@@ -4,6 +4,7 @@
 import Fastify, { type FastifyError } from 'fastify'
 import { Redis } from 'ioredis'
 import rateLimiting, {
+  type RateLimitStatus, type StoreHealth, type RecentAlertsReply,
   RateLimitExceededError, TenantBlockedError,
   type CostFunction, type Decision, type PolicyManager, type RateLimitContext, type RateLimitStore, type Refunded, type RejectReason, type RouteRateLimitConfig, type TierLimits
 } from '../dist/index.js'
@@ -36,6 +37,11 @@ await app.register(adminRoutes, {})
 // Decorators.
 expectType<Equal<typeof app.policies, PolicyManager>>()
 expectType<Equal<typeof app.rateLimitStore, RateLimitStore>>()
+expectType<Equal<typeof app.rateLimitStatus, RateLimitStatus>>()
+expectType<Equal<Awaited<ReturnType<typeof app.rateLimitStatus.health>>, StoreHealth>>()
+expectType<Equal<StoreHealth['reachable'], boolean | null>>()
+expectType<Equal<Awaited<ReturnType<typeof app.rateLimitStatus.recentAlerts>>, RecentAlertsReply>>()
+expectType<Equal<RecentAlertsReply['source'], 'stream' | 'process' | 'off'>>()
 
 // Route config: a boolean or the route's settings; wrong value types fail.
 app.get('/off', { config: { rateLimit: false } }, async () => ({}))
