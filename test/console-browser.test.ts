@@ -415,3 +415,16 @@ t.test('a failing server: a banner until calls work again; a call refused: "not 
   await eventually('the page back once calls are allowed again', async () => await refused.isHidden() && await page.locator('#page').isVisible())
   clean(t, problems)
 })
+
+t.test('a tenant new to the month appears in the open table, without a reload', async t => {
+  const { page, problems } = await openConsole(t, '#/tenants?search=newcomer')
+  await eventually('the empty search', async () => (await page.locator('.range').textContent())?.includes('0') === true || (await shownIds(page)).length === 0)
+  t.same(await shownIds(page), [], 'nobody by that name yet')
+  await page.evaluate(() => { (window as unknown as { sameDocument: boolean }).sameDocument = true })
+  await send(b.port, 'newcomer', 2) // first seen by the other instance
+  // The index of a few tenants builds in milliseconds, so it is rebuilt every 2 s while watched.
+  await eventually('the newcomer\'s row', async () => JSON.stringify(await shownIds(page)) === '["newcomer"]', 15_000)
+  t.equal(await cell(rowOf(page, 'newcomer'), 'minute'), '2 / 10')
+  t.equal(await page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument), true, 'the same document: no reload')
+  clean(t, problems)
+})

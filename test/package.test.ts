@@ -73,6 +73,8 @@ t.test('packed from a clean copy, installed elsewhere, it imports, type-checks a
     t.ok(shipped.includes(file), `ships ${file}`)
   }
   t.ok(shipped.some(file => /^dist[\\/]lua[\\/].+\.lua$/.test(file)), 'ships the Lua scripts beside the JavaScript')
+  for (const file of ['index.html', 'console.js', 'console.css']) t.ok(shipped.includes(join('dist', 'console', 'assets', file)), `ships the console's ${file}`)
+  t.same(shipped.filter(file => file.endsWith('.png')), [], 'no screenshots (they illustrate the docs in the repository)')
   t.same(shipped.filter(file => file.endsWith('.tsbuildinfo') || /^lib[\\/].*\.ts$/.test(file)), [], 'no build state, no TypeScript sources')
   t.notOk(existsSync(join(service, 'node_modules', '@fastify', 'redis')), '@fastify/redis is the service\'s choice, not installed by the plugin')
 
@@ -93,6 +95,10 @@ t.test('packed from a clean copy, installed elsewhere, it imports, type-checks a
   t.equal(result.tiers.statusCode, 200)
   t.match(result.tiers.body, { anonymous: { limits: { requestsPerMinute: 5 } } })
   t.equal(result.refused.statusCode, 401, 'admin routes ask the service\'s authorize hook')
+  t.equal(result.console.statusCode, 200, 'the console\'s page, from the installed package')
+  t.match(result.console.body, '<script type="module" src="./console.js">')
+  t.equal(result.consoleScript.statusCode, 200)
+  t.match(result.consoleScript.headers['content-type'], 'text/javascript')
 
   // 5. Its types, as the service's TypeScript sees them through the exports map (skipLibCheck, as
   //    services usually set it, keeps this to seconds; typed.mts fails if the types turned to `any`).

@@ -1,7 +1,12 @@
 // Stock Firefox for the console's browser tests, driven over WebDriver BiDi by puppeteer-core.
 // A missing Firefox fails the test rather than skipping it: the console is promised to work there.
 import { accessSync, constants } from 'node:fs'
-import puppeteer, { type Browser, type Page } from 'puppeteer-core'
+import { createRequire } from 'node:module'
+import type { Browser, Page, PuppeteerNode } from 'puppeteer-core'
+
+// Loaded through require: puppeteer's BiDi code imports chromium-bidi by a path its exports map
+// resolves only with Node's own resolver, which the test runner's ESM loader does not follow.
+const puppeteer = createRequire(import.meta.url)('puppeteer-core') as PuppeteerNode
 
 interface Teardown { teardown (fn: () => unknown): void }
 
