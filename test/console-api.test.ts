@@ -90,6 +90,25 @@ for (const kind of STORE_KINDS) {
       }
     })
 
+    t.test('the share orders by the quota as it stands, not as the last admission saw it', async t => {
+      const app = await consoleApp(t, kind)
+      await traffic(app, 'alpha', 12) // 12 of 20
+      await traffic(app, 'gamma', 7) // 7 of 20 when counted...
+      await app.policies.setTenantOverride('gamma', { monthlyQuota: 8 }) // ...7 of 8 now
+      await app.policies.setEnvironmentMultiplier('staging', 0.5) // alpha: 12 of 10
+      const page = (await call(app, 'GET', '/tenants')).json()
+      t.same(page.rows.map((r: { tenantId: string, month: { limit: number } }) => [r.tenantId, r.month.limit]), [['gamma', 4], ['alpha', 10]], '7 of 4 before 12 of 10')
+      await app.policies.setEnvironmentMultiplier('staging', 1)
+      await app.policies.setTenantOverride('gamma', { monthlyQuota: null }) // 7 of unlimited: no share
+      // The index is rebuilt once over 2 s old (a page asked for then starts it; a later one sees it).
+      let order: string[] = []
+      for (const deadline = Date.now() + 6000; order[0] !== 'alpha' && Date.now() < deadline;) {
+        await new Promise(resolve => setTimeout(resolve, 50))
+        order = (await call(app, 'GET', '/tenants')).json().rows.map((r: { tenantId: string }) => r.tenantId)
+      }
+      t.same(order, ['alpha', 'gamma'], 'rebuilt: an unlimited quota sorts as no share at all')
+    })
+
     t.test('a tenant\'s buckets with a cap of their own', async t => {
       const app = await consoleApp(t, kind)
       await traffic(app, 'acme', 3, '/export')

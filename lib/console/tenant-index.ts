@@ -24,6 +24,8 @@ export type TenantSort = 'tenantId' | 'tier' | 'used' | 'share'
 export interface TenantQuery { search: string, sort: TenantSort, order: 'asc' | 'desc', offset: number, limit: number }
 export interface TenantPage { month: string, total: number, indexedAt: number, tenants: IndexedTenant[] }
 
+type Writable<T> = { -readonly [K in keyof T]: T[K] }
+
 /** A rebuild waits at least this many times what the last build took. */
 const REBUILD_SPACING = 10
 
@@ -110,9 +112,9 @@ export class TenantIndex {
   private async build (): Promise<Snapshot> {
     const builtAt = Date.now()
     const month = monthOf(builtAt)
-    const tenants = new Map<string, IndexedTenant>()
-    const entry = (tenantId: string, tier: string | null): IndexedTenant & { used: number, quota: number | null } => {
-      let found = tenants.get(tenantId) as (IndexedTenant & { used: number, quota: number | null }) | undefined
+    const tenants = new Map<string, Writable<IndexedTenant>>()
+    const entry = (tenantId: string, tier: string | null): Writable<IndexedTenant> => {
+      let found = tenants.get(tenantId)
       if (found === undefined) {
         found = { tenantId, searchable: tenantId.toLowerCase(), tier, used: 0, quota: null, buckets: [] }
         tenants.set(tenantId, found)
@@ -125,12 +127,17 @@ export class TenantIndex {
       if (row.bucket === null) {
         // A tenant counted both alone and in an organization has two records: the month is their sum.
         tenant.used += row.used
-        tenant.quota = row.quota
       } else {
         tenant.buckets.push({ bucket: row.bucket, used: row.used, quota: row.quota })
       }
     }
     for (const tenantId of this.policies.tenantsWithPolicies()) entry(tenantId, null)
+    // The share orders by the quota as it stands (an override, a tier's change), as each row shows
+    // it, not by the quota the record kept from its latest admission.
+    for (const tenant of tenants.values()) {
+      const quota = this.policies.monthlyQuotaNow(tenant.tenantId, tenant.tier)
+      tenant.quota = quota === Infinity ? null : quota
+    }
     return { month, builtAt, buildMs: Date.now() - builtAt, tenants, sorted: new Map() }
   }
 

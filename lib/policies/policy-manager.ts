@@ -519,6 +519,17 @@ export class PolicyManager {
 
   // ---- explanation and usage ----
 
+  /**
+   * A tenant's monthly quota as it stands, from memory only: of `tier` (null: its stored tier, else
+   * the default), with its override and the environment multiplier. Infinity: unlimited.
+   */
+  monthlyQuotaNow (tenantId: string, tier: string | null): number {
+    let limits = this.tierLimits(this.knownTier(tier ?? this.state.tenantTiers.get(tenantId)))
+    const override = live(this.state.overrides.get(tenantId))
+    if (override !== undefined) limits = overlayLimits(limits, override.patch)
+    return this.multiply(limits).monthlyQuota
+  }
+
   /** Tenants with an override or a block in force, as this instance holds them. */
   tenantsWithPolicies (): string[] {
     const ids = new Set<string>()
