@@ -11,7 +11,8 @@ import { AlertPublisher } from '../dist/alerts/alert-publisher.js'
 import { AlertSweep } from '../dist/alerts/alert-sweep.js'
 import { storeKeys } from '../dist/keys.js'
 import { limits, makeStore, STORE_KINDS } from './helpers/stores.js'
-import { sharedRedis, uniquePrefix } from './helpers/redis.js'
+import { privateRedis, sharedRedis, uniquePrefix } from './helpers/redis.js'
+import { Redis as RedisClient } from 'ioredis'
 import { listen } from './helpers/app.js'
 import { within } from './helpers/wait.js'
 
@@ -139,6 +140,36 @@ t.test('an event whose append failed stays pending, and the sweep appends it (at
   t.match(JSON.parse(entries[0][1][3]), { tenantId: 'acme', tier: 'metered', threshold: 0.8, used: 200, quota: 250 })
   t.equal(await redis.hget(usageKey, 'p:q:0.8'), null, 'and the mark went')
   t.equal(await sweep.sweep(Date.now(), true), 0, 'a second sweep finds nothing')
+})
+
+t.test('Redis restarted empty: the count starts again, and a crossing made again carries the id already sent', async t => {
+  const server = await privateRedis(t)
+  const redis = new RedisClient(server.url, { maxRetriesPerRequest: 1 })
+  t.teardown(() => redis.disconnect())
+  const events: QuotaAlertEvent[] = []
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(rateLimiting, {
+    redis, keyPrefix: 'restart', tenantExtractor: extractor, tiers: { metered: QUOTA }, quotaAlerts: { onAlert: event => events.push(event) }
+  })
+  app.get('/', async () => 'ok')
+  await app.ready()
+  const acme = { 'x-tenant': 'acme' }
+  for (let i = 0; i < 200; i++) t.equal((await app.inject({ url: '/', headers: acme })).statusCode, 200)
+  t.same(events.map(e => e.threshold), [0.8])
+  t.ok(await within(2000, async () => await redis.xlen('restart:events') === 1) < Infinity, 'in the stream')
+  const first = events[0]
+
+  await server.restart() // empty: no counters, no crossings, no stream
+  // Until the client is back, decisions fail open (degraded) and count nowhere.
+  t.ok(await within(5000, async () => (await app.inject({ url: '/', headers: acme })).headers['x-ratelimit-status'] !== 'degraded') < Infinity, 'Redis decides again')
+  const counted = await app.policies.usage('acme')
+  t.ok(counted.month.used >= 1 && counted.month.used < 10, `the month counts again from nothing (${counted.month.used})`)
+  for (let used = counted.month.used; used < 200; used++) t.equal((await app.inject({ url: '/', headers: acme })).statusCode, 200)
+  t.same(events.map(e => e.threshold), [0.8, 0.8], 'the count crossed 0.8 again')
+  t.equal(events[1].id, first.id, 'with the id a consumer has seen already: handled once')
+  t.ok(await within(2000, async () => await redis.xlen('restart:events') === 1) < Infinity, 'the new stream holds it')
+  t.equal((await app.inject({ url: '/', headers: acme })).statusCode, 200, 'and the process serves on')
 })
 
 t.test('quotaAlerts: false sends nothing; bad options fail at registration naming the field', async t => {
