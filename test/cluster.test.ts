@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import Fastify from 'fastify'
 import rateLimiting, { RedisStore, PolicyManager, type QuotaAlertEvent } from '../dist/index.js'
+import rateLimitAdmin from '../dist/admin.js'
 import { storeKeys } from '../dist/keys.js'
 import { keySlot } from '../dist/store/key-slot.js'
 import { buildApp, headerTenant, listen } from './helpers/app.js'
@@ -157,6 +158,31 @@ t.test('on a three-master Redis Cluster', async t => {
     t.equal(seen, '77', `override live on the other instance after ${Date.now() - started} ms`)
     const usage = await b.policies.usage('acme')
     t.equal(usage.minute.used, 10)
+  })
+
+  t.test('the console\'s routes on the cluster: tenants from every master, alerts from the stream, every master pinged', async t => {
+    const app = await buildApp(t, {
+      kind: 'memory',
+      keyPrefix: 'cl-console',
+      options: { redis: cluster.client(), tenantExtractor: headerTenant, tiers: { tiny: { requestsPerMinute: 100, requestsPerHour: null, concurrentRequests: null, monthlyQuota: 10 } } }
+    }, app => {
+      app.get('/', async () => 'ok')
+      app.register(rateLimitAdmin, { prefix: '/admin', authorize: () => {} })
+    })
+    const tenants = Array.from({ length: 12 }, (_, i) => `console-${i}`)
+    t.ok(new Set(tenants.map(id => client.slots[keySlot(`{t:${id}}`)]?.[0])).size > 1, 'the tenants live on more than one master')
+    for (const [i, id] of tenants.entries()) {
+      for (let n = 0; n <= i % 9; n++) await app.inject({ url: '/', headers: { 'x-tenant': id, 'x-tier': 'tiny' } })
+    }
+    const page = (await app.inject('/admin/tenants?sort=used&order=desc&limit=5')).json()
+    t.equal(page.total, 12, 'every tenant, whichever master holds it')
+    t.same(page.rows.map((r: { month: { used: number } }) => r.month.used), [9, 8, 7, 6, 5])
+    const events = (await app.inject('/admin/events?limit=200')).json()
+    t.equal(events.source, 'stream')
+    const crossed = (threshold: number): string[] => events.events.filter((e: { threshold: number }) => e.threshold === threshold).map((e: { tenantId: string }) => e.tenantId).sort()
+    t.same(crossed(0.8), ['console-7', 'console-8'], '8 and 9 of 10 crossed 0.8')
+    t.same(crossed(0.9), ['console-8'], '9 of 10 crossed 0.9')
+    t.match((await app.inject('/admin/health')).json(), { store: 'redis', reachable: true, breaker: 'closed' })
   })
 
   t.test('fastify.rateLimiter on the cluster: parallel consumes over two instances, peek and refund', async t => {
