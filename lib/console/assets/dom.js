@@ -53,6 +53,11 @@ export function renderIfChanged (container, data, build) {
   replaceKeepingFocus(container, build(data))
 }
 
+/** A titled region of a page: its h2 names it for assistive technology. */
+export function section (title, id, ...content) {
+  return h('section', { 'aria-labelledby': id }, h('h2', { id }, title), ...content)
+}
+
 /** The hash link of a tenant's page; the id is encoded as one path segment. */
 export function tenantHref (tenantId) {
   return '#/tenants/' + encodeURIComponent(tenantId)

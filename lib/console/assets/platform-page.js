@@ -2,7 +2,7 @@
 // modes), the quota alerts of all tenants as they come, and the store's health as this instance
 // sees it. All of it live.
 import { api } from './api.js'
-import { clock, count, h, limitText, problemLine, renderIfChanged, tenantLink, timeElement } from './dom.js'
+import { clock, count, h, limitText, problemLine, renderIfChanged, section, tenantLink, timeElement } from './dom.js'
 import { every } from './live.js'
 
 const REFRESH_MS = 3000
@@ -16,7 +16,6 @@ export function platformPage (container) {
   const environment = h('div')
   const shadow = h('div')
   const events = h('div')
-  const section = (title, id, ...content) => h('section', { 'aria-labelledby': id }, h('h2', { id }, title), ...content)
   container.append(heading, updated, problem.element,
     h('div', { class: 'columns' },
       section('Store health', 'health-title', health),

@@ -1,7 +1,7 @@
 // A tenant (#/tenants/<id>): its limits and where each comes from, its live usage, buckets and
 // alerts, and the operator's actions on it (override, block, shadow mode, reset).
 import { api, tenantPath } from './api.js'
-import { badge, clock, count, dateTime, h, limitText, problemLine, renderIfChanged, share, timeElement, usageBar } from './dom.js'
+import { badge, clock, count, dateTime, h, limitText, problemLine, renderIfChanged, section, share, timeElement, usageBar } from './dom.js'
 import { act, feedback, field, onSubmit, typed, typedSeconds, unitSelect } from './forms.js'
 import { every } from './live.js'
 
@@ -30,7 +30,6 @@ export function tenantPage (container, route) {
   const usage = h('div')
   const buckets = h('div')
   const alerts = h('div')
-  const section = (title, id, ...content) => h('section', { 'aria-labelledby': id }, h('h2', { id }, title), ...content)
 
   const refreshNow = () => live.refresh()
   const forms = actionForms(tenantId, refreshNow)
