@@ -5,6 +5,7 @@
 // older than ten times its last build took (at least `minRefreshMs`): a few seconds for a few
 // thousand tenants, about 40 s for 100,000, so rebuilding never takes more than a tenth of the
 // time while someone watches. It is dropped when nobody asked for a page in `idleMs`.
+import { monthOf } from '../alerts/alert-event.js'
 import type { PolicyManager } from '../policies/policy-manager.js'
 
 export interface IndexedBucket { bucket: string, used: number, quota: number | null }
@@ -151,14 +152,11 @@ export class TenantIndex {
   }
 }
 
-/** `2026-12` for a time in December 2026, UTC. */
-function monthOf (ms: number): string {
-  return new Date(ms).toISOString().slice(0, 7)
-}
-
-/** Month used over quota; an unlimited quota counts as 0. */
-function shareOf (tenant: IndexedTenant): number {
-  return tenant.quota === null || tenant.quota === 0 ? (tenant.quota === 0 && tenant.used > 0 ? Infinity : 0) : tenant.used / tenant.quota
+/** Month used over quota; an unlimited quota counts as 0, a quota of 0 with usage as the most. */
+function shareOf ({ used, quota }: IndexedTenant): number {
+  if (quota === null) return 0
+  if (quota === 0) return used > 0 ? Infinity : 0
+  return used / quota
 }
 
 function compare (a: string, b: string): number {
