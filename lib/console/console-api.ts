@@ -3,7 +3,7 @@
 // They are plain admin routes (JSON, behind authorize): scripts and other tools may read them too.
 import type { FastifyInstance } from 'fastify'
 import Type, { type Static } from 'typebox'
-import type { PolicyManager, TenantUsage } from '../policies/policy-manager.js'
+import type { PolicyManager } from '../policies/policy-manager.js'
 import { TenantId } from '../policies/schemas.js'
 import { TenantIndex, type IndexedTenant, type TenantSort } from './tenant-index.js'
 
@@ -12,12 +12,14 @@ const NullableString = Type.Union([Type.String(), Type.Null()])
 const Count = Type.Object({ used: Type.Integer(), limit: NullableInteger })
 
 // Query strings are not coerced by the admin validator: numbers are written as digits.
+const PageLimit = Type.String({ pattern: '^([1-9]|[1-9][0-9]|1[0-9][0-9]|200)$', description: 'an integer from 1 to 200' })
+
 export const TenantListQuery = Type.Object({
   search: Type.Optional(Type.String({ maxLength: 1024 })),
   sort: Type.Optional(Type.Union([Type.Literal('tenantId'), Type.Literal('tier'), Type.Literal('used'), Type.Literal('share')])),
   order: Type.Optional(Type.Union([Type.Literal('asc'), Type.Literal('desc')])),
   offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,9}$', description: 'an integer >= 0' })),
-  limit: Type.Optional(Type.String({ pattern: '^([1-9]|[1-9][0-9]|1[0-9][0-9]|200)$', description: 'an integer from 1 to 200' }))
+  limit: Type.Optional(PageLimit)
 }, { additionalProperties: false })
 
 export const TenantRow = Type.Object({
@@ -44,7 +46,7 @@ export const TenantListReply = Type.Object({
 
 export const EventsQuery = Type.Object({
   tenantId: Type.Optional(TenantId),
-  limit: Type.Optional(Type.String({ pattern: '^([1-9]|[1-9][0-9]|1[0-9][0-9]|200)$', description: 'an integer from 1 to 200' }))
+  limit: Type.Optional(PageLimit)
 }, { additionalProperties: false })
 
 const AlertEvent = Type.Object({
@@ -123,8 +125,9 @@ export function addConsoleApi (admin: FastifyInstance, config: object, schemas: 
 
 /** A row of the table: the tenant's limits, badges and counts as they are now. */
 async function liveRow (policies: PolicyManager, tenant: IndexedTenant): Promise<Static<typeof TenantRow>> {
-  const [usage, resolved]: [TenantUsage, Awaited<ReturnType<PolicyManager['resolve']>>] =
-    await Promise.all([policies.usage(tenant.tenantId), policies.resolve(tenant.tenantId)])
+  // usage() would find the tier again (a read of the seen tier); the tier resolve() found is given.
+  const resolved = await policies.resolve(tenant.tenantId)
+  const usage = await policies.usage(tenant.tenantId, { tier: resolved.tier })
   return {
     tenantId: tenant.tenantId,
     tier: resolved.tier,
