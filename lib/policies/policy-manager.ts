@@ -289,10 +289,7 @@ export class PolicyManager {
     const tier = this.knownTier(requestedTier ?? state.tenantTiers.get(tenantId))
     this.seen.note(tenantId, requestedTier === undefined ? NO_TIER : tier)
     this.seenOrganizations.note(tenantId, organizationId ?? NO_ORGANIZATION)
-    let base = this.tierLimits(tier)
-    const override = state.overrides.get(tenantId)
-    if (override !== undefined && !expired(override.expiresAt)) base = overlayLimits(base, override.patch)
-    const limits = this.multiply(route.limitsFor(tier, base))
+    const limits = this.multiply(route.limitsFor(tier, this.tierWithOverride(tenantId, tier)))
     const block = state.blocks.get(tenantId)
     return {
       tier,
@@ -524,10 +521,8 @@ export class PolicyManager {
    * the default), with its override and the environment multiplier. Infinity: unlimited.
    */
   monthlyQuotaNow (tenantId: string, tier: string | null): number {
-    let limits = this.tierLimits(this.knownTier(tier ?? this.state.tenantTiers.get(tenantId)))
-    const override = live(this.state.overrides.get(tenantId))
-    if (override !== undefined) limits = overlayLimits(limits, override.patch)
-    return this.multiply(limits).monthlyQuota
+    const name = this.knownTier(tier ?? this.state.tenantTiers.get(tenantId))
+    return this.multiply(this.tierWithOverride(tenantId, name)).monthlyQuota
   }
 
   /** Tenants with an override or a block in force, as this instance holds them. */
@@ -548,7 +543,7 @@ export class PolicyManager {
     const { name, source: tierSource } = await this.tierOf(tenantId, tier)
     const override = live(this.state.overrides.get(tenantId))
     const multiplier = this.state.multipliers.get(this.environment) ?? 1
-    const limits = applyMultiplier(overlayLimits(this.tierLimits(name), override?.patch), multiplier)
+    const limits = applyMultiplier(this.tierWithOverride(tenantId, name), multiplier)
     const block = this.state.blocks.get(tenantId)
     const blocked = block !== undefined && !expired(block.expiresAt) ? { reason: block.reason ?? null, expiresAt: block.expiresAt } : null
     return {
@@ -783,6 +778,13 @@ export class PolicyManager {
   }
 
   /** The environment multiplier applied to limits, memoised per limits object. */
+  /** A tier's limits with the tenant's override in force laid over them (before the multiplier). */
+  private tierWithOverride (tenantId: string, tier: string): TierLimits {
+    const override = live(this.state.overrides.get(tenantId))
+    const limits = this.tierLimits(tier)
+    return override === undefined ? limits : overlayLimits(limits, override.patch)
+  }
+
   private multiply (limits: TierLimits): TierLimits {
     const multiplier = this.state.multipliers.get(this.environment)
     if (multiplier === undefined || multiplier === 1) return limits
