@@ -67,12 +67,6 @@ export class ResilientStore implements RateLimitStore, DirectAdmit {
     this.fallback = options.fallbackShare === undefined ? undefined : new MemoryStore(options.fallbackSettings)
   }
 
-  /** Whether a breaker is open (decisions for its node skip the store). */
-  get circuitOpen (): boolean {
-    for (const breaker of this.breakers.values()) if (!breaker.closed) return true
-    return false
-  }
-
   /** The nodes whose breaker is not closed ('' for a single Redis), for health reports. */
   openNodes (): string[] {
     return [...this.breakers].filter(([, breaker]) => !breaker.closed).map(([node]) => node)
