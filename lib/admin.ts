@@ -165,11 +165,12 @@ const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart })
   const validator = Compile(schema)
   const root = ROOT_NAMES.get(schema)
   const part = httpPart ?? 'input'
+  const named = root ?? part
   return (data: unknown) => {
-    const problem = explain(validator, data, root ?? part)
+    const problem = explain(validator, data, named)
     if (problem === undefined) return true
     const path = problem.slice(0, problem.indexOf(' '))
-    const inPart = path.startsWith((root ?? part) + '.') ? path.slice((root ?? part).length + 1) : ''
+    const inPart = path.startsWith(named + '.') ? path.slice(named.length + 1) : ''
     const error = new InvalidPolicyError(root === undefined && inPart !== '' ? problem.slice(part.length + 1) : problem)
     // The body field at fault travels with the 400 (see invalidInputReply), so a form can show the
     // message next to it.
